@@ -1,0 +1,216 @@
+//! Configuration, read once at start-up from the environment (api.md, "Configuration").
+//!
+//! Each function reads only the parts it needs; a missing or malformed variable is an
+//! init error that names the variable, never a failure at the first request.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Why the environment cannot be used; the message always names the variable.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{0} is required but not set")]
+    Missing(&'static str),
+    #[error("{name} is malformed: {reason}")]
+    Malformed { name: &'static str, reason: String },
+}
+
+/// Where variables come from: the process environment in production, a map in tests.
+pub trait Env {
+    fn get(&self, name: &str) -> Option<String>;
+}
+
+/// The real process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn get(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl<const N: usize> Env for [(&str, &str); N] {
+    fn get(&self, name: &str) -> Option<String> {
+        self.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    }
+}
+
+impl Env for std::collections::HashMap<String, String> {
+    fn get(&self, name: &str) -> Option<String> {
+        self.get(name).cloned()
+    }
+}
+
+/// An empty value counts as unset: templates often pass `""` for "not configured".
+pub(crate) fn optional(env: &dyn Env, name: &'static str) -> Option<String> {
+    env.get(name).filter(|v| !v.trim().is_empty())
+}
+
+pub(crate) fn required(env: &dyn Env, name: &'static str) -> Result<String, ConfigError> {
+    optional(env, name).ok_or(ConfigError::Missing(name))
+}
+
+pub(crate) fn parsed<T: FromStr>(
+    env: &dyn Env,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match optional(env, name) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|e: T::Err| ConfigError::Malformed {
+                name,
+                reason: format!("{e} (got {:?})", v),
+            }),
+    }
+}
+
+pub(crate) fn flag(env: &dyn Env, name: &'static str) -> Result<bool, ConfigError> {
+    match optional(env, name).as_deref().map(str::trim) {
+        None => Ok(false),
+        Some("true" | "1" | "TRUE" | "True") => Ok(true),
+        Some("false" | "0" | "FALSE" | "False") => Ok(false),
+        Some(other) => Err(ConfigError::Malformed {
+            name,
+            reason: format!("expected true or false, got {other:?}"),
+        }),
+    }
+}
+
+/// Everything the database connection needs.
+#[derive(Clone, Debug)]
+pub struct DbConfig {
+    /// Parsed `DATABASE_URL`. Holds the password, so it is never logged (see `Debug` of
+    /// `tokio_postgres::Config`, which redacts it).
+    pub url: tokio_postgres::Config,
+    pub iam_auth: bool,
+    pub proxy: bool,
+    pub ca_file: Option<String>,
+    pub statement_timeout: Duration,
+    pub slow_query: Duration,
+    /// AWS region for IAM tokens (Lambda sets `AWS_REGION`).
+    pub aws_region: Option<String>,
+    /// The application's role, whose defaults `migrate` sets behind RDS Proxy when it
+    /// runs as another (admin) role. Unset: the role of `DATABASE_URL`.
+    pub app_role: Option<String>,
+}
+
+impl DbConfig {
+    pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        let raw = required(env, "DATABASE_URL")?;
+        let url: tokio_postgres::Config = raw.parse().map_err(|e| ConfigError::Malformed {
+            name: "DATABASE_URL",
+            // The parser's message never contains the password; the URL itself may.
+            reason: format!("{e}"),
+        })?;
+        if url.get_hosts().is_empty() {
+            return Err(ConfigError::Malformed {
+                name: "DATABASE_URL",
+                reason: "no host".into(),
+            });
+        }
+        if url.get_user().is_none() {
+            return Err(ConfigError::Malformed {
+                name: "DATABASE_URL",
+                reason: "no user".into(),
+            });
+        }
+        let statement_timeout_ms: u64 = parsed(env, "DB_STATEMENT_TIMEOUT_MS", 30_000)?;
+        if statement_timeout_ms == 0 {
+            return Err(ConfigError::Malformed {
+                name: "DB_STATEMENT_TIMEOUT_MS",
+                reason: "must be above 0 (0 would disable the timeout)".into(),
+            });
+        }
+        let slow_query_ms: u64 = parsed(env, "SLOW_QUERY_MS", 100)?;
+        let iam_auth = flag(env, "DB_IAM_AUTH")?;
+        let aws_region =
+            optional(env, "AWS_REGION").or_else(|| optional(env, "AWS_DEFAULT_REGION"));
+        if iam_auth && aws_region.is_none() {
+            return Err(ConfigError::Missing("AWS_REGION"));
+        }
+        Ok(Self {
+            url,
+            iam_auth,
+            proxy: flag(env, "DB_PROXY")?,
+            ca_file: optional(env, "DB_CA_FILE"),
+            statement_timeout: Duration::from_millis(statement_timeout_ms),
+            slow_query: Duration::from_millis(slow_query_ms),
+            aws_region,
+            app_role: optional(env, "DB_APP_ROLE"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_database_url_is_named() {
+        let err = DbConfig::from_env(&[("X", "y")]).unwrap_err();
+        assert_eq!(err, ConfigError::Missing("DATABASE_URL"));
+        assert!(err.to_string().contains("DATABASE_URL"));
+    }
+
+    #[test]
+    fn a_malformed_timeout_is_named() {
+        let err = DbConfig::from_env(&[
+            ("DATABASE_URL", "postgres://u@h/db"),
+            ("DB_STATEMENT_TIMEOUT_MS", "soon"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("DB_STATEMENT_TIMEOUT_MS"), "{err}");
+    }
+
+    #[test]
+    fn a_zero_timeout_is_refused() {
+        let err = DbConfig::from_env(&[
+            ("DATABASE_URL", "postgres://u@h/db"),
+            ("DB_STATEMENT_TIMEOUT_MS", "0"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("DB_STATEMENT_TIMEOUT_MS"), "{err}");
+    }
+
+    #[test]
+    fn a_malformed_flag_is_named() {
+        let err =
+            DbConfig::from_env(&[("DATABASE_URL", "postgres://u@h/db"), ("DB_PROXY", "maybe")])
+                .unwrap_err();
+        assert!(err.to_string().contains("DB_PROXY"), "{err}");
+    }
+
+    #[test]
+    fn a_malformed_url_is_named_without_echoing_it() {
+        let err = DbConfig::from_env(&[("DATABASE_URL", "mysql://u:hunter2@h/db")]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("DATABASE_URL"), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+    }
+
+    #[test]
+    fn iam_auth_needs_a_region() {
+        let err = DbConfig::from_env(&[
+            ("DATABASE_URL", "postgres://u@h/db"),
+            ("DB_IAM_AUTH", "true"),
+        ])
+        .unwrap_err();
+        assert_eq!(err, ConfigError::Missing("AWS_REGION"));
+    }
+
+    #[test]
+    fn defaults_apply_when_unset() {
+        let c = DbConfig::from_env(&[("DATABASE_URL", "postgres://u@h/db")]).unwrap();
+        assert_eq!(c.statement_timeout, Duration::from_secs(30));
+        assert_eq!(c.slow_query, Duration::from_millis(100));
+        assert!(!c.iam_auth && !c.proxy && c.ca_file.is_none());
+    }
+}

@@ -1,0 +1,258 @@
+//! Opening one connection: TLS for remote hosts, the statement timeout in the startup
+//! packet, and an RDS IAM token as the password when configured.
+
+use std::time::Duration;
+
+use aws_config::environment::EnvironmentVariableCredentialsProvider;
+use aws_config::{Region, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sdk_rds::auth_token::{AuthTokenGenerator, Config as TokenConfig};
+use postgres_native_tls::MakeTlsConnector;
+use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::{Client, NoTls};
+
+use super::DbError;
+use crate::config::DbConfig;
+
+/// How long one connection attempt may take before the request gets a 503.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What stays the same across connects: built once per container.
+pub(crate) struct Connector {
+    config: tokio_postgres::Config,
+    tls: Option<MakeTlsConnector>,
+    iam: Option<IamTokens>,
+}
+
+impl Connector {
+    pub(crate) fn new(db: &DbConfig) -> Result<Self, ConnectorError> {
+        let mut config = db.url.clone();
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        // Behind RDS Proxy startup options are refused (FATAL) and `SET` pins the
+        // session; there the role default set by `migrate` applies instead.
+        if !db.proxy {
+            let timeout = format!("-c statement_timeout={}", db.statement_timeout.as_millis());
+            let options = match config.get_options() {
+                Some(existing) if !existing.is_empty() => format!("{existing} {timeout}"),
+                _ => timeout,
+            };
+            config.options(&options);
+        }
+        let tls = if all_local(&config) {
+            // The local server may have a self-signed certificate; loopback and unix
+            // sockets never leave the machine.
+            None
+        } else {
+            // Never plain text over a network, whatever sslmode says.
+            config.ssl_mode(SslMode::Require);
+            Some(tls_connector(db.ca_file.as_deref())?)
+        };
+        let iam = if db.iam_auth {
+            let region = db.aws_region.clone().unwrap_or_default();
+            Some(IamTokens::new(&config, &region)?)
+        } else {
+            None
+        };
+        Ok(Self { config, tls, iam })
+    }
+
+    pub(crate) async fn connect(&self) -> Result<Client, DbError> {
+        let unavailable = |e: Box<dyn std::error::Error + Send + Sync>| DbError::Unavailable(e);
+        let mut config = self.config.clone();
+        if let Some(iam) = &self.iam {
+            // Tokens live 15 minutes: a fresh one for every connect.
+            config.password(iam.token().await.map_err(unavailable)?);
+        }
+        let client = match &self.tls {
+            None => {
+                let (client, connection) = config
+                    .connect(NoTls)
+                    .await
+                    .map_err(|e| unavailable(e.into()))?;
+                tokio::spawn(drive(connection));
+                client
+            }
+            Some(tls) => {
+                let (client, connection) = config
+                    .connect(tls.clone())
+                    .await
+                    .map_err(|e| unavailable(e.into()))?;
+                tokio::spawn(drive(connection));
+                client
+            }
+        };
+        Ok(client)
+    }
+}
+
+/// Runs the connection's I/O until it closes. Its end is noticed through
+/// `Client::is_closed` and errors on the next query.
+async fn drive<F>(connection: F)
+where
+    F: std::future::Future<Output = Result<(), tokio_postgres::Error>>,
+{
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "database connection ended");
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    #[error("DB_CA_FILE {path}: {source}")]
+    CaFile {
+        path: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("TLS set-up failed: {0}")]
+    Tls(#[from] native_tls::Error),
+    #[error("RDS IAM token set-up failed: {0}")]
+    Iam(String),
+}
+
+fn is_local(host: &Host) -> bool {
+    match host {
+        Host::Unix(_) => true,
+        Host::Tcp(name) => {
+            let name = name.trim_start_matches('[').trim_end_matches(']');
+            name == "localhost"
+                || name
+                    .parse::<std::net::IpAddr>()
+                    .map(|ip| ip.is_loopback())
+                    .unwrap_or(false)
+        }
+    }
+}
+
+fn all_local(config: &tokio_postgres::Config) -> bool {
+    config.get_hosts().iter().all(is_local)
+}
+
+/// Verifies the certificate chain and the host name (native-tls does both by
+/// default), trusting the system roots plus every certificate of `DB_CA_FILE`.
+fn tls_connector(ca_file: Option<&str>) -> Result<MakeTlsConnector, ConnectorError> {
+    let mut builder = native_tls::TlsConnector::builder();
+    if let Some(path) = ca_file {
+        let ca_err = |source: Box<dyn std::error::Error + Send + Sync>| ConnectorError::CaFile {
+            path: path.to_string(),
+            source,
+        };
+        let pem = std::fs::read(path).map_err(|e| ca_err(e.into()))?;
+        // The RDS bundle holds many certificates; `from_pem` would read only the first.
+        let certs = native_tls::Certificate::stack_from_pem(&pem).map_err(|e| ca_err(e.into()))?;
+        if certs.is_empty() {
+            return Err(ca_err("no certificate in the file".into()));
+        }
+        for cert in certs {
+            builder.add_root_certificate(cert);
+        }
+    }
+    Ok(MakeTlsConnector::new(builder.build()?))
+}
+
+/// RDS IAM authentication tokens, signed with the function's own credentials.
+struct IamTokens {
+    generator: AuthTokenGenerator,
+    sdk: SdkConfig,
+}
+
+impl IamTokens {
+    fn new(config: &tokio_postgres::Config, region: &str) -> Result<Self, ConnectorError> {
+        let host = match config.get_hosts().first() {
+            Some(Host::Tcp(h)) => h.clone(),
+            _ => return Err(ConnectorError::Iam("IAM auth needs a TCP host".into())),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let user = config.get_user().unwrap_or_default().to_string();
+        // Lambda hands credentials over in the environment; the default chain would
+        // need an HTTP client we do not otherwise carry.
+        let credentials =
+            SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new());
+        let region = Region::new(region.to_string());
+        let token_config = TokenConfig::builder()
+            .hostname(host)
+            .port(u64::from(port))
+            .username(user)
+            // Explicit: the generator otherwise falls back to us-east-1.
+            .region(region.clone())
+            .credentials(credentials.clone())
+            .build()
+            .map_err(|e| ConnectorError::Iam(e.to_string()))?;
+        let sdk = SdkConfig::builder()
+            .region(region)
+            .credentials_provider(credentials)
+            .time_source(aws_smithy_async::time::SystemTimeSource::new())
+            .build();
+        Ok(Self {
+            generator: AuthTokenGenerator::new(token_config),
+            sdk,
+        })
+    }
+
+    async fn token(&self) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+        let token = self.generator.auth_token(&self.sdk).await?;
+        Ok(token.as_str().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hosts(url: &str) -> bool {
+        all_local(&url.parse().unwrap())
+    }
+
+    #[test]
+    fn loopback_and_sockets_are_local_and_anything_else_is_not() {
+        assert!(hosts("postgres://u@localhost/db"));
+        assert!(hosts("postgres://u@127.0.0.1/db"));
+        assert!(hosts("postgres://u@[::1]/db"));
+        assert!(hosts("postgres://u@%2Fvar%2Frun%2Fpostgresql/db"));
+        assert!(!hosts("postgres://u@db.example.internal/db"));
+        assert!(!hosts("postgres://u@10.0.0.5/db"));
+        assert!(!hosts("postgres://u@localhost,db.example.internal/db"));
+    }
+
+    #[test]
+    fn a_remote_host_always_gets_verified_tls() {
+        let db = crate::config::DbConfig::from_env(&[(
+            "DATABASE_URL",
+            "postgres://u@db.example.internal/db?sslmode=disable",
+        )])
+        .unwrap();
+        let c = Connector::new(&db).unwrap();
+        assert!(c.tls.is_some());
+        assert_eq!(c.config.get_ssl_mode(), SslMode::Require);
+    }
+
+    #[test]
+    fn the_statement_timeout_travels_as_a_startup_option_unless_behind_the_proxy() {
+        let env = |proxy: &'static str| {
+            crate::config::DbConfig::from_env(&[
+                (
+                    "DATABASE_URL",
+                    "postgres://u@localhost/db?options=-c%20search_path%3Dx",
+                ),
+                ("DB_STATEMENT_TIMEOUT_MS", "1234"),
+                ("DB_PROXY", proxy),
+            ])
+            .unwrap()
+        };
+        let direct = Connector::new(&env("false")).unwrap();
+        assert_eq!(
+            direct.config.get_options(),
+            Some("-c search_path=x -c statement_timeout=1234")
+        );
+        let proxied = Connector::new(&env("true")).unwrap();
+        assert_eq!(proxied.config.get_options(), Some("-c search_path=x"));
+    }
+
+    #[test]
+    fn a_ca_file_that_does_not_exist_is_named() {
+        let err = tls_connector(Some("/nonexistent/ca.pem")).err().unwrap();
+        assert!(err.to_string().contains("DB_CA_FILE"), "{err}");
+    }
+}

@@ -1,0 +1,188 @@
+//! The database connection of one Lambda container: opened lazily, reused across
+//! invocations, re-opened when it was closed while the container was frozen. Every
+//! statement goes through [`Database::query`], which times it and logs slow ones.
+
+mod connect;
+mod error;
+mod query;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
+use tokio_postgres::{Client, Row};
+
+pub use connect::ConnectorError;
+pub use error::DbError;
+pub use query::{Param, Query, Replay};
+pub use tokio_postgres::types::Type;
+
+use crate::config::DbConfig;
+use connect::Connector;
+use error::lost_connection;
+
+pub struct Database {
+    connector: Connector,
+    slow_query: Duration,
+    client: Mutex<Option<Arc<Client>>>,
+    statements: AtomicU64,
+    connects: AtomicU64,
+}
+
+impl Database {
+    /// Builds the connector (TLS, IAM) without connecting: the first query connects,
+    /// so a cold start does not wait on the network before it has work.
+    pub fn new(config: &DbConfig) -> Result<Self, ConnectorError> {
+        Ok(Self {
+            connector: Connector::new(config)?,
+            slow_query: config.slow_query,
+            client: Mutex::new(None),
+            statements: AtomicU64::new(0),
+            connects: AtomicU64::new(0),
+        })
+    }
+
+    /// Runs a named statement and returns its rows.
+    ///
+    /// If the connection turns out to be gone, it is re-opened; the statement is sent
+    /// once more only when `replay` is [`Replay::Safe`].
+    pub async fn query(
+        &self,
+        query: &Query,
+        params: &[Param<'_>],
+        replay: Replay,
+    ) -> Result<Vec<Row>, DbError> {
+        match self.attempt(query, params).await {
+            Err(Attempt::Lost(_)) if replay == Replay::Safe => {
+                tracing::info!(query = query.name, "connection lost; retrying once");
+                self.attempt(query, params)
+                    .await
+                    .map_err(Attempt::into_error)
+            }
+            other => other.map_err(Attempt::into_error),
+        }
+    }
+
+    /// Like [`Database::query`], for a statement that returns exactly one row.
+    pub async fn query_one(
+        &self,
+        query: &Query,
+        params: &[Param<'_>],
+        replay: Replay,
+    ) -> Result<Row, DbError> {
+        let mut rows = self.query(query, params, replay).await?;
+        match rows.len() {
+            1 => Ok(rows.remove(0)),
+            n => Err(DbError::Unexpected {
+                query: query.name,
+                reason: format!("expected one row, got {n}"),
+            }),
+        }
+    }
+
+    /// Like [`Database::query`], for a statement that returns at most one row.
+    pub async fn query_opt(
+        &self,
+        query: &Query,
+        params: &[Param<'_>],
+        replay: Replay,
+    ) -> Result<Option<Row>, DbError> {
+        let mut rows = self.query(query, params, replay).await?;
+        match rows.len() {
+            0 => Ok(None),
+            1 => Ok(Some(rows.remove(0))),
+            n => Err(DbError::Unexpected {
+                query: query.name,
+                reason: format!("expected at most one row, got {n}"),
+            }),
+        }
+    }
+
+    /// Statements sent since start: each is one round trip to PostgreSQL.
+    pub fn statements_sent(&self) -> u64 {
+        self.statements.load(Ordering::Relaxed)
+    }
+
+    /// Connections opened since start.
+    pub fn connects(&self) -> u64 {
+        self.connects.load(Ordering::Relaxed)
+    }
+
+    /// The open connection, or a new one if there is none or it was closed.
+    pub async fn client(&self) -> Result<Arc<Client>, DbError> {
+        let mut slot = self.client.lock().await;
+        if let Some(client) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(client.clone());
+        }
+        *slot = None;
+        let client = Arc::new(self.connector.connect().await?);
+        self.connects.fetch_add(1, Ordering::Relaxed);
+        *slot = Some(client.clone());
+        Ok(client)
+    }
+
+    /// A connection of its own, outside the cache, for work that needs a session
+    /// (advisory locks, transactions across statements): migrations and tests.
+    pub async fn open_session(&self) -> Result<Client, DbError> {
+        let client = self.connector.connect().await?;
+        self.connects.fetch_add(1, Ordering::Relaxed);
+        Ok(client)
+    }
+
+    /// Forgets `client` if it is still the cached one, so the next call reconnects.
+    async fn discard(&self, client: &Arc<Client>) {
+        let mut slot = self.client.lock().await;
+        if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, client)) {
+            *slot = None;
+        }
+    }
+
+    async fn attempt(&self, query: &Query, params: &[Param<'_>]) -> Result<Vec<Row>, Attempt> {
+        let client = self.client().await.map_err(Attempt::Failed)?;
+        self.statements.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let result = client.query_typed(query.sql, params).await;
+        let elapsed = started.elapsed();
+        self.record(query, elapsed);
+        match result {
+            Ok(rows) => Ok(rows),
+            Err(err) if lost_connection(&err) => {
+                self.discard(&client).await;
+                Err(Attempt::Lost(err))
+            }
+            Err(err) => Err(Attempt::Failed(DbError::classify(query.name, err))),
+        }
+    }
+
+    fn record(&self, query: &Query, elapsed: Duration) {
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        if elapsed >= self.slow_query {
+            // Name and duration only: parameters may hold user data.
+            tracing::warn!(query = query.name, ms, "slow query");
+            crate::telemetry::emit_metric(
+                "SlowQuery",
+                ms,
+                "Milliseconds",
+                &[("Query", query.name)],
+            );
+        } else {
+            tracing::debug!(query = query.name, ms, "query");
+        }
+    }
+}
+
+/// The outcome of one try: `Lost` may be retried, `Failed` is final.
+enum Attempt {
+    Lost(tokio_postgres::Error),
+    Failed(DbError),
+}
+
+impl Attempt {
+    fn into_error(self) -> DbError {
+        match self {
+            Attempt::Lost(err) => DbError::Unavailable(Box::new(err)),
+            Attempt::Failed(err) => err,
+        }
+    }
+}

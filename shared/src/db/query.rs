@@ -1,0 +1,31 @@
+//! Named queries: every statement has a name, so logs and metrics can say which one
+//! was slow or failed without ever printing its parameters.
+
+use tokio_postgres::types::{ToSql, Type};
+
+/// A statement with a name. Parameters are sent with explicit types, so the statement
+/// runs unprepared in one round trip (Parse/Bind/Execute/Sync) and works unchanged
+/// behind RDS Proxy, where named prepared statements would pin the connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Query {
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+impl Query {
+    pub const fn new(name: &'static str, sql: &'static str) -> Self {
+        Self { name, sql }
+    }
+}
+
+/// One parameter and its PostgreSQL type.
+pub type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+
+/// Whether a statement may be sent again after the connection was lost under it.
+/// Only work whose repetition cannot change the outcome is `Safe` (reads, upserts
+/// keyed so a second run is a no-op); anything else reports the failure instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replay {
+    Safe,
+    Unsafe,
+}

@@ -1,0 +1,204 @@
+//! The one place where typed failures become HTTP answers (api.md, "Failures").
+
+use lambda_http::http::{header, StatusCode};
+use lambda_http::{Body, Response};
+use serde::Serialize;
+
+use crate::db::DbError;
+
+/// Seconds a client is asked to wait after a 503.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+/// One failed validation rule: the field's path (`batch[3].light`) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+/// Every way a request can fail, with its status code and body.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400 `{"error": <message>}`: a request the rules refuse (e.g. a locked pot).
+    #[error("bad request: {0}")]
+    BadRequest(&'static str),
+    /// 401 `{"error":"Unauthorized","message": <reason>}`. The reason names a class
+    /// of failure and never echoes a credential.
+    #[error("unauthorized: {0}")]
+    Unauthorized(&'static str),
+    /// 405.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// 409 `{"error": <message>}`.
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// 413.
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// 415.
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(&'static str),
+    /// 422 with the failed rules.
+    #[error("validation failed ({} errors)", .0.len())]
+    Unprocessable(Vec<FieldError>),
+    /// 503 with `Retry-After`: the database (or another dependency) is unreachable
+    /// or a statement hit the timeout; retrying later may succeed.
+    #[error("service unavailable: {0}")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// 500: a bug or broken invariant. Details go to the log only.
+    #[error("internal error: {0}")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<DbError> for ApiError {
+    fn from(err: DbError) -> Self {
+        if err.is_unavailable() {
+            Self::Unavailable(Box::new(err))
+        } else {
+            Self::Internal(Box::new(err))
+        }
+    }
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn body(&self) -> serde_json::Value {
+        use serde_json::json;
+        match self {
+            Self::BadRequest(msg) | Self::Conflict(msg) => json!({ "error": msg }),
+            Self::Unauthorized(reason) => json!({ "error": "Unauthorized", "message": reason }),
+            Self::MethodNotAllowed => {
+                json!({ "error": "Method Not Allowed", "message": "Method not allowed" })
+            }
+            Self::PayloadTooLarge => {
+                json!({ "error": "Payload Too Large", "message": "Request body is too large" })
+            }
+            Self::UnsupportedMediaType(msg) => {
+                json!({ "error": "Unsupported Media Type", "message": msg })
+            }
+            Self::Unprocessable(details) => json!({
+                "error": "Unprocessable Entity",
+                "message": "Validation failed",
+                "details": details,
+            }),
+            Self::Unavailable(_) => json!({ "error": "Service unavailable" }),
+            Self::Internal(_) => json!({ "error": "Internal server error" }),
+        }
+    }
+
+    /// The answer the client sees. Server-side failures are logged here, with their
+    /// whole chain, so no handler has to remember to.
+    pub fn into_response(self) -> Response<Body> {
+        match &self {
+            Self::Unavailable(e) => tracing::warn!(error = %chain(e.as_ref()), "unavailable"),
+            Self::Internal(e) => tracing::error!(error = %chain(e.as_ref()), "internal error"),
+            other => tracing::info!(status = other.status().as_u16(), "request refused: {other}"),
+        }
+        let mut response = json(self.status(), &self.body());
+        if matches!(self, Self::Unavailable(_)) {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+            );
+        }
+        response
+    }
+}
+
+/// A JSON response.
+pub fn json<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response<Body> {
+    let body = serde_json::to_string(body).unwrap_or_else(|_| "{}".to_string());
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+        .body(Body::Text(body))
+        .expect("a status and a static header always build")
+}
+
+/// Turns a handler's outcome into the answer.
+pub fn respond(result: Result<Response<Body>, ApiError>) -> Response<Body> {
+    result.unwrap_or_else(ApiError::into_response)
+}
+
+/// `error: cause: cause…`, for logs.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(r: &Response<Body>) -> serde_json::Value {
+        match r.body() {
+            Body::Text(t) => serde_json::from_str(t).unwrap(),
+            other => panic!("unexpected body {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unavailable_is_503_with_retry_after() {
+        let r = ApiError::Unavailable("down".into()).into_response();
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        assert_eq!(
+            body(&r),
+            serde_json::json!({"error": "Service unavailable"})
+        );
+    }
+
+    #[test]
+    fn internal_errors_hide_their_details() {
+        let r = ApiError::Internal("secret detail".into()).into_response();
+        assert_eq!(r.status(), 500);
+        assert_eq!(
+            body(&r),
+            serde_json::json!({"error": "Internal server error"})
+        );
+    }
+
+    #[test]
+    fn unauthorized_names_the_reason() {
+        let r = ApiError::Unauthorized("Missing API key").into_response();
+        assert_eq!(r.status(), 401);
+        assert_eq!(
+            body(&r),
+            serde_json::json!({"error": "Unauthorized", "message": "Missing API key"})
+        );
+    }
+
+    #[test]
+    fn validation_failures_list_their_paths() {
+        let r = ApiError::Unprocessable(vec![FieldError {
+            path: "batch[3].light".into(),
+            message: "expected a number".into(),
+        }])
+        .into_response();
+        assert_eq!(r.status(), 422);
+        assert_eq!(
+            body(&r),
+            serde_json::json!({"error": "Unprocessable Entity", "message": "Validation failed",
+                "details": [{"path": "batch[3].light", "message": "expected a number"}]})
+        );
+    }
+}

@@ -1,0 +1,14 @@
+//! What every daily-pot Lambda function shares.
+//!
+//! - [`config`]: the environment, read once at start-up;
+//! - [`db`]: the container's PostgreSQL connection and named queries;
+//! - [`migrations`], [`audit`]: the schema and its health reports;
+//! - [`http`]: typed failures and their HTTP answers;
+//! - [`telemetry`]: logs and metrics.
+
+pub mod audit;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod migrations;
+pub mod telemetry;

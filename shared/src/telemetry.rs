@@ -1,0 +1,92 @@
+//! Logging and metrics. JSON lines for CloudWatch, readable text on a terminal.
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber once. The level comes from `RUST_LOG`, else from
+/// Lambda's `AWS_LAMBDA_LOG_LEVEL`, else `info`. Safe to call more than once.
+pub fn init() {
+    let filter = EnvFilter::try_from_env("RUST_LOG")
+        .or_else(|_| EnvFilter::try_from_env("AWS_LAMBDA_LOG_LEVEL"))
+        .map(|f| f.to_string().to_lowercase())
+        .unwrap_or_else(|_| "info,tokio_postgres=warn".to_string());
+    let filter = EnvFilter::new(filter);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Failing to install means a subscriber is already there (tests): keep it.
+    let _ = if std::io::stdout().is_terminal() {
+        builder.try_init()
+    } else {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init()
+    };
+}
+
+/// Writes one CloudWatch Embedded Metric Format line, which Lambda turns into a metric
+/// without an API call. Only inside Lambda: elsewhere it would be noise.
+pub fn emit_metric(name: &str, value: f64, unit: &str, dimensions: &[(&str, &str)]) {
+    if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_none() {
+        return;
+    }
+    println!("{}", emf_line(name, value, unit, dimensions, now_millis()));
+}
+
+fn now_millis() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+fn emf_line(
+    name: &str,
+    value: f64,
+    unit: &str,
+    dimensions: &[(&str, &str)],
+    timestamp: u128,
+) -> String {
+    let mut root = serde_json::Map::new();
+    let dimension_names: Vec<&str> = dimensions.iter().map(|(k, _)| *k).collect();
+    root.insert(
+        "_aws".into(),
+        serde_json::json!({
+            "Timestamp": timestamp as u64,
+            "CloudWatchMetrics": [{
+                "Namespace": "DailyPot",
+                "Dimensions": [dimension_names],
+                "Metrics": [{"Name": name, "Unit": unit}],
+            }],
+        }),
+    );
+    for (k, v) in dimensions {
+        root.insert((*k).into(), serde_json::Value::from(*v));
+    }
+    root.insert(name.into(), serde_json::Value::from(value));
+    serde_json::Value::Object(root).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_emf_line_carries_the_metric_its_dimensions_and_the_value() {
+        let line = super::emf_line(
+            "SlowQuery",
+            120.5,
+            "Milliseconds",
+            &[("Query", "get_pot")],
+            7,
+        );
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["SlowQuery"], 120.5);
+        assert_eq!(v["Query"], "get_pot");
+        assert_eq!(v["_aws"]["Timestamp"], 7);
+        let m = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(m["Namespace"], "DailyPot");
+        assert_eq!(m["Dimensions"][0][0], "Query");
+        assert_eq!(m["Metrics"][0]["Name"], "SlowQuery");
+    }
+}

@@ -1,0 +1,235 @@
+//! A fresh database per test, so tests run in parallel and leave nothing behind.
+//!
+//! The server is `DATABASE_URL` if set, else the local one on 127.0.0.1:5432. The
+//! first test of a build migrates a template database (named after a hash of the
+//! migrations, under an advisory lock so parallel test processes build it once);
+//! each test then clones it, which takes milliseconds.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::PathBuf;
+
+use shared::config::DbConfig;
+use shared::db::Database;
+use tokio_postgres::{Client, NoTls};
+
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const TEMPLATE_LOCK: i64 = 0x7465_6d70_6c61_7465; // "template"
+
+/// The server tests run against: `DATABASE_URL`, else the local default.
+pub fn server_url() -> String {
+    std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| DEFAULT_URL.to_string())
+}
+
+/// `url` with its database name replaced.
+pub fn url_for(url: &str, dbname: &str) -> String {
+    let mut u = url::Url::parse(url).expect("DATABASE_URL is a URL");
+    u.set_path(&format!("/{dbname}"));
+    u.to_string()
+}
+
+/// Connects without TLS: the test server is local.
+pub async fn connect(url: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to the test server ({}): {e}", redact(url)));
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+fn redact(url: &str) -> String {
+    let mut u = url::Url::parse(url).expect("a URL");
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    u.to_string()
+}
+
+/// A database of its own for one test, dropped (with any open sessions) when the
+/// value is dropped, panics included.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    admin_url: String,
+}
+
+impl TestDb {
+    /// A fresh database with every migration applied.
+    pub async fn migrated() -> Self {
+        let admin_url = server_url();
+        let template = ensure_template(&admin_url).await;
+        Self::create(admin_url, Some(&template)).await
+    }
+
+    /// An empty database (for migration tests).
+    pub async fn empty() -> Self {
+        Self::create(server_url(), None).await
+    }
+
+    /// An empty database loaded with the repo's copy of the Node backend's live
+    /// schema and rows (`testkit/fixtures/legacy-database.sql`).
+    pub async fn legacy() -> Self {
+        let db = Self::empty().await;
+        db.client()
+            .await
+            .batch_execute(LEGACY_FIXTURE)
+            .await
+            .expect("legacy fixture loads");
+        db
+    }
+
+    async fn create(admin_url: String, template: Option<&str>) -> Self {
+        let name = format!("dailypot_test_{:016x}", rand::random::<u64>());
+        let admin = connect(&admin_url).await;
+        let sql = match template {
+            Some(t) => format!("CREATE DATABASE {name} TEMPLATE {t}"),
+            None => format!("CREATE DATABASE {name}"),
+        };
+        admin
+            .batch_execute(&sql)
+            .await
+            .expect("create test database");
+        let url = url_for(&admin_url, &name);
+        Self {
+            name,
+            url,
+            admin_url,
+        }
+    }
+
+    /// The environment a function would see, pointed at this database.
+    pub fn env(&self) -> HashMap<String, String> {
+        HashMap::from([("DATABASE_URL".to_string(), self.url.clone())])
+    }
+
+    /// The database configuration with `extra` variables on top of [`TestDb::env`].
+    pub fn config(&self, extra: &[(&str, &str)]) -> DbConfig {
+        let mut env = self.env();
+        for (k, v) in extra {
+            env.insert(k.to_string(), v.to_string());
+        }
+        DbConfig::from_env(&env).expect("test configuration is valid")
+    }
+
+    /// The application's connection (what a function's container holds).
+    pub fn database(&self) -> Database {
+        Database::new(&self.config(&[])).expect("connector builds")
+    }
+
+    /// A plain client for the test's own setup and assertions.
+    pub async fn client(&self) -> Client {
+        connect(&self.url).await
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        // Drop runs outside any runtime we may block on: use a thread of its own.
+        let dropped = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(async move {
+                    let admin = connect(&admin_url).await;
+                    admin
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await
+                })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("warning: could not drop test database {}", self.name);
+        }
+    }
+}
+
+const LEGACY_FIXTURE: &str = include_str!("../fixtures/legacy-database.sql");
+
+fn migrations_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../migrations")
+}
+
+/// A name that changes whenever a migration file changes.
+fn template_name() -> String {
+    let mut files: Vec<_> = std::fs::read_dir(migrations_dir())
+        .expect("migrations/ is readable")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for f in files {
+        f.file_name().hash(&mut hasher);
+        std::fs::read(&f)
+            .expect("migration readable")
+            .hash(&mut hasher);
+    }
+    format!("dailypot_tmpl_{:016x}", hasher.finish())
+}
+
+/// Builds the migrated template once per set of migrations, whichever test process
+/// gets there first; the others wait on the lock and find it done.
+async fn ensure_template(admin_url: &str) -> String {
+    let name = template_name();
+    let admin = connect(admin_url).await;
+    admin
+        .batch_execute(&format!("SELECT pg_advisory_lock({TEMPLATE_LOCK})"))
+        .await
+        .expect("template lock");
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .expect("look up template")
+        .is_some();
+    if !exists {
+        // Built under another name and renamed when complete, so a test process
+        // killed half-way never leaves a half-migrated template behind.
+        let building = format!("{name}_building");
+        // One statement per call: a multi-statement string is one transaction,
+        // and CREATE/DROP DATABASE refuse to run inside one.
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"),
+            format!("CREATE DATABASE {building}"),
+        ] {
+            admin.batch_execute(&sql).await.expect("create template");
+        }
+        let url = url_for(admin_url, &building);
+        let config = DbConfig::from_env(&[("DATABASE_URL", url.as_str())]).expect("config");
+        let db = Database::new(&config).expect("connector");
+        shared::migrations::run(&db, &config)
+            .await
+            .expect("migrations apply to an empty database");
+        drop(db);
+        // RENAME waits (up to 5 s) for the closed sessions' backends to exit.
+        admin
+            .batch_execute(&format!("ALTER DATABASE {building} RENAME TO {name}"))
+            .await
+            .expect("finish template");
+        // Templates of older migrations are no longer needed; one in use stays.
+        let stale = admin
+            .query(
+                "SELECT datname::text FROM pg_database
+                 WHERE datname LIKE 'dailypot\\_tmpl\\_%' AND datname <> $1",
+                &[&name],
+            )
+            .await
+            .expect("list templates");
+        for row in stale {
+            let old: String = row.get(0);
+            let _ = admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {old}"))
+                .await;
+        }
+    }
+    admin
+        .batch_execute(&format!("SELECT pg_advisory_unlock({TEMPLATE_LOCK})"))
+        .await
+        .expect("template unlock");
+    name
+}

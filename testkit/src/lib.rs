@@ -1,0 +1,6 @@
+//! Test support shared by every crate's integration tests: real PostgreSQL
+//! databases, one per test, created from a migrated template and dropped after.
+
+pub mod db;
+
+pub use db::TestDb;
