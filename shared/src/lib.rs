@@ -4,6 +4,7 @@
 //! - [`db`]: the container's PostgreSQL connection and named queries;
 //! - [`migrations`], [`audit`]: the schema and its health reports;
 //! - [`http`]: typed failures and their HTTP answers;
+//! - [`reset`]: the nightly reset of daily upload counts;
 //! - [`telemetry`]: logs and metrics.
 
 pub mod audit;
@@ -11,4 +12,5 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod migrations;
+pub mod reset;
 pub mod telemetry;

@@ -1,0 +1,22 @@
+//! The nightly reset: an EventBridge schedule invokes it at 00:00 UTC; it resets
+//! yesterday's upload counts in bounded batches and returns a summary. A database
+//! error fails the invocation, so Lambda retries it.
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use shared::config::{DbConfig, ProcessEnv};
+use shared::db::Database;
+use shared::reset::{DailyReset, ResetConfig};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let db = Database::new(&DbConfig::from_env(&ProcessEnv)?)?;
+    let reset = &DailyReset::new(db, ResetConfig::from_env(&ProcessEnv)?);
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<EventBridgeEvent>| async move {
+            reset.handle(event.payload).await
+        },
+    ))
+    .await
+}
