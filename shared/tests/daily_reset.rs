@@ -281,8 +281,8 @@ fn scheduled_event() -> EventBridgeEvent {
 #[tokio::test]
 async fn an_unreachable_database_fails_the_invocation_so_lambda_retries_it() {
     // Nothing listens on port 1: connecting is refused at once.
-    let config = DbConfig::from_env(&[("DATABASE_URL", "postgres://postgres@127.0.0.1:1/x")])
-        .unwrap();
+    let config =
+        DbConfig::from_env(&[("DATABASE_URL", "postgres://postgres@127.0.0.1:1/x")]).unwrap();
     let function = DailyReset::new(Database::new(&config).unwrap(), batches_of(10));
 
     let err = function.handle(scheduled_event()).await.unwrap_err();
