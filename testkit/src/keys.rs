@@ -4,6 +4,7 @@
 //! -traditional` and converted to DER): generating RSA keys in a debug build
 //! would cost seconds per test. Test keys only, never trusted anywhere.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -12,6 +13,7 @@ use base64::Engine;
 use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
+use shared::auth::{AuthConfig, KeyCachePolicy, Verifier};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -204,6 +206,27 @@ impl KeyServer {
     /// From now on answer 500 (`true`) or the keys again (`false`).
     pub fn set_failing(&self, failing: bool) {
         self.published.lock().unwrap().failing = failing;
+    }
+
+    /// From now on publish `keys` (a key rotation).
+    pub fn publish(&self, keys: &[&SigningKey]) {
+        self.published.lock().unwrap().body = jwks(keys);
+    }
+
+    /// A verifier trusting this server's keys, with the production cache policy.
+    pub fn verifier(&self) -> Verifier {
+        self.verifier_with(KeyCachePolicy::default(), &[])
+    }
+
+    /// A verifier trusting this server's keys, with `policy` and `extra` variables
+    /// (e.g. `FIREBASE_AUTH_EMULATOR_HOST`).
+    pub fn verifier_with(&self, policy: KeyCachePolicy, extra: &[(&str, &str)]) -> Verifier {
+        let mut env: HashMap<String, String> = self.env().into_iter().collect();
+        for (k, v) in extra {
+            env.insert(k.to_string(), v.to_string());
+        }
+        let config = AuthConfig::from_env(&env).expect("test auth configuration is valid");
+        Verifier::new(config, policy).expect("verifier builds")
     }
 
     /// The environment of a function that trusts this server's keys.
