@@ -3,11 +3,15 @@
 //! - [`config`]: the environment, read once at start-up;
 //! - [`db`]: the container's PostgreSQL connection and named queries;
 //! - [`migrations`], [`audit`]: the schema and its health reports;
+//! - [`auth`]: Firebase ID tokens;
+//! - [`daily_pot`]: the daily-pot routes' handlers;
 //! - [`http`]: typed failures and their HTTP answers;
 //! - [`telemetry`]: logs and metrics.
 
 pub mod audit;
+pub mod auth;
 pub mod config;
+pub mod daily_pot;
 pub mod db;
 pub mod http;
 pub mod migrations;
