@@ -4,11 +4,14 @@
 //! - [`db`]: the container's PostgreSQL connection and named queries;
 //! - [`migrations`], [`audit`]: the schema and its health reports;
 //! - [`http`]: typed failures and their HTTP answers;
-//! - [`telemetry`]: logs and metrics.
+//! - [`telemetry`]: logs and metrics;
+//! - [`upload`], [`device`]: `POST /upload` and `POST /register-device`.
 
 pub mod audit;
 pub mod config;
 pub mod db;
+pub mod device;
 pub mod http;
 pub mod migrations;
 pub mod telemetry;
+pub mod upload;
