@@ -2,5 +2,6 @@
 //! databases, one per test, created from a migrated template and dropped after.
 
 pub mod db;
+pub mod proxy;
 
 pub use db::TestDb;
