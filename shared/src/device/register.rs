@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::{AppKey, DeviceSecret, Tokens};
 use crate::config::{ConfigError, Env};
-use crate::db::{Database, Query, Replay, Type};
+use crate::db::{Database, DbError, Query, Replay, Type};
 use crate::http::{self, ApiError, FieldError};
 use crate::upload::request::{DeviceId, MAX_DEVICE_ID_CHARS};
 
@@ -113,24 +113,33 @@ async fn register(app: &RegisterApp, request: &Request) -> Result<Response<Body>
     }
     let registration = Registration::parse(body).map_err(ApiError::Unprocessable)?;
     let user = app.tokens.user(&registration.firebase_token).await?;
-    let secret = DeviceSecret::generate();
-    let stored = secret.stored_form();
-    app.db
-        .query(
-            &REGISTER_DEVICE,
-            &[
-                (&registration.device_id.as_str(), Type::VARCHAR),
-                (&user.as_str(), Type::VARCHAR),
-                (&stored, Type::VARCHAR),
-            ],
-            // Sending it again writes the same values.
-            Replay::Safe,
-        )
-        .await?;
+    let secret = issue(&app.db, &registration.device_id, &user).await?;
     Ok(http::json(
         StatusCode::OK,
         &json!({ "device_secret": secret.expose() }),
     ))
+}
+
+/// Issues a new secret for `device_id`, owned by `user`, storing only its hash.
+pub async fn issue(
+    db: &Database,
+    device_id: &DeviceId,
+    user: &str,
+) -> Result<DeviceSecret, DbError> {
+    let secret = DeviceSecret::generate();
+    let stored = secret.stored_form();
+    db.query(
+        &REGISTER_DEVICE,
+        &[
+            (&device_id.as_str(), Type::VARCHAR),
+            (&user, Type::VARCHAR),
+            (&stored, Type::VARCHAR),
+        ],
+        // Sending it again writes the same values.
+        Replay::Safe,
+    )
+    .await?;
+    Ok(secret)
 }
 
 #[cfg(test)]
