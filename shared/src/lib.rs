@@ -6,13 +6,16 @@
 //! - [`auth`]: Firebase ID tokens;
 //! - [`daily_pot`]: the daily-pot routes' handlers;
 //! - [`http`]: typed failures and their HTTP answers;
-//! - [`telemetry`]: logs and metrics.
+//! - [`telemetry`]: logs and metrics;
+//! - [`upload`], [`device`]: `POST /upload` and `POST /register-device`.
 
 pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod daily_pot;
 pub mod db;
+pub mod device;
 pub mod http;
 pub mod migrations;
 pub mod telemetry;
+pub mod upload;

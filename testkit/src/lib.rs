@@ -4,6 +4,7 @@
 
 pub mod db;
 pub mod keys;
+pub mod proxy;
 pub mod requests;
 
 pub use db::TestDb;
