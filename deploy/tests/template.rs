@@ -246,3 +246,66 @@ fn the_reset_runs_at_midnight_utc_with_retries_and_a_dead_letter_queue() {
         Some("SQS")
     );
 }
+
+/// `(path, binary)` of every HttpApi route in the template.
+fn template_routes(t: &Value) -> BTreeSet<(String, String)> {
+    let mut routes = BTreeSet::new();
+    for (id, f) in functions(t) {
+        let binary = f["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for event in f["Properties"]["Events"]
+            .as_mapping()
+            .into_iter()
+            .flat_map(|m| m.values())
+        {
+            if event["Type"].as_str() == Some("HttpApi") {
+                let p = &event["Properties"];
+                assert_eq!(
+                    p["Method"].as_str(),
+                    Some("ANY"),
+                    "{id}: the function answers 405 itself"
+                );
+                routes.insert((p["Path"].as_str().unwrap().to_string(), binary.clone()));
+            }
+        }
+    }
+    routes
+}
+
+/// `(path, function)` of `[workspace.metadata.lambda.watch.router]` in Cargo.toml.
+fn local_routes() -> BTreeSet<(String, String)> {
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let section = manifest
+        .split("[workspace.metadata.lambda.watch.router]")
+        .nth(1)
+        .expect("Cargo.toml has the watch router");
+    section
+        .lines()
+        .take_while(|l| !l.starts_with('['))
+        .filter(|l| l.starts_with('"'))
+        .map(|l| {
+            let (path, function) = l.split_once('=').unwrap();
+            let unquote = |s: &str| s.trim().trim_matches('"').to_string();
+            (unquote(path), unquote(function))
+        })
+        .collect()
+}
+
+#[test]
+fn the_routes_of_the_contract_are_deployed_and_served_locally_alike() {
+    let deployed = template_routes(&template());
+    let paths: BTreeSet<&str> = deployed.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        BTreeSet::from([
+            "/daily-pot",
+            "/daily-pot/claim",
+            "/daily-pot/upload",
+            "/upload",
+            "/register-device"
+        ])
+    );
+    assert_eq!(local_routes(), deployed);
+}

@@ -128,6 +128,18 @@ pub fn json<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response<Bod
         .expect("a status and a static header always build")
 }
 
+/// `Err(MethodNotAllowed)` (405) unless the request uses one of `allowed`.
+pub fn require_method(
+    request: &lambda_http::Request,
+    allowed: &[lambda_http::http::Method],
+) -> Result<(), ApiError> {
+    if allowed.contains(request.method()) {
+        Ok(())
+    } else {
+        Err(ApiError::MethodNotAllowed)
+    }
+}
+
 /// Turns a handler's outcome into the answer.
 pub fn respond(result: Result<Response<Body>, ApiError>) -> Response<Body> {
     result.unwrap_or_else(ApiError::into_response)
@@ -175,6 +187,20 @@ mod tests {
             body(&r),
             serde_json::json!({"error": "Internal server error"})
         );
+    }
+
+    #[test]
+    fn a_method_outside_the_route_is_405() {
+        use lambda_http::http::Method;
+        let request = |m: Method| {
+            lambda_http::http::Request::builder()
+                .method(m)
+                .body(Body::Empty)
+                .unwrap()
+        };
+        assert!(require_method(&request(Method::GET), &[Method::GET]).is_ok());
+        let err = require_method(&request(Method::DELETE), &[Method::GET]).unwrap_err();
+        assert_eq!(err.into_response().status(), 405);
     }
 
     #[test]

@@ -3,14 +3,21 @@
 //! - [`config`]: the environment, read once at start-up;
 //! - [`db`]: the container's PostgreSQL connection and named queries;
 //! - [`migrations`], [`audit`]: the schema and its health reports;
+//! - [`auth`]: Firebase ID tokens;
+//! - [`daily_pot`]: the daily-pot routes' handlers;
 //! - [`http`]: typed failures and their HTTP answers;
 //! - [`reset`]: the nightly reset of daily upload counts;
-//! - [`telemetry`]: logs and metrics.
+//! - [`telemetry`]: logs and metrics;
+//! - [`upload`], [`device`]: `POST /upload` and `POST /register-device`.
 
 pub mod audit;
+pub mod auth;
 pub mod config;
+pub mod daily_pot;
 pub mod db;
+pub mod device;
 pub mod http;
 pub mod migrations;
 pub mod reset;
 pub mod telemetry;
+pub mod upload;

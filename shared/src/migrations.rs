@@ -21,6 +21,8 @@ pub enum MigrateError {
     Migration(#[from] refinery::Error),
     #[error("setting role defaults: {0}")]
     RoleDefaults(#[source] tokio_postgres::Error),
+    #[error(transparent)]
+    BatchKey(#[from] crate::upload::batch_key::BatchKeyError),
 }
 
 /// What a run did.
@@ -30,6 +32,8 @@ pub struct MigrationReport {
     pub applied: Vec<String>,
     /// Role defaults set because the database is reached through RDS Proxy.
     pub role_defaults: Vec<String>,
+    /// The sensor_batches key, built concurrently after the migrations (V20).
+    pub batch_key: Option<crate::upload::batch_key::BatchKey>,
 }
 
 /// Applies every pending migration, holding an advisory lock so that two runs at
@@ -45,7 +49,10 @@ pub async fn run(db: &Database, config: &DbConfig) -> Result<MigrationReport, Mi
     let _ = client
         .batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
         .await;
-    result
+    let mut report = result?;
+    // Outside the lock: see upload::batch_key for why.
+    report.batch_key = Some(crate::upload::batch_key::ensure(&client).await?);
+    Ok(report)
 }
 
 async fn apply(client: &mut Client, config: &DbConfig) -> Result<MigrationReport, MigrateError> {

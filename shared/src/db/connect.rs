@@ -135,21 +135,26 @@ fn all_local(config: &tokio_postgres::Config) -> bool {
 fn tls_connector(ca_file: Option<&str>) -> Result<MakeTlsConnector, ConnectorError> {
     let mut builder = native_tls::TlsConnector::builder();
     if let Some(path) = ca_file {
-        let ca_err = |source: Box<dyn std::error::Error + Send + Sync>| ConnectorError::CaFile {
-            path: path.to_string(),
-            source,
-        };
-        let pem = std::fs::read(path).map_err(|e| ca_err(e.into()))?;
-        // The RDS bundle holds many certificates; `from_pem` would read only the first.
-        let certs = native_tls::Certificate::stack_from_pem(&pem).map_err(|e| ca_err(e.into()))?;
-        if certs.is_empty() {
-            return Err(ca_err("no certificate in the file".into()));
-        }
-        for cert in certs {
+        for cert in load_ca_bundle(path)? {
             builder.add_root_certificate(cert);
         }
     }
     Ok(MakeTlsConnector::new(builder.build()?))
+}
+
+/// Every certificate of a PEM bundle. The RDS bundle holds many; `from_pem` would
+/// read only the first.
+fn load_ca_bundle(path: &str) -> Result<Vec<native_tls::Certificate>, ConnectorError> {
+    let ca_err = |source: Box<dyn std::error::Error + Send + Sync>| ConnectorError::CaFile {
+        path: path.to_string(),
+        source,
+    };
+    let pem = std::fs::read(path).map_err(|e| ca_err(e.into()))?;
+    let certs = native_tls::Certificate::stack_from_pem(&pem).map_err(|e| ca_err(e.into()))?;
+    if certs.is_empty() {
+        return Err(ca_err("no certificate in the file".into()));
+    }
+    Ok(certs)
 }
 
 /// RDS IAM authentication tokens, signed with the function's own credentials.
@@ -248,6 +253,60 @@ mod tests {
         );
         let proxied = Connector::new(&env("true")).unwrap();
         assert_eq!(proxied.config.get_options(), Some("-c search_path=x"));
+    }
+
+    #[tokio::test]
+    async fn an_iam_token_is_signed_offline_for_the_right_host_user_and_region() {
+        // The Lambda environment's credentials (never real ones here).
+        std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE");
+        std::env::set_var(
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        );
+        let db = crate::config::DbConfig::from_env(&[
+            (
+                "DATABASE_URL",
+                "postgres://app_user@db.example.internal:5433/app",
+            ),
+            ("DB_IAM_AUTH", "true"),
+            ("AWS_REGION", "eu-west-3"),
+        ])
+        .unwrap();
+        let connector = Connector::new(&db).unwrap();
+        let token = connector.iam.as_ref().unwrap().token().await.unwrap();
+        assert!(
+            token.starts_with("db.example.internal:5433/?Action=connect&DBUser=app_user&"),
+            "{token}"
+        );
+        assert!(token.contains("X-Amz-Signature="), "{token}");
+        assert!(
+            token.contains("%2Feu-west-3%2Frds-db%2Faws4_request"),
+            "{token}"
+        );
+        assert!(
+            !token.contains("wJalrXUtnFEMI"),
+            "the secret key never appears"
+        );
+    }
+
+    #[test]
+    fn a_ca_bundle_with_many_certificates_is_loaded_whole_and_garbage_is_refused() {
+        let bundle = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/two-test-cas.pem"
+        );
+        assert_eq!(load_ca_bundle(bundle).unwrap().len(), 2);
+        assert!(tls_connector(Some(bundle)).is_ok());
+
+        let dir = std::env::temp_dir().join(format!("ca-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let garbage = dir.join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate").unwrap();
+        let err = tls_connector(Some(garbage.to_str().unwrap()))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("DB_CA_FILE"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

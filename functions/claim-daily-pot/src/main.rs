@@ -1,0 +1,18 @@
+//! POST /daily-pot/claim: pays the day's pot once per user per UTC day. The logic
+//! is `shared::daily_pot::claim`.
+
+use lambda_http::{run, service_fn, Error, Request};
+use shared::config::ProcessEnv;
+use shared::daily_pot::{claim, App};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    // A missing or malformed variable stops the function here, naming it.
+    let app = App::from_env(&ProcessEnv)?;
+    let app = &app;
+    run(service_fn(move |request: Request| async move {
+        Ok::<_, Error>(claim::handle(app, request).await)
+    }))
+    .await
+}

@@ -1,0 +1,231 @@
+//! Google's signing keys, fetched from the JWK set URL and cached in-process for
+//! the response's `Cache-Control: max-age`.
+//!
+//! Fetches are bounded: whatever the reason (keys expired, an unknown `kid`, a
+//! failed attempt), at most one fetch starts per `min_refetch_interval`, so a
+//! flood of tokens with forged `kid`s cannot become a flood of fetches. When a
+//! refetch fails or is held back, keys from the last good fetch keep working for
+//! `stale_grace` past their expiry.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, KeyAlgorithm};
+use jsonwebtoken::DecodingKey;
+use lambda_http::http::header::CACHE_CONTROL;
+
+use super::AuthError;
+
+/// How often keys may be fetched, and how long they are trusted.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyCachePolicy {
+    /// No two fetches start closer together than this.
+    pub min_refetch_interval: Duration,
+    /// Freshness when the key server sends no `max-age`.
+    pub default_max_age: Duration,
+    /// How long expired keys still serve while no fresh ones can be had.
+    pub stale_grace: Duration,
+    /// Limit on one fetch (connect and read).
+    pub fetch_timeout: Duration,
+}
+
+impl Default for KeyCachePolicy {
+    fn default() -> Self {
+        Self {
+            min_refetch_interval: Duration::from_secs(10),
+            default_max_age: Duration::from_secs(300),
+            stale_grace: Duration::from_secs(6 * 3600),
+            fetch_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why the key server's answer could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFetchError {
+    #[error("fetching signing keys failed: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("key server answered {0}")]
+    Status(u16),
+    #[error("key server sent no usable RS256 key")]
+    NoKeys,
+}
+
+pub(crate) struct KeyCache {
+    url: url::Url,
+    http: reqwest::Client,
+    policy: KeyCachePolicy,
+    state: Mutex<State>,
+    /// Held while fetching, so concurrent requests wait for one fetch.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct State {
+    keys: HashMap<String, Arc<DecodingKey>>,
+    fresh_until: Option<Instant>,
+    last_attempt: Option<Instant>,
+    last_failed: bool,
+    fetches: u64,
+}
+
+enum Decision {
+    Use(Arc<DecodingKey>),
+    Fetch,
+    UnknownKid,
+    Unavailable,
+}
+
+impl KeyCache {
+    pub(crate) fn new(url: url::Url, policy: KeyCachePolicy) -> Result<Self, reqwest::Error> {
+        // One client for the container: its TLS set-up (native-tls, system roots,
+        // certificate and host name verified) is paid once.
+        let http = reqwest::Client::builder()
+            .timeout(policy.fetch_timeout)
+            .connect_timeout(policy.fetch_timeout)
+            .build()?;
+        Ok(Self {
+            url,
+            http,
+            policy,
+            state: Mutex::new(State::default()),
+            fetching: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Fetches started so far (successful or not).
+    pub(crate) fn fetches(&self) -> u64 {
+        self.lock().fetches
+    }
+
+    /// The key named `kid`, fetching the set when the cache allows it.
+    pub(crate) async fn key(&self, kid: &str) -> Result<Arc<DecodingKey>, AuthError> {
+        if let Decision::Use(key) = self.decide(kid, true) {
+            return Ok(key);
+        }
+        let _fetching = self.fetching.lock().await;
+        // Another request may have fetched while this one waited.
+        if let Decision::Fetch = self.decide(kid, true) {
+            self.lock().last_attempt = Some(Instant::now());
+            let outcome = self.fetch().await;
+            let mut state = self.lock();
+            state.fetches += 1;
+            match outcome {
+                Ok((keys, max_age)) => {
+                    state.keys = keys;
+                    state.fresh_until = Some(Instant::now() + max_age);
+                    state.last_failed = false;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %crate::http::chain(&e), "signing keys not refreshed");
+                    state.last_failed = true;
+                    drop(state);
+                    if let Decision::Use(key) = self.decide(kid, false) {
+                        return Ok(key);
+                    }
+                    return Err(AuthError::KeysUnavailable(Box::new(e)));
+                }
+            }
+        }
+        match self.decide(kid, false) {
+            Decision::Use(key) => Ok(key),
+            Decision::Unavailable => Err(AuthError::KeysUnavailable(
+                "no usable signing key and the key server is unreachable".into(),
+            )),
+            Decision::UnknownKid | Decision::Fetch => Err(AuthError::Invalid("unknown kid")),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state half-updated.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn decide(&self, kid: &str, may_fetch: bool) -> Decision {
+        let state = self.lock();
+        let now = Instant::now();
+        let key = state.keys.get(kid).cloned();
+        let fresh = state.fresh_until.is_some_and(|t| now < t);
+        if let (true, Some(key)) = (fresh, &key) {
+            return Decision::Use(key.clone());
+        }
+        let held_back = state
+            .last_attempt
+            .is_some_and(|t| now.duration_since(t) < self.policy.min_refetch_interval);
+        if may_fetch && !held_back {
+            return Decision::Fetch;
+        }
+        let usable = state
+            .fresh_until
+            .is_some_and(|t| now < t + self.policy.stale_grace);
+        match key {
+            Some(key) if usable => Decision::Use(key),
+            _ if state.last_failed => Decision::Unavailable,
+            _ => Decision::UnknownKid,
+        }
+    }
+
+    async fn fetch(&self) -> Result<(HashMap<String, Arc<DecodingKey>>, Duration), KeyFetchError> {
+        let response = self.http.get(self.url.clone()).send().await?;
+        if !response.status().is_success() {
+            return Err(KeyFetchError::Status(response.status().as_u16()));
+        }
+        let max_age = response
+            .headers()
+            .get(CACHE_CONTROL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(max_age)
+            .unwrap_or(self.policy.default_max_age);
+        let set: JwkSet = response.json().await?;
+        let keys: HashMap<_, _> = set
+            .keys
+            .iter()
+            .filter(|jwk| {
+                // Only RSA keys meant for RS256 (or saying nothing) can check our tokens.
+                matches!(jwk.algorithm, AlgorithmParameters::RSA(_))
+                    && matches!(jwk.common.key_algorithm, None | Some(KeyAlgorithm::RS256))
+            })
+            .filter_map(|jwk| {
+                let kid = jwk.common.key_id.clone()?;
+                let key = DecodingKey::from_jwk(jwk).ok()?;
+                Some((kid, Arc::new(key)))
+            })
+            .collect();
+        if keys.is_empty() {
+            return Err(KeyFetchError::NoKeys);
+        }
+        Ok((keys, max_age))
+    }
+}
+
+/// `max-age` of a `Cache-Control` value (`public, max-age=19845, must-revalidate`).
+fn max_age(cache_control: &str) -> Option<Duration> {
+    cache_control.split(',').find_map(|directive| {
+        let (name, value) = directive.trim().split_once('=')?;
+        if !name.trim().eq_ignore_ascii_case("max-age") {
+            return None;
+        }
+        value
+            .trim()
+            .trim_matches('"')
+            .parse()
+            .ok()
+            .map(Duration::from_secs)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_age_is_read_among_other_directives() {
+        assert_eq!(
+            max_age("public, max-age=19845, must-revalidate, no-transform"),
+            Some(Duration::from_secs(19845))
+        );
+        assert_eq!(max_age("no-cache"), None);
+        assert_eq!(max_age("max-age=soon"), None);
+    }
+}

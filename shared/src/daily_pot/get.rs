@@ -1,0 +1,53 @@
+//! `GET /daily-pot`, and `POST /daily-pot/upload` kept for old app versions: the
+//! same answer, counting nothing (uploads are counted by `/upload` itself).
+
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+
+use super::{queries, App, DailyPot};
+use crate::auth::UserId;
+use crate::db::{Database, DbError, Replay, Type};
+use crate::http::{self, ApiError};
+
+/// The path of the compatibility route.
+const UPLOAD_ROUTE: &str = "/daily-pot/upload";
+
+pub async fn handle(app: &App, request: Request) -> Response<Body> {
+    http::respond(get(app, &request).await)
+}
+
+async fn get(app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
+    let route = if request
+        .uri()
+        .path()
+        .trim_end_matches('/')
+        .ends_with(UPLOAD_ROUTE)
+    {
+        Method::POST
+    } else {
+        Method::GET
+    };
+    http::require_method(request, &[route])?;
+    let user = app.verifier.verify_request(request).await?;
+    let pot = get_or_create(&app.db, &user).await?;
+    Ok(http::json(StatusCode::OK, &pot))
+}
+
+/// The user's pot, created with the defaults when there is none.
+pub async fn get_or_create(db: &Database, user: &UserId) -> Result<DailyPot, DbError> {
+    let params = [(&user.as_str() as _, Type::TEXT)];
+    // A second run is only needed when a concurrent first request created the
+    // row after our snapshot (see the query); a third would be a bug.
+    for _ in 0..2 {
+        if let Some(row) = db
+            .query_opt(&queries::GET_OR_CREATE, &params, Replay::Safe)
+            .await?
+        {
+            return Ok(DailyPot::from_row(&row));
+        }
+    }
+    Err(DbError::Unexpected {
+        query: queries::GET_OR_CREATE.name,
+        reason: "no pot after creating it".into(),
+    })
+}

@@ -1,0 +1,47 @@
+//! The daily pot: users who upload enough in a UTC day unlock credits they can
+//! claim once that day (api.md, "GET /daily-pot", "POST /daily-pot/claim").
+//!
+//! [`get::handle`] answers `GET /daily-pot` and the compatibility route `POST
+//! /daily-pot/upload`; [`claim::handle`] answers `POST /daily-pot/claim`. Both use
+//! one [`App`], built once per container.
+
+pub mod claim;
+pub mod get;
+mod pot;
+mod queries;
+
+pub use pot::DailyPot;
+
+use crate::auth::{self, Verifier};
+use crate::config::{ConfigError, DbConfig, Env};
+use crate::db::{ConnectorError, Database};
+
+/// What the daily-pot functions hold across invocations.
+pub struct App {
+    pub db: Database,
+    pub verifier: Verifier,
+}
+
+/// Why a daily-pot function cannot start; each names what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Database(#[from] ConnectorError),
+    #[error(transparent)]
+    Auth(#[from] auth::InitError),
+}
+
+impl App {
+    pub fn from_env(env: &dyn Env) -> Result<Self, InitError> {
+        Ok(Self::new(
+            Database::new(&DbConfig::from_env(env)?)?,
+            Verifier::from_env(env)?,
+        ))
+    }
+
+    pub fn new(db: Database, verifier: Verifier) -> Self {
+        Self { db, verifier }
+    }
+}

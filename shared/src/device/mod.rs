@@ -1,0 +1,16 @@
+//! The device-facing credentials and `POST /register-device`.
+//!
+//! - [`app_key`]: `X-API-Key`, required by `/upload` and `/register-device`;
+//! - [`secret`]: device secrets, issued in hex and stored only as hashes;
+//! - [`token`]: the bearer token's user;
+//! - [`register`]: the route that issues secrets.
+
+pub mod app_key;
+pub mod register;
+pub mod secret;
+pub mod token;
+
+pub use app_key::AppKey;
+pub use register::{handle, RegisterApp};
+pub use secret::DeviceSecret;
+pub use token::Tokens;

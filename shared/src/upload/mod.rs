@@ -1,0 +1,167 @@
+//! `POST /upload`: a batch of sensor readings (api.md, "POST /upload").
+//!
+//! - [`body`]: size limits and gzip;
+//! - [`request`], [`time`]: the typed upload and its rules;
+//! - [`derive`]: device hash, summary, quality, uptime, the stored payload;
+//! - [`store`]: the one statement that stores it all;
+//! - [`batch_key`]: the unique index that makes retries recognisable.
+
+pub mod batch_key;
+pub mod body;
+pub mod derive;
+pub mod request;
+pub mod store;
+pub mod time;
+
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
+
+use crate::config::{parsed, required, ConfigError, Env};
+use crate::db::Database;
+use crate::device::{AppKey, DeviceSecret, Tokens};
+use crate::http::{self, ApiError, FieldError};
+use derive::SensorBatch;
+use request::Upload;
+use store::{Sender, Stored};
+
+const DEVICE_SECRET_HEADER: &str = "x-device-secret";
+
+/// The upload route's own settings.
+#[derive(Debug, Clone)]
+pub struct UploadConfig {
+    /// `HASH_SECRET`: the HMAC key of `device_hash` (the old server's).
+    pub hash_secret: String,
+    pub max_readings: usize,
+    pub max_body_bytes: usize,
+}
+
+impl UploadConfig {
+    pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        let config = Self {
+            hash_secret: required(env, "HASH_SECRET")?,
+            max_readings: parsed(env, "UPLOAD_MAX_READINGS", 5000)?,
+            max_body_bytes: parsed(env, "UPLOAD_MAX_BODY_BYTES", 1_048_576)?,
+        };
+        for (name, value) in [
+            ("UPLOAD_MAX_READINGS", config.max_readings),
+            ("UPLOAD_MAX_BODY_BYTES", config.max_body_bytes),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Malformed {
+                    name,
+                    reason: "must be above 0".into(),
+                });
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// What the upload function holds across invocations.
+pub struct UploadApp {
+    pub config: UploadConfig,
+    pub app_key: AppKey,
+    pub tokens: Tokens,
+    pub db: Database,
+}
+
+impl UploadApp {
+    pub fn from_env(env: &dyn Env, db: Database) -> Result<Self, ConfigError> {
+        Ok(Self {
+            config: UploadConfig::from_env(env)?,
+            app_key: AppKey::from_env(env)?,
+            tokens: Tokens::from_env(env)?,
+            db,
+        })
+    }
+}
+
+/// Handles one request; every failure is an answer made by [`ApiError`].
+pub async fn handle(app: &UploadApp, request: Request) -> Response<Body> {
+    http::respond(upload(app, &request).await)
+}
+
+async fn upload(app: &UploadApp, request: &Request) -> Result<Response<Body>, ApiError> {
+    if request.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    app.app_key.check(request.headers())?;
+    // The secret's owner is looked up by the storing statement itself (one round
+    // trip); a token is checked here, before the body is read.
+    let sender = match header(request, DEVICE_SECRET_HEADER) {
+        Some(secret) => Sender::DeviceSecret(DeviceSecret::from_header(secret).stored_form()),
+        None => match bearer_token(request)? {
+            Some(token) => Sender::User(app.tokens.user(token).await?),
+            None => Sender::Anonymous,
+        },
+    };
+    let bytes = body::decoded(request.headers(), request.body(), app.config.max_body_bytes)?;
+    let json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| {
+        ApiError::Unprocessable(vec![FieldError {
+            path: String::new(),
+            message: "body is not valid JSON".into(),
+        }])
+    })?;
+    let upload = Upload::parse(&json, app.config.max_readings).map_err(ApiError::Unprocessable)?;
+    let batch = SensorBatch::derive(&upload, app.config.hash_secret.as_bytes());
+    match store::store(&app.db, &batch, &sender).await? {
+        Stored::Accepted => Ok(http::json(
+            StatusCode::ACCEPTED,
+            &json!({ "accepted_records": batch.samples }),
+        )),
+        Stored::Duplicate => Ok(http::json(
+            StatusCode::ACCEPTED,
+            &json!({ "accepted_records": 0, "duplicate": true }),
+        )),
+        Stored::UnknownSecret => Err(ApiError::Unauthorized("Invalid Device Secret")),
+    }
+}
+
+/// A header's value when present and not empty.
+fn header<'r>(request: &'r Request, name: &str) -> Option<&'r str> {
+    request
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// The bearer token, if an `Authorization` header was sent (401 if it is not one).
+fn bearer_token(request: &Request) -> Result<Option<&str>, ApiError> {
+    let Some(value) = request
+        .headers()
+        .get(lambda_http::http::header::AUTHORIZATION)
+    else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("Malformed token"))?
+        .trim();
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(Some(token.trim()))
+        }
+        _ => Err(ApiError::Unauthorized("Malformed token")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_default_as_api_md_says_and_zero_is_refused() {
+        let c = UploadConfig::from_env(&[("HASH_SECRET", "h")]).unwrap();
+        assert_eq!((c.max_readings, c.max_body_bytes), (5000, 1_048_576));
+        let err = UploadConfig::from_env(&[("HASH_SECRET", "h"), ("UPLOAD_MAX_READINGS", "0")])
+            .unwrap_err();
+        assert!(err.to_string().contains("UPLOAD_MAX_READINGS"));
+        let err = UploadConfig::from_env(&[("X", "y")]).unwrap_err();
+        assert_eq!(err, ConfigError::Missing("HASH_SECRET"));
+    }
+}

@@ -1,0 +1,137 @@
+//! Storing one upload: ONE statement, so it is atomic and costs one round trip.
+
+use crate::db::{Database, DbError, Query, Replay, Type};
+
+use super::derive::SensorBatch;
+
+/// Who sent the upload, as far as it is known before the database is asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sender {
+    /// `X-Device-Secret`, in its stored (hashed) form; its owner is looked up by the
+    /// statement itself.
+    DeviceSecret(String),
+    /// The user of a verified bearer token.
+    User(String),
+    Anonymous,
+}
+
+/// What the statement did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// A new batch, counted.
+    Accepted,
+    /// The same device and timestamp was stored before: nothing counted again.
+    Duplicate,
+    /// The device secret is unknown: nothing written.
+    UnknownSecret,
+}
+
+/// All or nothing, in one statement: find the device secret's owner (if a secret was
+/// sent), insert the batch unless it is a duplicate, and only for a new batch add to
+/// the device's stats, touch the secret, and count an upload on the user's pot.
+///
+/// $1 device_hash, $2 timestamp, $3 batch_json, $4 samples, $5 valid, $6 pocket,
+/// $7 uptime seconds, $8 the secret's stored form (or NULL), $9 the token's user
+/// (or NULL).
+pub const STORE_UPLOAD: Query = Query::new(
+    "store_upload",
+    r#"
+WITH
+-- The sender: the secret's owner if a secret was sent (accepted only if known),
+-- else the token's user, else nobody (anonymous).
+owner AS (
+    SELECT user_id::text AS user_id
+    FROM device_secrets
+    WHERE $8::text IS NOT NULL AND secret = $8::text
+    LIMIT 1
+),
+sender AS (
+    SELECT
+        CASE WHEN $8::text IS NULL THEN $9::text ELSE (SELECT user_id FROM owner) END AS user_id,
+        ($8::text IS NULL OR EXISTS (SELECT 1 FROM owner)) AS known
+),
+-- A retry of a stored batch (same device, same timestamp) inserts nothing, and
+-- nothing below runs for it: every later step reads this CTE's row.
+batch AS (
+    INSERT INTO sensor_batches (device_hash, timestamp_utc, batch_json, user_id)
+    SELECT $1::text, $2::timestamptz, $3::jsonb, sender.user_id
+    FROM sender
+    WHERE sender.known
+    ON CONFLICT (device_hash, timestamp_utc) DO NOTHING
+    RETURNING user_id
+),
+stats AS (
+    INSERT INTO user_stats AS s (device_hash, samples_count, valid_samples, pocket_samples,
+                                 uptime_seconds, last_upload_at, user_id)
+    SELECT $1::text, $4::bigint, $5::bigint, $6::bigint, $7::bigint, $2::timestamptz, batch.user_id
+    FROM batch
+    ON CONFLICT (device_hash) DO UPDATE SET
+        samples_count  = s.samples_count  + EXCLUDED.samples_count,
+        valid_samples  = s.valid_samples  + EXCLUDED.valid_samples,
+        pocket_samples = s.pocket_samples + EXCLUDED.pocket_samples,
+        uptime_seconds = s.uptime_seconds + EXCLUDED.uptime_seconds,
+        -- A late, older batch never moves it back (GREATEST skips NULL).
+        last_upload_at = GREATEST(s.last_upload_at, EXCLUDED.last_upload_at),
+        -- An anonymous upload keeps the user a device is known for.
+        user_id        = COALESCE(EXCLUDED.user_id, s.user_id),
+        updated_at     = now()
+    RETURNING 1
+),
+secret_used AS (
+    UPDATE device_secrets SET last_used_at = now()
+    WHERE $8::text IS NOT NULL AND secret = $8::text AND EXISTS (SELECT 1 FROM batch)
+    RETURNING 1
+),
+-- One more upload today on the user's pot, created if missing. A count of an
+-- earlier UTC day starts again at 1 (V3: uploads_day is the day it counts).
+pot AS (
+    INSERT INTO daily_pots AS p (user_id, uploads_today, uploads_day)
+    SELECT batch.user_id, 1, (now() AT TIME ZONE 'UTC')::date
+    FROM batch
+    WHERE batch.user_id IS NOT NULL
+    ON CONFLICT (user_id) DO UPDATE SET
+        uploads_today = CASE WHEN p.uploads_day = EXCLUDED.uploads_day
+                             THEN p.uploads_today + 1 ELSE 1 END,
+        uploads_day   = EXCLUDED.uploads_day
+    RETURNING 1
+)
+-- Data-modifying CTEs run to completion whether or not they are read here.
+SELECT sender.known, EXISTS (SELECT 1 FROM batch) AS stored
+FROM sender
+"#,
+);
+
+/// Runs [`STORE_UPLOAD`]. Safe to send again after a lost connection: a batch the
+/// first attempt stored is then found as a duplicate.
+pub async fn store(db: &Database, batch: &SensorBatch, sender: &Sender) -> Result<Stored, DbError> {
+    let (secret, user) = match sender {
+        Sender::DeviceSecret(stored_form) => (Some(stored_form.as_str()), None),
+        Sender::User(user) => (None, Some(user.as_str())),
+        Sender::Anonymous => (None, None),
+    };
+    let timestamp = batch.timestamp.as_utc();
+    let row = db
+        .query_one(
+            &STORE_UPLOAD,
+            &[
+                (&batch.device_hash, Type::TEXT),
+                (&timestamp, Type::TIMESTAMPTZ),
+                (&batch.batch_json, Type::JSONB),
+                (&batch.samples, Type::INT8),
+                (&batch.quality.valid, Type::INT8),
+                (&batch.quality.pocket_likely, Type::INT8),
+                (&batch.uptime_seconds, Type::INT8),
+                (&secret, Type::TEXT),
+                (&user, Type::TEXT),
+            ],
+            Replay::Safe,
+        )
+        .await?;
+    let known: bool = row.get(0);
+    let stored: bool = row.get(1);
+    Ok(match (known, stored) {
+        (false, _) => Stored::UnknownSecret,
+        (true, true) => Stored::Accepted,
+        (true, false) => Stored::Duplicate,
+    })
+}

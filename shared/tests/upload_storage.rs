@@ -1,0 +1,342 @@
+//! What an upload stores, atomically, once, in one round trip.
+
+mod upload_helpers;
+
+use serde_json::{json, Value};
+use testkit::proxy::CountingProxy;
+use testkit::TestDb;
+use upload_helpers::*;
+
+/// A realistic batch: every sensor, every quality mix, ISO and epoch times, out of
+/// order.
+fn realistic() -> Value {
+    json!({
+        "device_id": "android-realistic",
+        "timestamp": "2026-03-01T12:00:00+01:00",
+        "batch": [
+            {"t": "2026-03-01T10:59:10.250Z", "light": 120.5, "accel": [0.1, 9.8, 0.2],
+             "gyro": [0, 0, 0.01], "magnet": [20, -5, 40], "pressure": 1013.2,
+             "quality": {"orientation": "face_up", "tilt_deg": 3.5, "motion_state": "stationary",
+                         "motion_confidence": 0.9, "pocket": "unlikely", "location_quality": "high"}},
+            {"t": 1772362740000u64, "light": 0, "accel": [3, 4, 0],
+             "quality": {"pocket": "likely", "location_quality": "high"}},
+            {"t": "2026-03-01T11:59:59.999+01:00", "light": 33.3, "gyro": [1, 2, 2],
+             "quality": {"motion_state": "light", "motion_confidence": 0.2}},
+            {"t": "2026-03-01T10:59:30Z", "light": 7,
+             "quality": {"motion_state": "active", "motion_confidence": 0.1, "location_quality": "poor"}},
+            {"t": "2026-03-01T10:59:40Z", "light": 8.25, "magnet": [1, 1, 1]}
+        ],
+        "location": {"lat": 48.85, "lon": 2.35, "altitude": 35, "accuracy_m": 12, "speed_mps": 0.4, "bearing_deg": 90},
+        "geohash": "u09tvw", "battery_level": 76, "is_charging": false
+    })
+}
+
+#[tokio::test]
+async fn the_stored_payload_and_stats_equal_values_computed_independently() {
+    let test = TestDb::migrated().await;
+    let app = upload_app(&test, &[]);
+    let client = test.client().await;
+    let (status, answer) = upload(&app, &realistic(), &[]).await;
+    assert_eq!((status, answer), (202, json!({"accepted_records": 5})));
+
+    let row = client
+        .query_one(
+            "SELECT device_hash, timestamp_utc = '2026-03-01T11:00:00Z', batch_json, user_id
+             FROM sensor_batches",
+            &[],
+        )
+        .await
+        .unwrap();
+    let hash: String = row.get(0);
+    assert_eq!(hash, device_hash("android-realistic"));
+    assert!(row.get::<_, bool>(1));
+    let stored: Value = row.get(2);
+    assert_eq!(row.get::<_, Option<String>>(3), None, "anonymous");
+
+    // Computed by hand from the batch above.
+    let accel_rms = ((0.1f64 * 0.1 + 9.8 * 9.8 + 0.2 * 0.2).sqrt() + 5.0) / 2.0;
+    let gyro_rms = ((0.0f64 + 0.0 + 0.01 * 0.01).sqrt() + 3.0) / 2.0;
+    let light_avg = (120.5 + 0.0 + 33.3 + 7.0 + 8.25) / 5.0;
+    let expected = json!({
+        "timestamp": "2026-03-01T11:00:00.000Z",
+        "summary": {
+            "count": 5,
+            "period_start": "2026-03-01T10:59:00.000Z",
+            "period_end": "2026-03-01T10:59:59.999Z",
+            "light": {"avg": light_avg, "min": 0, "max": 120.5},
+            "accel_rms": accel_rms,
+            "gyro_rms": gyro_rms
+        },
+        "batch": [
+            {"t": "2026-03-01T10:59:10.250Z", "light": 120.5, "accel": [0.1, 9.8, 0.2],
+             "gyro": [0, 0, 0.01], "magnet": [20, -5, 40], "pressure": 1013.2,
+             "quality": {"orientation": "face_up", "tilt_deg": 3.5, "motion_state": "stationary",
+                         "motion_confidence": 0.9, "pocket": "unlikely", "location_quality": "high"}},
+            {"t": "2026-03-01T10:59:00.000Z", "light": 0, "accel": [3, 4, 0],
+             "quality": {"pocket": "likely", "location_quality": "high"}},
+            {"t": "2026-03-01T10:59:59.999Z", "light": 33.3, "gyro": [1, 2, 2],
+             "quality": {"motion_state": "light", "motion_confidence": 0.2}},
+            {"t": "2026-03-01T10:59:30.000Z", "light": 7,
+             "quality": {"motion_state": "active", "motion_confidence": 0.1, "location_quality": "poor"}},
+            {"t": "2026-03-01T10:59:40.000Z", "light": 8.25, "magnet": [1, 1, 1]}
+        ],
+        "location": {"lat": 48.85, "lon": 2.35, "altitude": 35, "accuracy_m": 12, "speed_mps": 0.4, "bearing_deg": 90},
+        "geohash": "u09tvw", "battery_level": 76, "is_charging": false
+    });
+    // Compared by PostgreSQL, whose numerics are exact (serde_json's default float
+    // parsing may be one ulp off when reading the stored value back).
+    let same: bool = client
+        .query_one(
+            "SELECT batch_json = $1::text::jsonb FROM sensor_batches",
+            &[&expected.to_string()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(same, "stored {stored}\nexpected {expected}");
+
+    let stats = client
+        .query_one(
+            "SELECT samples_count, valid_samples, pocket_samples, uptime_seconds,
+                    last_upload_at = '2026-03-01T11:00:00Z', user_id
+             FROM user_stats WHERE device_hash = $1",
+            &[&hash],
+        )
+        .await
+        .unwrap();
+    // valid: reading 0 (pocket unlikely / high location), reading 2 (light, 0.2);
+    // pocket: reading 1; reading 3 counted but not valid; reading 4 has no quality.
+    // uptime: 10:59:00.000 -> 10:59:59.999 is 59 whole seconds.
+    assert_eq!(
+        (
+            stats.get::<_, i64>(0),
+            stats.get::<_, i64>(1),
+            stats.get::<_, i64>(2),
+            stats.get::<_, i64>(3),
+            stats.get::<_, bool>(4),
+            stats.get::<_, Option<String>>(5)
+        ),
+        (5, 2, 1, 59, true, None)
+    );
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM daily_pots").await,
+        0,
+        "anonymous: no pot"
+    );
+}
+
+#[tokio::test]
+async fn a_retried_batch_is_a_duplicate_and_counts_nothing_again() {
+    let test = TestDb::migrated().await;
+    let app = upload_app(&test, &[]);
+    let client = test.client().await;
+    let secret = insert_secret(&client, "android-1", "user-1").await;
+    let headers = [("x-device-secret", Some(secret.as_str()))];
+    assert_eq!(upload(&app, &realistic(), &headers).await.0, 202);
+    let before = snapshot(&client).await;
+    let (status, answer) = upload(&app, &realistic(), &headers).await;
+    assert_eq!(
+        (status, answer),
+        (202, json!({"accepted_records": 0, "duplicate": true}))
+    );
+    assert_eq!(
+        before,
+        snapshot(&client).await,
+        "nothing written for a duplicate"
+    );
+}
+
+#[tokio::test]
+async fn an_older_batch_arriving_late_never_moves_last_upload_at_back() {
+    let test = TestDb::migrated().await;
+    let app = upload_app(&test, &[]);
+    let client = test.client().await;
+    let at = |ts: &str| {
+        let mut b = realistic();
+        b["timestamp"] = json!(ts);
+        b
+    };
+    assert_eq!(upload(&app, &at("2026-03-02T10:00:00Z"), &[]).await.0, 202);
+    assert_eq!(upload(&app, &at("2026-03-01T10:00:00Z"), &[]).await.0, 202);
+    let row = client
+        .query_one(
+            "SELECT last_upload_at = '2026-03-02T10:00:00Z', samples_count FROM user_stats",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0), "still the newer batch's time");
+    assert_eq!(row.get::<_, i64>(1), 10, "yet both were counted");
+}
+
+#[tokio::test]
+async fn a_failure_in_any_step_is_a_5xx_and_no_table_changes() {
+    let test = TestDb::migrated().await;
+    let app = upload_app(&test, &[]);
+    let client = test.client().await;
+    let secret = insert_secret(&client, "android-1", "user-1").await;
+    // The last step of the statement (the pot) fails.
+    client
+        .batch_execute(
+            "CREATE FUNCTION fail_pot() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN RAISE EXCEPTION 'test-only failure'; END $$;
+             CREATE TRIGGER fail_pot BEFORE INSERT OR UPDATE ON daily_pots
+               FOR EACH ROW EXECUTE FUNCTION fail_pot();",
+        )
+        .await
+        .unwrap();
+    let before = snapshot(&client).await;
+    let (status, answer) = upload(
+        &app,
+        &realistic(),
+        &[("x-device-secret", Some(secret.as_str()))],
+    )
+    .await;
+    assert_eq!(status, 500, "{answer}");
+    assert_eq!(answer, json!({"error": "Internal server error"}));
+    assert_eq!(before, snapshot(&client).await, "all or nothing");
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_a_503_with_retry_after() {
+    let test = TestDb::migrated().await;
+    let mut url = url::Url::parse(&test.url).unwrap();
+    url.set_port(Some(1)).unwrap();
+    let config = shared::config::DbConfig::from_env(&[("DATABASE_URL", url.as_str())]).unwrap();
+    let app = upload_app_on(shared::db::Database::new(&config).unwrap(), &[]);
+    let response = shared::upload::handle(&app, upload_request(&realistic(), &[])).await;
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert_eq!(
+        answer(response),
+        (503, json!({"error": "Service unavailable"}))
+    );
+}
+
+#[tokio::test]
+async fn twenty_concurrent_uploads_from_one_device_add_up_exactly() {
+    let test = TestDb::migrated().await;
+    let client = test.client().await;
+    let secret = insert_secret(&client, "android-1", "user-1").await;
+    // 5 connections carrying 4 requests each.
+    let apps: Vec<_> = (0..5).map(|_| upload_app(&test, &[])).collect();
+    let uploads = (0..20).map(|i| {
+        let app = &apps[i % 5];
+        let secret = secret.clone();
+        async move {
+            let mut body = realistic();
+            body["device_id"] = json!("android-1");
+            body["timestamp"] = json!(format!("2026-03-01T12:00:{i:02}Z"));
+            upload(app, &body, &[("x-device-secret", Some(secret.as_str()))]).await
+        }
+    });
+    for (status, answer) in futures_util::future::join_all(uploads).await {
+        assert_eq!((status, answer), (202, json!({"accepted_records": 5})));
+    }
+    let row = client
+        .query_one(
+            "SELECT samples_count, valid_samples, pocket_samples, uptime_seconds, user_id
+             FROM user_stats",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, i64>(2),
+            row.get::<_, i64>(3),
+            row.get::<_, String>(4)
+        ),
+        (100, 40, 20, 20 * 59, "user-1".to_string())
+    );
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM sensor_batches").await,
+        20
+    );
+    assert_eq!(
+        count(
+            &client,
+            "SELECT uploads_today::bigint FROM daily_pots WHERE user_id = 'user-1'
+             AND uploads_day = (now() AT TIME ZONE 'UTC')::date"
+        )
+        .await,
+        20
+    );
+}
+
+#[tokio::test]
+async fn twenty_concurrent_retries_of_one_batch_store_one_row_counted_once() {
+    let test = TestDb::migrated().await;
+    let client = test.client().await;
+    let secret = insert_secret(&client, "android-1", "user-1").await;
+    let apps: Vec<_> = (0..5).map(|_| upload_app(&test, &[])).collect();
+    let retries = (0..20).map(|i| {
+        let app = &apps[i % 5];
+        let secret = secret.clone();
+        async move {
+            upload(
+                app,
+                &realistic(),
+                &[("x-device-secret", Some(secret.as_str()))],
+            )
+            .await
+        }
+    });
+    let answers = futures_util::future::join_all(retries).await;
+    assert!(
+        answers.iter().all(|(status, _)| *status == 202),
+        "{answers:?}"
+    );
+    let accepted = answers
+        .iter()
+        .filter(|(_, a)| a == &json!({"accepted_records": 5}))
+        .count();
+    let duplicates = answers
+        .iter()
+        .filter(|(_, a)| a == &json!({"accepted_records": 0, "duplicate": true}))
+        .count();
+    assert_eq!((accepted, duplicates), (1, 19));
+    assert_eq!(
+        count(&client, "SELECT count(*) FROM sensor_batches").await,
+        1
+    );
+    assert_eq!(
+        count(&client, "SELECT samples_count FROM user_stats").await,
+        5
+    );
+    assert_eq!(
+        count(&client, "SELECT uploads_today::bigint FROM daily_pots").await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_upload_is_one_round_trip_on_the_wire() {
+    let test = TestDb::migrated().await;
+    let client = test.client().await;
+    let secret = insert_secret(&client, "android-1", "user-1").await;
+    let proxy = CountingProxy::start(&test.url).await;
+    let url = proxy.url_for(&test.url);
+    let config = shared::config::DbConfig::from_env(&[("DATABASE_URL", url.as_str())]).unwrap();
+    let app = upload_app_on(shared::db::Database::new(&config).unwrap(), &[]);
+    // Connect first, so only the upload itself is counted.
+    app.db.client().await.unwrap();
+    let before = proxy.round_trips();
+    let (status, _) = upload(
+        &app,
+        &realistic(),
+        &[("x-device-secret", Some(secret.as_str()))],
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert_eq!(
+        proxy.round_trips() - before,
+        1,
+        "secret lookup and all writes in one"
+    );
+    assert_eq!(
+        count(&client, "SELECT uploads_today::bigint FROM daily_pots").await,
+        1
+    );
+}
