@@ -7,19 +7,21 @@
 CFN_LINT_VERSION=1.51.0
 CARGO_LAMBDA_VERSION=1.9.2
 
-# pip_tool COMMAND PACKAGE VERSION: COMMAND answers with VERSION afterwards.
+# pip_tool PACKAGE VERSION VERSION-COMMAND…: installs PACKAGE==VERSION unless the
+# command already prints that version; fails if it does not afterwards.
 pip_tool() {
-  local cmd=$1 package=$2 version=$3
-  if command -v "$cmd" >/dev/null 2>&1 && "$cmd" --version 2>/dev/null | grep -qF " $version"; then
+  local package=$1 version=$2
+  shift 2
+  if "$@" 2>/dev/null | grep -qF " $version"; then
     return 0
   fi
   echo "Installing $package==$version (pip)…" >&2
   python3 -m pip install --quiet --disable-pip-version-check "$package==$version" >&2
-  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
-  "$cmd" --version >/dev/null
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+  "$@" | grep -qF " $version" || { echo "$package $version is not on PATH after installing it" >&2; exit 1; }
 }
 
-ensure_cfn_lint() { pip_tool cfn-lint cfn-lint "$CFN_LINT_VERSION"; }
+ensure_cfn_lint() { pip_tool cfn-lint "$CFN_LINT_VERSION" cfn-lint --version; }
 
 # cargo-lambda's pip package ships the binary (and zig); cargo finds it on PATH.
-ensure_cargo_lambda() { pip_tool cargo-lambda cargo-lambda "$CARGO_LAMBDA_VERSION"; }
+ensure_cargo_lambda() { pip_tool cargo-lambda "$CARGO_LAMBDA_VERSION" cargo lambda --version; }
