@@ -343,8 +343,6 @@ async fn every_route_over_http(watch: &Watch, c: &tokio_postgres::Client) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "register-device refuses every token until shared::device::token is wired to \
-            shared::auth (the upload branch's seam); remove this line then"]
 async fn a_device_registers_over_http_and_uploads_as_its_user() {
     let db = TestDb::migrated().await;
     let c = db.client().await;
