@@ -63,7 +63,7 @@ impl Params {
         if self.devices > self.users {
             return Err("--devices must not exceed --users (device d belongs to user d)".into());
         }
-        if self.users % USER_STRIDE == 0 {
+        if self.users.is_multiple_of(USER_STRIDE) {
             return Err(format!("--users must not be a multiple of {USER_STRIDE}"));
         }
         if per_phase > MAX_PER_PHASE {
