@@ -5,7 +5,7 @@
 //! - [`migrations`], [`audit`]: the schema and its health reports;
 //! - [`auth`]: Firebase ID tokens;
 //! - [`daily_pot`]: the daily-pot routes' handlers;
-//! - [`http`]: typed failures and their HTTP answers;
+//! - [`http`]: typed failures and their HTTP answers; [`init`]: start-up errors;
 //! - [`telemetry`]: logs and metrics;
 //! - [`upload`], [`device`]: `POST /upload` and `POST /register-device`.
 
@@ -16,6 +16,7 @@ pub mod daily_pot;
 pub mod db;
 pub mod device;
 pub mod http;
+pub mod init;
 pub mod migrations;
 pub mod telemetry;
 pub mod upload;

@@ -70,6 +70,58 @@ async fn an_issued_secret_authenticates_uploads_and_only_its_hash_is_stored() {
 }
 
 #[tokio::test]
+async fn registering_with_a_valid_token_returns_a_secret_that_authenticates_the_users_uploads() {
+    let test = TestDb::migrated().await;
+    let keys = testkit::keys::KeyServer::start(300).await;
+    let env = key_env(&keys);
+    let app = register_app_with(&test, &as_pairs(&env));
+    let body = json!({
+        "device_id": "android-fresh",
+        "firebase_token": testkit::keys::token("user-reg"),
+    })
+    .to_string();
+    let (status, answer) = answer(
+        shared::device::handle(
+            &app,
+            register_request(&body, &[("x-api-key", Some(API_KEY))]),
+        )
+        .await,
+    );
+    assert_eq!(status, 200, "{answer}");
+    let secret = answer["device_secret"].as_str().unwrap().to_string();
+    assert_eq!(secret.len(), 64);
+    assert!(secret.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_eq!(answer.as_object().unwrap().len(), 1, "{answer}");
+
+    let client = test.client().await;
+    assert_eq!(
+        count(
+            &client,
+            &format!("SELECT count(*) FROM device_secrets WHERE secret LIKE '%{secret}%'")
+        )
+        .await,
+        0,
+        "the plain secret is stored nowhere"
+    );
+    let uploads = upload_app(&test, &[]);
+    let (status, _) = upload(
+        &uploads,
+        &fixture_upload(),
+        &[("x-device-secret", Some(&secret))],
+    )
+    .await;
+    assert_eq!(status, 202);
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM sensor_batches WHERE user_id = 'user-reg'"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
 async fn registration_needs_the_app_key_a_valid_body_and_a_valid_token() {
     let test = TestDb::migrated().await;
     let app = register_app(&test);

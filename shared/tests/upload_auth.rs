@@ -199,3 +199,45 @@ async fn an_invalid_or_malformed_token_is_401_and_nothing_is_written() {
     }
     assert_eq!(before, snapshot(&client).await);
 }
+
+#[tokio::test]
+async fn a_valid_token_uploads_for_its_user_and_counts_on_the_pot() {
+    let test = TestDb::migrated().await;
+    let keys = testkit::keys::KeyServer::start(300).await;
+    let env = key_env(&keys);
+    let app = upload_app(&test, &as_pairs(&env));
+    let client = test.client().await;
+    let token = testkit::keys::token("user-9");
+    let bearer = format!("Bearer {token}");
+    let (status, answer) =
+        upload(&app, &fixture_upload(), &[("authorization", Some(&bearer))]).await;
+    assert_eq!((status, answer), (202, json!({"accepted_records": 2})));
+    assert_eq!(
+        owner_of_stored_batch(&client).await.as_deref(),
+        Some("user-9")
+    );
+    assert_eq!(
+        count(
+            &client,
+            "SELECT uploads_today::bigint FROM daily_pots WHERE user_id = 'user-9'"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_well_formed_token_from_another_key_is_401_and_nothing_is_written() {
+    let test = TestDb::migrated().await;
+    let keys = testkit::keys::KeyServer::start(300).await;
+    let env = key_env(&keys);
+    let app = upload_app(&test, &as_pairs(&env));
+    let client = test.client().await;
+    let before = snapshot(&client).await;
+    let forged = testkit::keys::other_key().sign(&testkit::keys::claims("user-9"));
+    let bearer = format!("Bearer {forged}");
+    let (status, answer) =
+        upload(&app, &fixture_upload(), &[("authorization", Some(&bearer))]).await;
+    assert_eq!(status, 401, "{answer}");
+    assert_eq!(before, snapshot(&client).await);
+}

@@ -12,25 +12,15 @@ mod queries;
 
 pub use pot::DailyPot;
 
-use crate::auth::{self, Verifier};
-use crate::config::{ConfigError, DbConfig, Env};
-use crate::db::{ConnectorError, Database};
+use crate::auth::Verifier;
+use crate::config::{DbConfig, Env};
+use crate::db::Database;
+pub use crate::init::InitError;
 
 /// What the daily-pot functions hold across invocations.
 pub struct App {
     pub db: Database,
     pub verifier: Verifier,
-}
-
-/// Why a daily-pot function cannot start; each names what is wrong.
-#[derive(Debug, thiserror::Error)]
-pub enum InitError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Database(#[from] ConnectorError),
-    #[error(transparent)]
-    Auth(#[from] auth::InitError),
 }
 
 impl App {

@@ -2,15 +2,12 @@
 //!
 //! - [`app_key`]: `X-API-Key`, required by `/upload` and `/register-device`;
 //! - [`secret`]: device secrets, issued in hex and stored only as hashes;
-//! - [`token`]: the bearer token's user;
 //! - [`register`]: the route that issues secrets.
 
 pub mod app_key;
 pub mod register;
 pub mod secret;
-pub mod token;
 
 pub use app_key::AppKey;
 pub use register::{handle, RegisterApp};
 pub use secret::DeviceSecret;
-pub use token::Tokens;

@@ -5,10 +5,12 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
 
-use super::{AppKey, DeviceSecret, Tokens};
-use crate::config::{ConfigError, Env};
+use super::{AppKey, DeviceSecret};
+use crate::auth::Verifier;
+use crate::config::Env;
 use crate::db::{Database, DbError, Query, Replay, Type};
 use crate::http::{self, ApiError, FieldError};
+use crate::init::InitError;
 use crate::upload::request::{DeviceId, MAX_DEVICE_ID_CHARS};
 
 /// A registration body can only be small.
@@ -30,15 +32,15 @@ pub const REGISTER_DEVICE: Query = Query::new(
 /// What the register-device function holds across invocations.
 pub struct RegisterApp {
     pub app_key: AppKey,
-    pub tokens: Tokens,
+    pub verifier: Verifier,
     pub db: Database,
 }
 
 impl RegisterApp {
-    pub fn from_env(env: &dyn Env, db: Database) -> Result<Self, ConfigError> {
+    pub fn from_env(env: &dyn Env, db: Database) -> Result<Self, InitError> {
         Ok(Self {
             app_key: AppKey::from_env(env)?,
-            tokens: Tokens::from_env(env)?,
+            verifier: Verifier::from_env(env)?,
             db,
         })
     }
@@ -112,8 +114,8 @@ async fn register(app: &RegisterApp, request: &Request) -> Result<Response<Body>
         return Err(ApiError::PayloadTooLarge);
     }
     let registration = Registration::parse(body).map_err(ApiError::Unprocessable)?;
-    let user = app.tokens.user(&registration.firebase_token).await?;
-    let secret = issue(&app.db, &registration.device_id, &user).await?;
+    let user = app.verifier.verify(&registration.firebase_token).await?;
+    let secret = issue(&app.db, &registration.device_id, user.as_str()).await?;
     Ok(http::json(
         StatusCode::OK,
         &json!({ "device_secret": secret.expose() }),

@@ -13,14 +13,17 @@ pub mod request;
 pub mod store;
 pub mod time;
 
+use lambda_http::http::header::AUTHORIZATION;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
 
+use crate::auth::Verifier;
 use crate::config::{parsed, required, ConfigError, Env};
 use crate::db::Database;
-use crate::device::{AppKey, DeviceSecret, Tokens};
+use crate::device::{AppKey, DeviceSecret};
 use crate::http::{self, ApiError, FieldError};
+use crate::init::InitError;
 use derive::SensorBatch;
 use request::Upload;
 use store::{Sender, Stored};
@@ -62,16 +65,16 @@ impl UploadConfig {
 pub struct UploadApp {
     pub config: UploadConfig,
     pub app_key: AppKey,
-    pub tokens: Tokens,
+    pub verifier: Verifier,
     pub db: Database,
 }
 
 impl UploadApp {
-    pub fn from_env(env: &dyn Env, db: Database) -> Result<Self, ConfigError> {
+    pub fn from_env(env: &dyn Env, db: Database) -> Result<Self, InitError> {
         Ok(Self {
             config: UploadConfig::from_env(env)?,
             app_key: AppKey::from_env(env)?,
-            tokens: Tokens::from_env(env)?,
+            verifier: Verifier::from_env(env)?,
             db,
         })
     }
@@ -91,10 +94,12 @@ async fn upload(app: &UploadApp, request: &Request) -> Result<Response<Body>, Ap
     // trip); a token is checked here, before the body is read.
     let sender = match header(request, DEVICE_SECRET_HEADER) {
         Some(secret) => Sender::DeviceSecret(DeviceSecret::from_header(secret).stored_form()),
-        None => match bearer_token(request)? {
-            Some(token) => Sender::User(app.tokens.user(token).await?),
-            None => Sender::Anonymous,
-        },
+        // An Authorization header, even an empty one, must hold a valid token.
+        None if request.headers().contains_key(AUTHORIZATION) => {
+            Sender::User(app.verifier.verify_request(request).await?.to_string())
+        }
+        // No credentials at all: an anonymous upload, stored for no pot.
+        None => Sender::Anonymous,
     };
     let bytes = body::decoded(request.headers(), request.body(), app.config.max_body_bytes)?;
     let json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| {
@@ -126,28 +131,6 @@ fn header<'r>(request: &'r Request, name: &str) -> Option<&'r str> {
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty())
-}
-
-/// The bearer token, if an `Authorization` header was sent (401 if it is not one).
-fn bearer_token(request: &Request) -> Result<Option<&str>, ApiError> {
-    let Some(value) = request
-        .headers()
-        .get(lambda_http::http::header::AUTHORIZATION)
-    else {
-        return Ok(None);
-    };
-    let value = value
-        .to_str()
-        .map_err(|_| ApiError::Unauthorized("Malformed token"))?
-        .trim();
-    match value.split_once(' ') {
-        Some((scheme, token))
-            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
-        {
-            Ok(Some(token.trim()))
-        }
-        _ => Err(ApiError::Unauthorized("Malformed token")),
-    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,9 @@ pub fn env(extra: &[(&str, &str)]) -> std::collections::HashMap<String, String> 
         ("API_KEY", API_KEY),
         ("HASH_SECRET", HASH_SECRET),
         ("FIREBASE_PROJECT_ID", "test-project"),
+        // Nothing listens there: a test that needs keys starts a KeyServer and
+        // passes its variables in `extra`.
+        ("FIREBASE_JWKS_URL", "http://127.0.0.1:9/no-keys"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -39,7 +42,20 @@ pub fn upload_app(test: &TestDb, extra: &[(&str, &str)]) -> UploadApp {
 }
 
 pub fn register_app(test: &TestDb) -> RegisterApp {
-    RegisterApp::from_env(&env(&[]), test.database()).expect("register app builds")
+    register_app_with(test, &[])
+}
+
+pub fn register_app_with(test: &TestDb, extra: &[(&str, &str)]) -> RegisterApp {
+    RegisterApp::from_env(&env(extra), test.database()).expect("register app builds")
+}
+
+/// A key server's variables in the form `extra` takes.
+pub fn key_env(keys: &testkit::keys::KeyServer) -> Vec<(String, String)> {
+    keys.env()
+}
+
+pub fn as_pairs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
 fn fixture(name: &str) -> Value {
