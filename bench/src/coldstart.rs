@@ -1,0 +1,349 @@
+//! Cold starts and memory of the release binaries, against a minimal local
+//! Lambda Runtime API: `GET /2018-06-01/runtime/invocation/next` hands out the
+//! event with `Lambda-Runtime-Aws-Request-Id` and `Lambda-Runtime-Deadline-Ms`,
+//! `POST …/invocation/<id>/response` takes the answer. A cold start is the
+//! time from spawning the process to the first answer received.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+
+use crate::stats::round3;
+
+/// Starts per function and condition; the median is reported.
+const STARTS: usize = 5;
+/// Invocations before peak RSS (VmHWM) is read.
+const INVOCATIONS_FOR_RSS: u64 = 1000;
+/// Nothing listens here: connections are refused at once (no network wait).
+const UNREACHABLE: &str = "127.0.0.1:9";
+
+/// The function binaries and the event each gets.
+const FUNCTIONS: [(&str, &str); 5] = [
+    ("get-daily-pot", "get-daily-pot"),
+    ("claim-daily-pot", "claim-daily-pot"),
+    ("upload-batch", "upload-batch"),
+    ("register-device", "register-device"),
+    ("migrate", ""),
+];
+
+pub async fn run(admin_url: &str, _p: &crate::workload::Params) -> Result<Value, String> {
+    let release = crate::repo_root().join("target/release");
+    let missing: Vec<&str> = FUNCTIONS
+        .iter()
+        .map(|(f, _)| *f)
+        .filter(|f| !release.join(f).is_file())
+        .collect();
+    if !missing.is_empty() {
+        let why = format!(
+            "release binaries missing ({}): `cargo build --release --workspace --bins` first (scripts/bench does)",
+            missing.join(", ")
+        );
+        println!("cold start skipped: {why}");
+        return Ok(json!({"skipped": why}));
+    }
+    // A migrated database of its own, and the key server.
+    let name = format!("dailypot_bench_{}_cold", std::process::id());
+    let admin = testkit::db::connect(admin_url).await;
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        admin.batch_execute(&sql).await.map_err(|e| e.to_string())?;
+    }
+    let db_url = testkit::db::url_for(admin_url, &name);
+    let result = measure_all(&release, &db_url).await;
+    let _ = admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await;
+    result
+}
+
+async fn measure_all(release: &std::path::Path, db_url: &str) -> Result<Value, String> {
+    let config = shared::config::DbConfig::from_env(&[("DATABASE_URL", db_url)])
+        .map_err(|e| e.to_string())?;
+    let db = shared::db::Database::new(&config).map_err(|e| e.to_string())?;
+    shared::migrations::run(&db, &config)
+        .await
+        .map_err(|e| e.to_string())?;
+    drop(db);
+    let keys = testkit::keys::KeyServer::start(3600).await;
+    let mut functions = Vec::new();
+    for (function, fixture) in FUNCTIONS {
+        let binary = release.join(function);
+        let event = event_for(fixture);
+        let reachable = env_for(db_url, &keys.url);
+        let unreachable = env_for(
+            &format!("postgres://postgres@{UNREACHABLE}/postgres"),
+            &format!("http://{UNREACHABLE}/jwks"),
+        );
+        let mut warm = Vec::new();
+        let mut cold = Vec::new();
+        for _ in 0..STARTS {
+            warm.push(start(&binary, &reachable, &event, 1).await?.first);
+            cold.push(start(&binary, &unreachable, &event, 1).await?.first);
+        }
+        let long = start(&binary, &reachable, &event, INVOCATIONS_FOR_RSS).await?;
+        let size = std::fs::metadata(&binary).map_err(|e| e.to_string())?.len();
+        let row = json!({
+            "function": function,
+            "size_kib": size / 1024,
+            "cold_start_ms_reachable": ms(median(&mut warm)),
+            "cold_start_ms_reachable_range": [ms(*warm.first().unwrap()), ms(*warm.last().unwrap())],
+            "cold_start_ms_unreachable": ms(median(&mut cold)),
+            "cold_start_ms_unreachable_range": [ms(*cold.first().unwrap()), ms(*cold.last().unwrap())],
+            "peak_rss_kib": long.peak_rss_kib,
+            "invocations": long.answered,
+            "statuses": long.statuses,
+        });
+        println!("cold start {function:<16} {row}");
+        functions.push(row);
+    }
+    Ok(json!({
+        "runtime_api": "bench's own minimal Lambda Runtime API on 127.0.0.1 (next / response / error)",
+        "build": format!("release (profile.release: lto thin, codegen-units 1, strip, panic abort), {} only (no cross build here)", std::env::consts::ARCH),
+        "starts_per_condition": STARTS,
+        "unreachable": format!("DATABASE_URL and FIREBASE_JWKS_URL at {UNREACHABLE}: refused at once"),
+        "rss_after_invocations": INVOCATIONS_FOR_RSS,
+        "targets": {"cold_start_ms": 30, "peak_rss_mib": 32},
+        "functions": functions,
+    }))
+}
+
+fn ms(d: Duration) -> f64 {
+    round3(d.as_secs_f64() * 1000.0)
+}
+
+fn median(xs: &mut [Duration]) -> Duration {
+    xs.sort();
+    xs[xs.len() / 2]
+}
+
+/// The environment Lambda gives a function, plus ours.
+fn env_for(db_url: &str, jwks_url: &str) -> Vec<(String, String)> {
+    [
+        ("DATABASE_URL", db_url),
+        ("FIREBASE_PROJECT_ID", testkit::keys::PROJECT_ID),
+        ("FIREBASE_JWKS_URL", jwks_url),
+        ("API_KEY", "test-app-key"),
+        ("HASH_SECRET", "bench-hash-secret"),
+        ("AWS_REGION", "eu-west-1"),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        ("AWS_LAMBDA_LOG_STREAM_NAME", "bench"),
+        ("AWS_LAMBDA_LOG_GROUP_NAME", "bench"),
+        ("RUST_LOG", "error"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// `events/<fixture>.json` with a real token where it carries one.
+fn event_for(fixture: &str) -> Vec<u8> {
+    if fixture.is_empty() {
+        // migrate: audit only, read-only.
+        return br#"{"action":"audit"}"#.to_vec();
+    }
+    let path = crate::repo_root().join(format!("events/{fixture}.json"));
+    let mut event: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("event fixture"))
+            .expect("event JSON");
+    let token = testkit::keys::token("cold-start-user");
+    if event["headers"].get("authorization").is_some() {
+        event["headers"]["authorization"] = json!(format!("Bearer {token}"));
+    }
+    if let Some(body) = event["body"].as_str() {
+        if let Ok(mut b) = serde_json::from_str::<Value>(body) {
+            if b.get("firebase_token").is_some() {
+                b["firebase_token"] = json!(token);
+                event["body"] = json!(b.to_string());
+            }
+        }
+    }
+    event.to_string().into_bytes()
+}
+
+struct Run {
+    first: Duration,
+    answered: u64,
+    peak_rss_kib: Option<u64>,
+    statuses: BTreeMap<String, u64>,
+}
+
+/// Shared between the runtime API and the measuring side.
+struct State {
+    event: Vec<u8>,
+    limit: u64,
+    handed_out: u64,
+    answered: u64,
+    first_answer: Option<Instant>,
+    statuses: BTreeMap<String, u64>,
+}
+
+/// Spawns the binary, serves it `limit` invocations, then stops it.
+async fn start(
+    binary: &PathBuf,
+    env: &[(String, String)],
+    event: &[u8],
+    limit: u64,
+) -> Result<Run, String> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let state = Arc::new(Mutex::new(State {
+        event: event.to_vec(),
+        limit,
+        handed_out: 0,
+        answered: 0,
+        first_answer: None,
+        statuses: BTreeMap::new(),
+    }));
+    let done = Arc::new(Notify::new());
+    let server = {
+        let (state, done) = (state.clone(), done.clone());
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(serve(socket, state.clone(), done.clone()));
+            }
+        })
+    };
+    let name = binary.file_name().unwrap().to_string_lossy().to_string();
+    let t0 = Instant::now();
+    let mut child: Child = Command::new(binary)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
+        .env("AWS_LAMBDA_FUNCTION_NAME", &name)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", binary.display()))?;
+    let finished = tokio::time::timeout(Duration::from_secs(120), done.notified()).await;
+    let peak_rss_kib = vm_hwm_kib(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    server.abort();
+    if finished.is_err() {
+        return Err(format!(
+            "{name}: no answer to {limit} invocations within 120 s"
+        ));
+    }
+    let s = state.lock().unwrap();
+    Ok(Run {
+        first: s.first_answer.expect("answered") - t0,
+        answered: s.answered,
+        peak_rss_kib,
+        statuses: s.statuses.clone(),
+    })
+}
+
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// One keep-alive connection of the runtime client.
+async fn serve(socket: TcpStream, state: Arc<Mutex<State>>, done: Arc<Notify>) {
+    let mut reader = BufReader::new(socket);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let (method, path) = (
+            parts.next().unwrap_or("").to_string(),
+            parts.next().unwrap_or("").to_string(),
+        );
+        let mut length = 0usize;
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).await.unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = h.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).await.is_err() {
+            return;
+        }
+        let response = if method == "GET" && path.ends_with("/runtime/invocation/next") {
+            let next = {
+                let mut s = state.lock().unwrap();
+                (s.handed_out < s.limit).then(|| {
+                    s.handed_out += 1;
+                    (s.handed_out, s.event.clone())
+                })
+            };
+            let Some((id, event)) = next else {
+                // No more work: hold the request, as Lambda does between events.
+                std::future::pending::<()>().await;
+                return;
+            };
+            let deadline = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+                + 30_000;
+            let mut head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+                 lambda-runtime-aws-request-id: bench-{id}\r\nlambda-runtime-deadline-ms: {deadline}\r\n\
+                 lambda-runtime-invoked-function-arn: arn:aws:lambda:eu-west-1:000000000000:function:bench\r\n\
+                 lambda-runtime-trace-id: Root=1-00000000-000000000000000000000000;Sampled=0\r\n\r\n",
+                event.len()
+            )
+            .into_bytes();
+            head.extend_from_slice(&event);
+            head
+        } else if method == "POST" && (path.ends_with("/response") || path.ends_with("/error")) {
+            let status = if path.ends_with("/error") {
+                "error".to_string()
+            } else {
+                serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v.get("statusCode").map(|s| s.to_string()))
+                    .unwrap_or_else(|| "ok".into())
+            };
+            let mut s = state.lock().unwrap();
+            s.first_answer.get_or_insert_with(Instant::now);
+            s.answered += 1;
+            *s.statuses.entry(status).or_default() += 1;
+            if s.answered == s.limit {
+                done.notify_one();
+            }
+            b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\ncontent-type: application/json\r\n\r\n{}".to_vec()
+        } else {
+            // init/error and anything else: recorded as an error answer.
+            let mut s = state.lock().unwrap();
+            s.first_answer.get_or_insert_with(Instant::now);
+            *s.statuses.entry(format!("{method} {path}")).or_default() += 1;
+            s.answered = s.limit;
+            done.notify_one();
+            b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\n\r\n{}".to_vec()
+        };
+        if reader.get_mut().write_all(&response).await.is_err() {
+            return;
+        }
+    }
+}

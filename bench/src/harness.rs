@@ -1,0 +1,196 @@
+//! The Rust side of the workload: warm "containers" holding the real handlers'
+//! state, requests as API Gateway delivers them, and the closed-loop driver that
+//! times each handler call in-process (the analogue of Fastify's `inject()`).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use flate2::write::GzEncoder;
+use lambda_http::http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH};
+use lambda_http::http::Method;
+use lambda_http::{Body, Request, Response};
+use shared::daily_pot::{self, claim, get};
+use shared::db::Database;
+use shared::upload::{self, UploadApp};
+use testkit::keys::KeyServer;
+
+use crate::workload::{self, Endpoint, Phase, WorkRequest};
+
+/// One warm Lambda container per function, as the bench's 8-in-flight phases
+/// have 8 of them: its own connections, key cache and configuration.
+pub struct Container {
+    pub pot: daily_pot::App,
+    pub upload: UploadApp,
+}
+
+impl Container {
+    pub fn new(db_env: &[(String, String)], keys: &KeyServer) -> Result<Self, String> {
+        let mut env: Vec<(String, String)> = db_env.to_vec();
+        env.extend(keys.env());
+        env.push(("API_KEY".into(), workload::API_KEY.into()));
+        env.push(("HASH_SECRET".into(), workload::HASH_SECRET.into()));
+        let env: std::collections::HashMap<String, String> = env.into_iter().collect();
+        let pot = daily_pot::App::from_env(&env).map_err(|e| e.to_string())?;
+        let db =
+            Database::new(&shared::config::DbConfig::from_env(&env).map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+        let upload = UploadApp::from_env(&env, db).map_err(|e| e.to_string())?;
+        Ok(Self { pot, upload })
+    }
+
+    /// Round trips sent so far by this container's connections.
+    pub fn statements_sent(&self) -> u64 {
+        self.pot.db.statements_sent() + self.upload.db.statements_sent()
+    }
+
+    pub async fn call(&self, endpoint: Endpoint, request: Request) -> Response<Body> {
+        match endpoint {
+            Endpoint::GetKnown | Endpoint::GetNew | Endpoint::DailyPotUpload => {
+                get::handle(&self.pot, request).await
+            }
+            Endpoint::Claim => claim::handle(&self.pot, request).await,
+            Endpoint::Upload { .. } => upload::handle(&self.upload, request).await,
+            Endpoint::DailyReset => unreachable!("the reset is not an HTTP route here"),
+        }
+    }
+}
+
+/// How the bearer of a request is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bearer {
+    /// An RS256 token for the workload's user, signed by the local key.
+    Signed,
+    /// No Authorization header (the upload's anonymous path).
+    Dropped,
+}
+
+/// The API Gateway request for a workload request: the function's event fixture
+/// with the workload's method, path, headers and body.
+pub fn build(r: &WorkRequest, bearer: Bearer) -> Request {
+    let fixture = match r.url {
+        "/upload" => "upload-batch",
+        "/daily-pot/claim" => "claim-daily-pot",
+        _ => "get-daily-pot",
+    };
+    let mut request = testkit::requests::event(fixture);
+    *request.method_mut() = r.method.parse::<Method>().expect("a method");
+    *request.uri_mut() = r.url.parse().expect("a path");
+    let headers = request.headers_mut();
+    for name in [AUTHORIZATION, CONTENT_LENGTH] {
+        headers.remove(name);
+    }
+    if let (Some(user), Bearer::Signed) = (&r.bearer, bearer) {
+        let token = testkit::keys::signing_key().sign(&bench_claims(user));
+        headers.insert(
+            AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {token}")).expect("a header"),
+        );
+    }
+    for (name, value) in &r.headers {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_str(value).expect("a header value"),
+        );
+    }
+    *request.body_mut() = match (&r.body, r.gzip) {
+        (None, _) => Body::Empty,
+        (Some(text), false) => Body::Text(text.clone()),
+        (Some(text), true) => {
+            use std::io::Write;
+            // Level 6, as the peer's zlib default.
+            let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+            gz.write_all(text.as_bytes()).expect("gzip in memory");
+            Body::Binary(gz.finish().expect("gzip in memory"))
+        }
+    };
+    request
+}
+
+/// WORKLOAD.md's claims (iat = auth_time = now, exp = +6 h), for our test project.
+fn bench_claims(user: &str) -> serde_json::Value {
+    let now = testkit::keys::now();
+    let mut claims = testkit::keys::claims(user);
+    claims["iat"] = now.into();
+    claims["auth_time"] = now.into();
+    claims["exp"] = (now + 6 * 3600).into();
+    claims["firebase"]["sign_in_provider"] = "custom".into();
+    claims
+}
+
+/// The client side of a phase's measured requests.
+pub struct Driven {
+    pub latencies: Vec<Duration>,
+    pub elapsed: Duration,
+    pub statuses: BTreeMap<u16, u64>,
+    pub first_body: Option<serde_json::Value>,
+    pub first_unexpected: Option<String>,
+}
+
+/// Sends requests k in `range` through `containers` in a closed loop with
+/// `concurrency` workers (worker i uses container i), each taking the next
+/// unissued request and waiting for its answer.
+pub async fn drive(
+    containers: &[Arc<Container>],
+    phase: &Phase,
+    requests: Vec<Request>,
+    concurrency: usize,
+    expected: &[u16],
+) -> Driven {
+    let n = requests.len();
+    let queue = Arc::new(Mutex::new(requests.into_iter().enumerate()));
+    let results = Arc::new(Mutex::new(Vec::with_capacity(n)));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for container in containers.iter().take(concurrency) {
+        let (container, queue, results) = (container.clone(), queue.clone(), results.clone());
+        let endpoint = phase.endpoint;
+        workers.push(tokio::spawn(async move {
+            loop {
+                let next = queue.lock().unwrap().next();
+                let Some((i, request)) = next else { break };
+                let t0 = Instant::now();
+                let response = container.call(endpoint, request).await;
+                let took = t0.elapsed();
+                let status = response.status().as_u16();
+                let body = body_text(&response);
+                results.lock().unwrap().push((i, took, status, body));
+            }
+        }));
+    }
+    for w in workers {
+        w.await.expect("a worker");
+    }
+    let elapsed = started.elapsed();
+    let mut results = Arc::try_unwrap(results)
+        .expect("workers done")
+        .into_inner()
+        .unwrap();
+    results.sort_by_key(|r| r.0);
+    let mut driven = Driven {
+        latencies: Vec::with_capacity(n),
+        elapsed,
+        statuses: BTreeMap::new(),
+        first_body: None,
+        first_unexpected: None,
+    };
+    for (_, took, status, body) in results {
+        driven.latencies.push(took);
+        *driven.statuses.entry(status).or_default() += 1;
+        if driven.first_body.is_none() {
+            driven.first_body = serde_json::from_str(&body).ok();
+        }
+        if !expected.contains(&status) && driven.first_unexpected.is_none() {
+            driven.first_unexpected = Some(format!("{status} {body}"));
+        }
+    }
+    driven
+}
+
+fn body_text(response: &Response<Body>) -> String {
+    match response.body() {
+        Body::Text(t) => t.clone(),
+        Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+        _ => String::new(),
+    }
+}

@@ -1,0 +1,324 @@
+//! `bench`: the daily-pot functions measured side by side with the Node backend.
+//! See BENCHMARKS.md for what each figure means; `scripts/bench` runs it.
+//!
+//!   bench [--quick] [--no-peer] [--reset-scale] [--no-cold-start] [--out DIR]
+//!         [--users N --devices N --readings N --requests N --warmup N --concurrency N --seed N]
+
+mod benchdb;
+mod coldstart;
+mod harness;
+mod peer;
+mod phases;
+mod report;
+mod resetscale;
+mod stats;
+mod workload;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use workload::{Endpoint, Params, Phase, UploadAuth};
+
+/// The GIN index over the whole payload: the upload's biggest WAL cost.
+const JSON_PATHS_INDEX: &str = "idx_sensor_batches_json_paths";
+
+struct Options {
+    params: Params,
+    peer: bool,
+    cold_start: bool,
+    reset_scale: bool,
+    out: PathBuf,
+    /// The workload flags as given, passed on to the peer.
+    workload_flags: Vec<String>,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let mut o = Options {
+        params: if quick {
+            Params::quick()
+        } else {
+            Params::DEFAULTS
+        },
+        peer: true,
+        cold_start: true,
+        reset_scale: false,
+        out: repo_root().join("target/bench"),
+        workload_flags: Vec::new(),
+    };
+    let mut it = args.into_iter();
+    while let Some(arg) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        match arg.as_str() {
+            "--quick" => o.workload_flags.push(arg),
+            "--no-peer" => o.peer = false,
+            "--no-cold-start" => o.cold_start = false,
+            "--reset-scale" => o.reset_scale = true,
+            "--out" => o.out = PathBuf::from(value("--out")?),
+            flag @ ("--users" | "--devices" | "--readings" | "--requests" | "--warmup"
+            | "--concurrency" | "--seed") => {
+                let v = value(flag)?;
+                let n: u64 = v
+                    .parse()
+                    .map_err(|_| format!("{flag} expects an integer, got {v:?}"))?;
+                let p = &mut o.params;
+                *match flag {
+                    "--users" => &mut p.users,
+                    "--devices" => &mut p.devices,
+                    "--readings" => &mut p.readings,
+                    "--requests" => &mut p.requests,
+                    "--warmup" => &mut p.warmup,
+                    "--concurrency" => &mut p.concurrency,
+                    _ => &mut p.seed,
+                } = n;
+                o.workload_flags.extend([flag.to_string(), v]);
+            }
+            "-h" | "--help" => {
+                println!(
+                    "{}",
+                    include_str!("main.rs")
+                        .lines()
+                        .take(5)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?} (see --help)")),
+        }
+    }
+    o.params.check()?;
+    Ok(o)
+}
+
+/// The workspace root (the bench runs from a checkout).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+#[tokio::main]
+async fn main() {
+    // The handlers' own logs would drown the tables; errors only.
+    if std::env::var_os("RUST_LOG").is_none() {
+        std::env::set_var("RUST_LOG", "error");
+    }
+    shared::telemetry::init();
+    let options = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(options).await {
+        eprintln!("bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(o: Options) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let p = o.params;
+    std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
+    let all_phases = workload::phases(&p);
+
+    // 1. The workload itself, checked against the peer's generator when it is here.
+    let fingerprints: serde_json::Map<String, Value> = all_phases
+        .iter()
+        .map(|ph| (ph.name.clone(), json!(workload::phase_fingerprint(ph, &p))))
+        .collect();
+    let peer_dir = peer::locate();
+    let fingerprint_check = match &peer_dir {
+        Ok(dir) => peer::check_fingerprints(dir, &o.workload_flags, &fingerprints)?,
+        Err(why) => format!("not checked against the peer: {why}"),
+    };
+    println!(
+        "workload {}: fingerprints {fingerprint_check}",
+        serde_json::to_string(&p).unwrap()
+    );
+
+    // 2. The Rust side, in-process against the real handlers.
+    let admin_url = testkit::db::server_url();
+    let db = benchdb::BenchDb::create(&admin_url, &repo_root(), &p).await?;
+    println!(
+        "bench database {} (schema {}; app role {}; pg_stat_statements {}; pg_walinspect {})",
+        db.name,
+        db.schema_source,
+        db.app_user,
+        if db.pgss {
+            "yes"
+        } else {
+            "n/a (not preloaded; the server is not ours to restart)"
+        },
+        if db.walinspect { "yes" } else { "n/a" },
+    );
+    let result = measure(&o, &db, &all_phases, fingerprints).await;
+    db.drop_database().await;
+    let mut summary = result?;
+
+    // 3. Cold starts and memory of the release binaries.
+    if o.cold_start {
+        summary["cold_start"] = coldstart::run(&admin_url, &p).await?;
+    }
+    // 4. The nightly reset at scale (not in CI: a million rows).
+    if o.reset_scale {
+        summary["reset_scale"] = resetscale::run(&admin_url).await?;
+    }
+    summary["duration_s"] = json!(stats::round1(started.elapsed().as_secs_f64()));
+    let rust_path = o.out.join("rust.json");
+    write_json(&rust_path, &summary)?;
+
+    // 5. The Node peer, same workload, same machine, same run.
+    let node = if o.peer {
+        match &peer_dir {
+            Ok(dir) => Some(peer::run(dir, &o.workload_flags, &o.out).await?),
+            Err(why) => {
+                println!("peer skipped: {why}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    println!("\n{}", report::markdown(&summary, node.as_ref()));
+    println!("summary: {}", rust_path.display());
+    Ok(())
+}
+
+async fn measure(
+    o: &Options,
+    db: &benchdb::BenchDb,
+    all_phases: &[Phase],
+    fingerprints: serde_json::Map<String, Value>,
+) -> Result<Value, String> {
+    let p = &o.params;
+    let keys = testkit::keys::KeyServer::start(3600).await;
+    let containers: Vec<Arc<harness::Container>> = (0..p.concurrency)
+        .map(|_| harness::Container::new(&db.app_env(), &keys).map(Arc::new))
+        .collect::<Result<_, _>>()?;
+    let mut results = serde_json::Map::new();
+    for phase in all_phases {
+        if phase.endpoint == Endpoint::DailyReset {
+            // SEAM: shared::reset (branch deploy) has not landed on main yet.
+            results.insert(
+                phase.name.clone(),
+                json!({"skipped": "shared::reset is not on main yet (branch deploy)"}),
+            );
+            println!(
+                "{:<36} skipped: shared::reset is not on main yet",
+                phase.name
+            );
+            continue;
+        }
+        let r = phases::run(db, &containers, phase, p).await?;
+        println!("{}", report::phase_line(&phase.name, &r));
+        results.insert(phase.name.clone(), r);
+    }
+
+    // Where the upload's WAL goes: the same upload with and without the GIN index
+    // over the whole payload, and what the audit says about that index.
+    let audit = audit_of(db, JSON_PATHS_INDEX).await?;
+    let extra = |name: &str, slot| Phase {
+        name: name.into(),
+        endpoint: Endpoint::Upload {
+            slot,
+            auth: UploadAuth::Secret,
+            gzip: false,
+        },
+        concurrency: 1,
+        warmup: p.warmup,
+        count: p.requests,
+    };
+    let with = phases::run(
+        db,
+        &containers,
+        &extra("upload_secret_with_json_paths_index", 4),
+        p,
+    )
+    .await?;
+    println!(
+        "{}",
+        report::phase_line("upload_secret_with_json_paths_index", &with)
+    );
+    db.ctl
+        .batch_execute(&format!("DROP INDEX {JSON_PATHS_INDEX}"))
+        .await
+        .map_err(|e| e.to_string())?;
+    let without = phases::run(
+        db,
+        &containers,
+        &extra("upload_secret_without_json_paths_index", 5),
+        p,
+    )
+    .await?;
+    println!(
+        "{}",
+        report::phase_line("upload_secret_without_json_paths_index", &without)
+    );
+
+    Ok(json!({
+        "peer": "rust-lambda",
+        "variant": "in-process",
+        "date": chrono::Utc::now().to_rfc3339(),
+        "machine": report::machine(),
+        "server": report::server(&db.ctl).await,
+        "params": p,
+        "harness": {
+            "driver": "the real handlers (shared::daily_pot, shared::upload) called in-process with API Gateway v2 requests built from events/*.json; one process for client and server",
+            "containers": format!("{} warm containers, each its own Database per function (one connection each)", p.concurrency),
+            "statements": if db.pgss { "pg_stat_statements (app role, this database) and Database::statements_sent()" } else { "Database::statements_sent() (pg_stat_statements not preloaded: n/a)" },
+            "wal": "CHECKPOINT, temporary physical slot, pg_current_wal_lsn() before/after; attribution by pg_walinspect",
+            "schema": db.schema_source,
+            "database": "legacy schema, then our migrations (shared::migrations), then WORKLOAD.md's seed; autovacuum off on the bench tables",
+            "tokens": "RS256, testkit's signing key, published by testkit::keys::KeyServer on 127.0.0.1 (project demo-dailypot)",
+        },
+        "fingerprints": fingerprints,
+        "phases": results,
+        "phase_order": all_phases.iter().map(|ph| ph.name.clone()).collect::<Vec<_>>(),
+        "upload_wal_by_index": {
+            "index": JSON_PATHS_INDEX,
+            "audit": audit,
+            "with_index": pick(&with),
+            "without_index": pick(&without),
+        },
+    }))
+}
+
+/// The figures of a phase worth setting side by side.
+fn pick(r: &Value) -> Value {
+    json!({
+        "p50_us": r["p50_us"], "p99_us": r["p99_us"], "rps": r["rps"],
+        "wal_bytes_per_request": r["wal_bytes_per_request"],
+        "fpi_bytes_per_request": r["wal_attributed"]["fpi_bytes_per_request"],
+        "wal_by_record_type": r["wal_attributed"]["by_record_type"],
+    })
+}
+
+/// What `migrate audit` (shared::audit) reports about one index.
+async fn audit_of(db: &benchdb::BenchDb, index: &str) -> Result<Value, String> {
+    let app = shared::db::Database::new(&db.app_config()?).map_err(|e| e.to_string())?;
+    let reports = shared::audit::run(&app).await.map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for r in &reports {
+        for row in &r.rows {
+            if row.iter().any(|c| c == index) {
+                let cells: serde_json::Map<String, Value> = r
+                    .columns
+                    .iter()
+                    .zip(row)
+                    .map(|(c, v)| (c.to_string(), json!(v)))
+                    .collect();
+                out.push(json!({"report": r.title, "row": cells}));
+            }
+        }
+    }
+    Ok(json!(out))
+}
+
+pub fn write_json(path: &std::path::Path, value: &Value) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())? + "\n";
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
