@@ -12,24 +12,11 @@ use testkit::keys::{self, KeyServer};
 use testkit::requests::{body_json, rerouted, with_token};
 use testkit::TestDb;
 
+mod daily_pot_helpers;
+
+use daily_pot_helpers::{insert_pot, setup, setup_with};
+
 const ROUTE: &str = "get-daily-pot";
-
-struct Setup {
-    db: TestDb,
-    keys: KeyServer,
-    app: App,
-}
-
-async fn setup() -> Setup {
-    setup_with(&[]).await
-}
-
-async fn setup_with(db_env: &[(&str, &str)]) -> Setup {
-    let db = TestDb::migrated().await;
-    let keys = KeyServer::start(3600).await;
-    let app = App::new(Database::new(&db.config(db_env)).unwrap(), keys.verifier());
-    Setup { db, keys, app }
-}
 
 /// GET /daily-pot as `user`: status and body.
 async fn get_pot(app: &App, user: &str) -> (u16, Value) {
@@ -48,28 +35,6 @@ async fn day(db: &TestDb, days_ago: i32) -> String {
         .await
         .unwrap()
         .get(0)
-}
-
-/// A pot for `user`: uploads counted `uploads_days_ago` days ago, last claimed
-/// `claimed_days_ago` days ago (or never).
-async fn insert_pot(
-    db: &TestDb,
-    user: &str,
-    credits: i32,
-    uploads: i32,
-    uploads_days_ago: i32,
-    claimed_days_ago: Option<i32>,
-) {
-    db.client()
-        .await
-        .execute(
-            "INSERT INTO daily_pots (user_id, total_credits, uploads_today, uploads_day, last_claim_date)
-             VALUES ($1, $2, $3, (now() AT TIME ZONE 'UTC')::date - $4::int4,
-                     (now() AT TIME ZONE 'UTC')::date - $5::int4)",
-            &[&user, &credits, &uploads, &uploads_days_ago, &claimed_days_ago],
-        )
-        .await
-        .unwrap();
 }
 
 async fn rows(db: &TestDb, user: &str) -> i64 {
