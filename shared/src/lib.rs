@@ -6,6 +6,7 @@
 //! - [`auth`]: Firebase ID tokens;
 //! - [`daily_pot`]: the daily-pot routes' handlers;
 //! - [`http`]: typed failures and their HTTP answers; [`init`]: start-up errors;
+//! - [`json`]: request bodies read strictly (a key named twice is refused);
 //! - [`telemetry`]: logs and metrics;
 //! - [`upload`], [`device`]: `POST /upload` and `POST /register-device`.
 
@@ -17,6 +18,7 @@ pub mod db;
 pub mod device;
 pub mod http;
 pub mod init;
+pub mod json;
 pub mod migrations;
 pub mod telemetry;
 pub mod upload;

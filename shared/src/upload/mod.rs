@@ -102,10 +102,10 @@ async fn upload(app: &UploadApp, request: &Request) -> Result<Response<Body>, Ap
         None => Sender::Anonymous,
     };
     let bytes = body::decoded(request.headers(), request.body(), app.config.max_body_bytes)?;
-    let json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| {
+    let json = crate::json::from_slice(&bytes).map_err(|e| {
         ApiError::Unprocessable(vec![FieldError {
             path: String::new(),
-            message: "body is not valid JSON".into(),
+            message: e.to_string(),
         }])
     })?;
     let upload = Upload::parse(&json, app.config.max_readings).map_err(ApiError::Unprocessable)?;
