@@ -109,6 +109,15 @@ async fn the_corpus_base_upload_is_accepted_so_the_refusals_are_not_vacuous() {
     assert_eq!((status, body), (202, json!({"accepted_records": 2})));
 }
 
+/// Name, app, body, Content-Encoding, expected status.
+type BigCase<'a> = (
+    &'a str,
+    &'a shared::upload::UploadApp,
+    Vec<u8>,
+    Option<&'a str>,
+    u16,
+);
+
 /// `n` readings, as small as a reading can be.
 fn many_readings(n: usize) -> Vec<u8> {
     let mut body = fixture_upload();
@@ -147,7 +156,7 @@ async fn big_uploads_built_at_test_time_are_refused_and_write_nothing() {
     };
     let hundred_thousand = many_readings(100_000);
     let bomb = gzip(&vec![b' '; 11 * 1024 * 1024]);
-    let cases: Vec<(&str, &shared::upload::UploadApp, Vec<u8>, Option<&str>, u16)> = vec![
+    let cases: Vec<BigCase> = vec![
         ("10 MB body", &default_limits, ten_mb.clone(), None, 413),
         ("10 MB body, roomy limit", &roomy, ten_mb, None, 422),
         (

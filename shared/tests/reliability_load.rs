@@ -71,7 +71,7 @@ fn upload_body(device: &str, timestamp_ms: u64, readings: usize) -> Value {
 /// One user's phone: `REQUESTS_PER_USER` requests, one at a time, each answer
 /// checked against the model. Returns the model.
 async fn phone(containers: Arc<Containers>, user: usize, secret: String, token: String) -> Model {
-    let mut rng = Rng(0x51_7cc1_b727_220a_95 ^ (user as u64 + 1) * 0x9e37_79b9);
+    let mut rng = Rng(0x517c_c1b7_2722_0a95 ^ ((user as u64 + 1) * 0x9e37_79b9));
     let mut model = Model::default();
     let device = format!("phone-{user}");
     let name = format!("user-{user}");

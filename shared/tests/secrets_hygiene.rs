@@ -64,6 +64,15 @@ fn bearer(mut request: lambda_http::Request, token: &str) -> lambda_http::Reques
     request
 }
 
+/// App, body, headers, bearer token, expected status.
+type UploadCase<'a> = (
+    &'a UploadApp,
+    String,
+    Vec<(&'a str, Option<&'a str>)>,
+    Option<&'a str>,
+    u16,
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_credential_appears_in_the_logs_at_trace_level() {
     let logs = Buffer::default();
@@ -161,13 +170,7 @@ async fn no_credential_appears_in_the_logs_at_trace_level() {
     // upload: device secret, token, unknown secret, wrong key, bad token, 503.
     let mut second = fixture_upload();
     second["timestamp"] = json!("2026-11-26T10:05:00Z");
-    let cases: Vec<(
-        &UploadApp,
-        String,
-        Vec<(&str, Option<&str>)>,
-        Option<&str>,
-        u16,
-    )> = vec![
+    let cases: Vec<UploadCase> = vec![
         (
             &uploads,
             upload_body.clone(),
