@@ -60,6 +60,12 @@ impl Failures {
         }
     }
 
+    fn expect_401(&mut self, name: &str, status: u16) {
+        if status != 401 {
+            self.0.push(format!("{name}: expected 401, got {status}"));
+        }
+    }
+
     fn assert_none(self) {
         assert!(
             self.0.is_empty(),
@@ -363,4 +369,53 @@ async fn a_claim_ignores_any_body_and_refuses_a_user_without_a_pot() {
         );
         assert_eq!(snapshot(&client).await, before);
     }
+}
+
+/// Credential headers no valid client sends: each refused as a 401, nothing written.
+#[tokio::test]
+async fn hostile_credential_headers_on_upload_and_register_are_401_and_write_nothing() {
+    let (test, secret) = upload_setup().await;
+    let keys = KeyServer::start(3600).await;
+    let uploads = upload_app(&test, &[]);
+    let register = register_app_with(&test, &as_pairs(&key_env(&keys)));
+    let client = test.client().await;
+    let mut before = snapshot(&client).await;
+    let not_text = HeaderValue::from_bytes(b"\xff\xfe\x80secret").unwrap();
+    let huge = HeaderValue::from_str(&"k".repeat(1 << 20)).unwrap();
+    let registration =
+        json!({"device_id": "d", "firebase_token": keys::token("alice")}).to_string();
+    let mut failures = Failures::default();
+    for (name, header, value) in [
+        (
+            "device secret not text",
+            "x-device-secret",
+            not_text.clone(),
+        ),
+        ("device secret of 1 MB", "x-device-secret", huge.clone()),
+        (
+            "device secret with SQL",
+            "x-device-secret",
+            HeaderValue::from_static("' OR 1=1 --"),
+        ),
+        ("app key not text", "x-api-key", not_text.clone()),
+        ("app key of 1 MB", "x-api-key", huge.clone()),
+    ] {
+        let mut request = upload_request(&fixture_upload(), &[("x-device-secret", Some(&secret))]);
+        request.headers_mut().insert(header, value.clone());
+        let (status, body) = answer(shared::upload::handle(&uploads, request).await);
+        let after = snapshot(&client).await;
+        failures.check(&format!("upload, {name}"), status, &body, after != before);
+        failures.expect_401(&format!("upload, {name}"), status);
+        before = after;
+        if header == "x-api-key" {
+            let mut request = event("register-device", registration.as_bytes(), &[]);
+            request.headers_mut().insert(header, value);
+            let (status, body) = answer(shared::device::handle(&register, request).await);
+            let after = snapshot(&client).await;
+            failures.check(&format!("register, {name}"), status, &body, after != before);
+            failures.expect_401(&format!("register, {name}"), status);
+            before = after;
+        }
+    }
+    failures.assert_none();
 }
