@@ -7,6 +7,7 @@
 //! - [`daily_pot`]: the daily-pot routes' handlers;
 //! - [`http`]: typed failures and their HTTP answers; [`init`]: start-up errors;
 //! - [`reset`]: the nightly reset of daily upload counts;
+//! - [`json`]: request bodies read strictly (a key named twice is refused);
 //! - [`telemetry`]: logs and metrics;
 //! - [`upload`], [`device`]: `POST /upload` and `POST /register-device`.
 
@@ -18,6 +19,7 @@ pub mod db;
 pub mod device;
 pub mod http;
 pub mod init;
+pub mod json;
 pub mod migrations;
 pub mod reset;
 pub mod telemetry;

@@ -11,8 +11,7 @@ pub fn init() {
         .or_else(|_| EnvFilter::try_from_env("AWS_LAMBDA_LOG_LEVEL"))
         .map(|f| f.to_string().to_lowercase())
         .unwrap_or_else(|_| "info,tokio_postgres=warn".to_string());
-    let filter = EnvFilter::new(filter);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt().with_env_filter(env_filter(&filter));
     // Failing to install means a subscriber is already there (tests): keep it.
     let _ = if std::io::stdout().is_terminal() {
         builder.try_init()
@@ -24,6 +23,24 @@ pub fn init() {
             .with_span_list(false)
             .try_init()
     };
+}
+
+/// lambda_runtime logs every raw event at TRACE ("raw JSON event received from
+/// Lambda"): headers and body, so bearer tokens, the app key, device secrets and
+/// register-device's firebase_token. Whatever level is configured, it stays below.
+const NEVER_AT_TRACE: &str = "lambda_runtime=debug";
+
+/// The filter of `directives` (e.g. `trace`, `info,tokio_postgres=warn`), with the
+/// runtime's event dump always off.
+pub fn env_filter(directives: &str) -> EnvFilter {
+    let filter = EnvFilter::new(directives);
+    // Only ever lowers: below TRACE the dump is off already, and appending the cap
+    // there would turn the runtime's debug lines on.
+    if filter.max_level_hint() == Some(tracing::level_filters::LevelFilter::TRACE) {
+        EnvFilter::new(format!("{directives},{NEVER_AT_TRACE}"))
+    } else {
+        filter
+    }
 }
 
 /// Writes one CloudWatch Embedded Metric Format line, which Lambda turns into a metric
@@ -71,6 +88,18 @@ fn emf_line(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_runtimes_raw_event_dump_is_off_even_at_trace() {
+        use tracing::level_filters::LevelFilter;
+        let filter = super::env_filter("trace").to_string();
+        assert!(filter.contains("lambda_runtime=debug"), "{filter}");
+        for level in ["info", "debug", "warn,shared=debug"] {
+            let filter = super::env_filter(level);
+            assert!(!filter.to_string().contains("lambda_runtime"), "{filter}");
+            assert!(filter.max_level_hint() <= Some(LevelFilter::DEBUG));
+        }
+    }
+
     #[test]
     fn an_emf_line_carries_the_metric_its_dimensions_and_the_value() {
         let line = super::emf_line(

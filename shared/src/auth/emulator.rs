@@ -10,15 +10,25 @@ use serde::Deserialize;
 use super::claims::Claims;
 use super::AuthError;
 
+/// The header fields read before any key is looked up.
 #[derive(Deserialize)]
-struct Header {
-    alg: String,
+pub(crate) struct Header {
+    pub(crate) alg: String,
+    /// `crit` names extensions the verifier must understand (RFC 7515 4.1.11).
+    /// Firebase never sends it and we understand none, so its mere presence (even
+    /// as `null`) refuses the token.
+    #[serde(default, deserialize_with = "present", rename = "crit")]
+    pub(crate) has_crit: bool,
 }
 
-/// The header's `alg`, read without trusting anything else in the token.
-pub(crate) fn algorithm(token: &str) -> Result<String, AuthError> {
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
+}
+
+/// The header, read without trusting anything else in the token.
+pub(crate) fn header(token: &str) -> Result<Header, AuthError> {
     let header = token.split('.').next().unwrap_or_default();
-    Ok(part::<Header>(header)?.alg)
+    part::<Header>(header)
 }
 
 /// The claims of an unsigned token: `header.payload.` with an empty signature.

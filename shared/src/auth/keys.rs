@@ -182,9 +182,16 @@ impl KeyCache {
             .keys
             .iter()
             .filter(|jwk| {
-                // Only RSA keys meant for RS256 (or saying nothing) can check our tokens.
-                matches!(jwk.algorithm, AlgorithmParameters::RSA(_))
-                    && matches!(jwk.common.key_algorithm, None | Some(KeyAlgorithm::RS256))
+                // Only RSA keys meant for RS256 (or saying nothing) can check our tokens,
+                // and only strong ones: a 512-bit modulus is factored in hours.
+                let strong = match &jwk.algorithm {
+                    AlgorithmParameters::RSA(rsa) => modulus_bits(&rsa.n) >= MIN_RSA_BITS,
+                    _ => false,
+                };
+                if !strong {
+                    tracing::warn!(kid = ?jwk.common.key_id, "key server published an unusable key; skipped");
+                }
+                strong && matches!(jwk.common.key_algorithm, None | Some(KeyAlgorithm::RS256))
             })
             .filter_map(|jwk| {
                 let kid = jwk.common.key_id.clone()?;
@@ -196,6 +203,22 @@ impl KeyCache {
             return Err(KeyFetchError::NoKeys);
         }
         Ok((keys, max_age))
+    }
+}
+
+/// The smallest RSA modulus trusted (NIST SP 800-131A; Google's keys are 2048).
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// Bits of a JWK's base64url modulus `n` (0 when it is not base64url).
+fn modulus_bits(n: &str) -> usize {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let Ok(bytes) = URL_SAFE_NO_PAD.decode(n.trim_end_matches('=')) else {
+        return 0;
+    };
+    match bytes.iter().position(|b| *b != 0) {
+        Some(first) => (bytes.len() - first) * 8 - bytes[first].leading_zeros() as usize,
+        None => 0,
     }
 }
 
@@ -218,6 +241,20 @@ fn max_age(cache_control: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn modulus_bits_count_from_the_first_set_bit() {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine;
+        let n = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
+        assert_eq!(modulus_bits(&n(&[0x80; 256])), 2048);
+        assert_eq!(modulus_bits(&n(&[0x7f; 256])), 2047);
+        assert_eq!(
+            modulus_bits(&n(&[&[0u8][..], &[0xff; 64][..]].concat())),
+            512
+        );
+        assert_eq!(modulus_bits("not base64!"), 0);
+    }
 
     #[test]
     fn max_age_is_read_among_other_directives() {

@@ -63,15 +63,9 @@ impl Verifier {
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
-        if token.split('.').count() != 3 {
-            return Err(AuthError::Malformed("not three parts"));
-        }
-        // Read by hand first: jsonwebtoken cannot even parse a header saying `none`.
-        let claims = match emulator::algorithm(token)?.as_str() {
-            "none" if self.config.emulator => emulator::claims(token)?,
-            "none" => return Err(AuthError::Invalid("unsigned token")),
-            "RS256" => self.signed_claims(token).await?,
-            _ => return Err(AuthError::Invalid("algorithm is not RS256")),
+        let claims = match read_unverified(token, self.config.emulator)? {
+            Unverified::Unsigned(claims) => claims,
+            Unverified::Signed => self.signed_claims(token).await?,
         };
         claims.check(&Expected {
             audience: &self.config.project_id,
@@ -94,6 +88,48 @@ impl Verifier {
             .map(|data| data.claims)
             .map_err(classify)
     }
+}
+
+/// The most bytes a token may have. Firebase ID tokens are about 1 KB (custom
+/// claims add at most 1,000 bytes); anything far longer is refused before any
+/// base64 is decoded, any key looked up or fetched, any signature checked.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// What a token's shape says before any key is involved.
+pub(crate) enum Unverified {
+    /// An emulator token (emulator on), its claims still to be checked.
+    Unsigned(Claims),
+    /// An RS256 token: its signature decides.
+    Signed,
+}
+
+/// Every check that needs no key and no network: size, three parts, a header we
+/// can read, no `crit`, the algorithm; and for an emulator token its claims.
+pub(crate) fn read_unverified(token: &str, emulator: bool) -> Result<Unverified, AuthError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(AuthError::Malformed("token too long"));
+    }
+    if token.split('.').count() != 3 {
+        return Err(AuthError::Malformed("not three parts"));
+    }
+    // Read by hand first: jsonwebtoken cannot even parse a header saying `none`.
+    let header = emulator::header(token)?;
+    if header.has_crit {
+        return Err(AuthError::Invalid("crit header"));
+    }
+    match header.alg.as_str() {
+        "none" if emulator => Ok(Unverified::Unsigned(emulator::claims(token)?)),
+        "none" => Err(AuthError::Invalid("unsigned token")),
+        "RS256" => Ok(Unverified::Signed),
+        _ => Err(AuthError::Invalid("algorithm is not RS256")),
+    }
+}
+
+/// The checks of a token that need no key and no network (see
+/// [`MAX_TOKEN_BYTES`]): `Ok` means only the signature and claims remain to be
+/// checked. For fuzzing and diagnostics; [`Verifier::verify`] runs it first.
+pub fn check_shape(token: &str, emulator: bool) -> Result<(), AuthError> {
+    read_unverified(token.trim(), emulator).map(|_| ())
 }
 
 fn classify(err: jsonwebtoken::errors::Error) -> AuthError {

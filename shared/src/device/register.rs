@@ -61,8 +61,7 @@ impl Registration {
                 message: message.into(),
             }]
         };
-        let json: Value =
-            serde_json::from_slice(body).map_err(|_| problem("", "body is not valid JSON"))?;
+        let json = crate::json::from_slice(body).map_err(|e| problem("", &e.to_string()))?;
         let Some(obj) = json.as_object() else {
             return Err(problem("", "expected a JSON object"));
         };

@@ -90,6 +90,15 @@ async fn upload(app: &UploadApp, request: &Request) -> Result<Response<Body>, Ap
         return Err(ApiError::MethodNotAllowed);
     }
     app.app_key.check(request.headers())?;
+    // A secret that is not even text is no secret of ours. Treating it as absent
+    // would store the upload anonymously instead of refusing it.
+    if request
+        .headers()
+        .get(DEVICE_SECRET_HEADER)
+        .is_some_and(|v| v.to_str().is_err())
+    {
+        return Err(ApiError::Unauthorized("Invalid Device Secret"));
+    }
     // The secret's owner is looked up by the storing statement itself (one round
     // trip); a token is checked here, before the body is read.
     let sender = match header(request, DEVICE_SECRET_HEADER) {
@@ -102,10 +111,10 @@ async fn upload(app: &UploadApp, request: &Request) -> Result<Response<Body>, Ap
         None => Sender::Anonymous,
     };
     let bytes = body::decoded(request.headers(), request.body(), app.config.max_body_bytes)?;
-    let json: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| {
+    let json = crate::json::from_slice(&bytes).map_err(|e| {
         ApiError::Unprocessable(vec![FieldError {
             path: String::new(),
-            message: "body is not valid JSON".into(),
+            message: e.to_string(),
         }])
     })?;
     let upload = Upload::parse(&json, app.config.max_readings).map_err(ApiError::Unprocessable)?;

@@ -28,15 +28,14 @@ pub struct Upload {
     pub is_charging: Option<bool>,
 }
 
-/// 1 to 128 characters.
+/// 1 to 128 characters, none of them a control character.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceId(String);
 
 impl DeviceId {
     pub fn parse(text: &str) -> Option<Self> {
         let n = text.chars().count();
-        (1..=MAX_DEVICE_ID_CHARS)
-            .contains(&n)
+        ((1..=MAX_DEVICE_ID_CHARS).contains(&n) && !has_control_chars(text))
             .then(|| Self(text.to_string()))
     }
 
@@ -151,6 +150,8 @@ impl Upload {
                 "device_id",
                 if absent(body.get("device_id")) {
                     "required".to_string()
+                } else if body["device_id"].as_str().is_some_and(has_control_chars) {
+                    CONTROL_CHARS.to_string()
                 } else {
                     format!("expected a string of 1 to {MAX_DEVICE_ID_CHARS} characters")
                 },
@@ -178,6 +179,10 @@ impl Upload {
         let location = location(&mut issues, "location", body.get("location"));
         let geohash = match body.get("geohash") {
             v if absent(v) => None,
+            Some(Value::String(s)) if has_control_chars(s) => {
+                issues.add("geohash", CONTROL_CHARS);
+                None
+            }
             Some(Value::String(s)) if s.chars().count() <= MAX_GEOHASH_CHARS => Some(s.clone()),
             _ => {
                 issues.add(
@@ -228,6 +233,15 @@ impl Issues {
             });
         }
     }
+}
+
+const CONTROL_CHARS: &str = "must not contain control characters";
+
+/// Free text we store or hash must not hold control characters: U+0000 cannot be
+/// stored at all (PostgreSQL's `text` and `jsonb` refuse it, which would be a 500),
+/// and the others only ever come from a broken or hostile client.
+pub fn has_control_chars(text: &str) -> bool {
+    text.chars().any(char::is_control)
 }
 
 fn absent(v: Option<&Value>) -> bool {
@@ -537,10 +551,21 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_in_stored_text_are_refused_by_name() {
+        let mut body = minimal();
+        body["device_id"] = json!("android\u{0}");
+        body["geohash"] = json!("u09\u{0}tvw");
+        let expected = |path: &str| (path.to_string(), CONTROL_CHARS.to_string());
+        assert_eq!(paths(body), [expected("device_id"), expected("geohash")]);
+    }
+
+    #[test]
     fn device_ids_are_counted_in_characters() {
         assert!(DeviceId::parse(&"é".repeat(128)).is_some());
         assert!(DeviceId::parse(&"a".repeat(129)).is_none());
         assert!(DeviceId::parse("").is_none());
+        assert!(DeviceId::parse("android\u{0}").is_none());
+        assert!(DeviceId::parse("a\u{1b}[2J").is_none());
     }
 
     #[test]

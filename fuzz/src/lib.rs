@@ -1,0 +1,72 @@
+//! The fuzz harness: what each target does with one input. Shared by the
+//! libFuzzer targets (`fuzz_targets/`, nightly) and the stable replay test
+//! (`shared/tests/hostile_fuzz_replay.rs`, run by `scripts/test`). A panic is a
+//! finding; so is a broken invariant, checked with `assert!`.
+
+use lambda_http::http::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING};
+use lambda_http::http::HeaderMap;
+use lambda_http::Body;
+use shared::upload::derive::SensorBatch;
+use shared::upload::request::Upload;
+
+/// Small limits, so the fuzzer explores rules rather than memory.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+const MAX_READINGS: usize = 50;
+
+/// Upload parsing: the body's bytes (the first input byte picks identity or
+/// gzip), strict JSON, the typed upload, and the derived values.
+pub fn upload_parse(data: &[u8]) {
+    let (gzip, body) = match data.split_first() {
+        Some((first, rest)) => (first & 1 == 1, rest),
+        None => (false, data),
+    };
+    let mut headers = HeaderMap::new();
+    if gzip {
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    let Ok(bytes) =
+        shared::upload::body::decoded(&headers, &Body::Binary(body.to_vec()), MAX_BODY_BYTES)
+    else {
+        return;
+    };
+    assert!(bytes.len() <= MAX_BODY_BYTES * shared::upload::body::GZIP_EXPANSION_LIMIT);
+    let Ok(json) = shared::json::from_slice(&bytes) else {
+        return;
+    };
+    match Upload::parse(&json, MAX_READINGS) {
+        Ok(upload) => {
+            assert!((1..=MAX_READINGS).contains(&upload.batch.len()));
+            let batch = SensorBatch::derive(&upload, b"fuzz-hash-secret");
+            assert_eq!(batch.samples as usize, upload.batch.len());
+            assert!(batch.uptime_seconds >= 0);
+            assert!(batch.quality.valid + batch.quality.pocket_likely <= batch.samples);
+            assert_eq!(batch.device_hash.len(), 64);
+            // What is stored must be storable: jsonb refuses U+0000.
+            assert!(!batch.batch_json.to_string().contains("\\u0000"));
+        }
+        Err(problems) => assert!(!problems.is_empty()),
+    }
+}
+
+/// Token parsing without network: the Authorization header, then every check
+/// that needs no key (size, parts, header, crit, alg, and emulator claims).
+pub fn token_parse(data: &[u8]) {
+    if let Ok(value) = HeaderValue::from_bytes(data) {
+        let request = lambda_http::http::Request::builder()
+            .header(AUTHORIZATION, value)
+            .body(Body::Empty)
+            .expect("a request");
+        if let Ok(token) = shared::auth::bearer_token(&request) {
+            let _ = shared::auth::check_shape(token, true);
+        }
+    }
+    let Ok(token) = std::str::from_utf8(data) else {
+        return;
+    };
+    for emulator in [false, true] {
+        if shared::auth::check_shape(token, emulator).is_ok() {
+            assert!(token.trim().len() <= shared::auth::MAX_TOKEN_BYTES);
+            assert_eq!(token.trim().split('.').count(), 3);
+        }
+    }
+}
