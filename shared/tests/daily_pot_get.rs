@@ -158,9 +158,13 @@ async fn a_wrong_method_is_405_and_writes_nothing() {
     assert_eq!(rows(&s.db, "alice").await, 0);
 }
 
-/// Bytes of WAL that touched this test's database while `work` ran. Other
-/// tests share the server, so the server's WAL position alone says nothing:
-/// pg_walinspect lists the records, and only those on our database count.
+/// Bytes of WAL written by transactions on this test's database while `work` ran.
+/// Other tests share the server, so the server's WAL position alone says nothing:
+/// pg_walinspect lists the records, and only those on our database with a
+/// transaction id count. A read-only statement never gets one; records without one
+/// are the server's housekeeping (e.g. a hint-bit full-page image when a page is
+/// first touched after a checkpoint, which another test's DROP DATABASE may force
+/// at any moment), not writes of the statement under test.
 async fn wal_bytes_of<F: std::future::Future>(db: &TestDb, work: F) -> i64 {
     let client = db.client().await;
     client
@@ -193,7 +197,8 @@ async fn wal_bytes_of<F: std::future::Future>(db: &TestDb, work: F) -> i64 {
         .query_one(
             "SELECT COALESCE(sum(record_length), 0)::int8
              FROM pg_get_wal_records_info($1::text::pg_lsn, $2::text::pg_lsn)
-             WHERE block_ref LIKE '%/' || (SELECT oid FROM pg_database
+             WHERE xid::text <> '0'
+               AND block_ref LIKE '%/' || (SELECT oid FROM pg_database
                                            WHERE datname = current_database()) || '/%'",
             &[&before, &after],
         )
