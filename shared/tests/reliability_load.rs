@@ -5,9 +5,9 @@
 //! answer exactly; users run concurrently across all containers. No 5xx, every
 //! answer as the model says, and afterwards the tables equal the model exactly.
 //!
-//! TODO(reset): `shared::reset` (the nightly daily-reset) has not landed on main
-//! yet. When it does, run a reset in the middle of the load (it must reset
-//! nothing counted today, so the model stays as it is) and compare afterwards.
+//! The nightly reset runs in the middle of the load, several times, in small
+//! batches: it must zero the pots counted on an earlier day and leave every count
+//! of today (so the model) as it is.
 
 mod upload_helpers;
 
@@ -26,6 +26,7 @@ use upload_helpers::{answer, device_hash, insert_secret, upload_app, upload_requ
 const USERS: usize = 24;
 const REQUESTS_PER_USER: usize = 100;
 const UPLOADS_REQUIRED: i32 = 5;
+const STALE_POTS: usize = 30;
 
 /// What the database should hold for one user, and so answer.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -191,6 +192,20 @@ async fn eight_containers_serve_thousands_of_mixed_requests_and_the_tables_equal
             .collect(),
     });
 
+    // Pots outside the load whose counts are yesterday's: the reset's work.
+    admin
+        .batch_execute(&format!(
+            "INSERT INTO daily_pots (user_id, total_credits, uploads_today, uploads_day)
+             SELECT 'stale-' || g, g, 3, (now() AT TIME ZONE 'UTC')::date - 1
+             FROM generate_series(1, {STALE_POTS}) g"
+        ))
+        .await
+        .unwrap();
+    // The reset's own container (the tenth connection), in batches small enough to
+    // interleave with the load.
+    let reset_db = test.database();
+    let reset_config = shared::reset::ResetConfig { batch_size: 7 };
+
     let phones: Vec<_> = secrets
         .into_iter()
         .enumerate()
@@ -199,6 +214,15 @@ async fn eight_containers_serve_thousands_of_mixed_requests_and_the_tables_equal
             tokio::spawn(phone(containers.clone(), user, secret, token))
         })
         .collect();
+    let mut resets = Vec::new();
+    for _ in 0..3 {
+        resets.push(
+            shared::reset::run(&reset_db, &reset_config)
+                .await
+                .expect("the reset never fails under load"),
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let mut models = HashMap::new();
     for (user, phone) in phones.into_iter().enumerate() {
         models.insert(
@@ -206,6 +230,21 @@ async fn eight_containers_serve_thousands_of_mixed_requests_and_the_tables_equal
             phone.await.expect("a phone's answers all matched"),
         );
     }
+    let reset_rows: u64 = resets.iter().map(|r| r.rows_reset).sum();
+    assert_eq!(
+        reset_rows, STALE_POTS as u64,
+        "each stale pot reset once: {resets:?}"
+    );
+    let stale_left = admin
+        .query_one(
+            "SELECT count(*) FROM daily_pots WHERE user_id LIKE 'stale-%' AND uploads_today <> 0",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(stale_left, 0);
+
     let total: i64 = models.values().map(|m| m.batches).sum();
     assert!(total > 500, "the mix uploads plenty ({total})");
     assert!(models.values().any(|m| m.claimed_today), "some claims paid");
@@ -216,7 +255,7 @@ async fn eight_containers_serve_thousands_of_mixed_requests_and_the_tables_equal
             "SELECT user_id, total_credits::int8,
                     CASE WHEN uploads_day = (now() AT TIME ZONE 'UTC')::date THEN uploads_today ELSE 0 END,
                     coalesce(last_claim_date = (now() AT TIME ZONE 'UTC')::date, false)
-             FROM daily_pots",
+             FROM daily_pots WHERE user_id NOT LIKE 'stale-%'",
             &[],
         )
         .await
