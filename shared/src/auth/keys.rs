@@ -54,10 +54,10 @@ pub enum KeyFetchError {
 
 pub(crate) struct KeyCache {
     url: url::Url,
-    /// Built on the first fetch, not at start-up: building it loads the system CA
-    /// bundle (twice, through native-tls: OpenSSL's default paths, then
-    /// openssl-probe's; ~25 ms each with OpenSSL 3), which every cold start paid
-    /// even when no request needed a key. One client per container all the same.
+    /// Built on the first fetch, not at start-up: building it reads the system CA
+    /// bundle, which a cold start need not pay before a request needs a key
+    /// (native-tls used to parse it twice, ~25 ms each with OpenSSL 3; rustls
+    /// takes a few ms). One client per container all the same.
     http: tokio::sync::OnceCell<reqwest::Client>,
     policy: KeyCachePolicy,
     state: Mutex<State>,
@@ -92,8 +92,9 @@ impl KeyCache {
         }
     }
 
-    /// The container's one HTTP client: TLS by native-tls with the system roots,
-    /// certificate and host name verified. A failure to build it is a failed fetch.
+    /// The container's one HTTP client: TLS by rustls with the system roots
+    /// (rustls-native-certs), certificate and host name verified. A failure to
+    /// build it is a failed fetch.
     async fn http(&self) -> Result<&reqwest::Client, reqwest::Error> {
         self.http
             .get_or_try_init(|| async {
@@ -248,5 +249,30 @@ mod tests {
         assert!(cache.http.get().is_none(), "built at start-up");
         assert!(cache.fetch().await.is_err());
         assert!(cache.http.get().is_some(), "not kept after the first fetch");
+    }
+
+    #[tokio::test]
+    async fn a_key_server_whose_certificate_no_system_root_signs_is_refused() {
+        // A TLS server on localhost with a self-signed certificate (valid for its
+        // name and address, in no trust store): the fetch must fail on the certificate.
+        let identity = native_tls::Identity::from_pkcs8(
+            include_bytes!("../../tests/fixtures/untrusted-localhost.crt"),
+            include_bytes!("../../tests/fixtures/untrusted-localhost.key"),
+        )
+        .unwrap();
+        let acceptor = native_tls::TlsAcceptor::new(identity).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            // The client aborts the handshake: no request is ever read.
+            acceptor.accept(stream).is_ok()
+        });
+        let url = format!("https://localhost:{port}/jwks").parse().unwrap();
+        let cache = KeyCache::new(url, KeyCachePolicy::default());
+        let err = cache.fetch().await.unwrap_err();
+        let text = crate::http::chain(&err);
+        assert!(text.contains("certificate"), "{text}");
+        assert!(!server.join().unwrap(), "the handshake completed");
     }
 }
