@@ -41,14 +41,19 @@ pub async fn run(admin_url: &str) -> Result<Value, String> {
 }
 
 async fn measure(url: &str) -> Result<Value, String> {
-    let e = |e: tokio_postgres::Error| e.to_string();
+    let e = |e: tokio_postgres::Error| shared::http::chain(&e);
     let config =
         shared::config::DbConfig::from_env(&[("DATABASE_URL", url)]).map_err(|e| e.to_string())?;
     let db = Database::new(&config).map_err(|e| e.to_string())?;
+    let client = testkit::db::connect(url).await;
+    // Our migrations start from the live schema, as in production.
+    client
+        .batch_execute(crate::benchdb::OUR_SCHEMA)
+        .await
+        .map_err(|e| format!("legacy schema: {e}"))?;
     shared::migrations::run(&db, &config)
         .await
-        .map_err(|e| e.to_string())?;
-    let client = testkit::db::connect(url).await;
+        .map_err(|e| format!("migrations: {}", shared::http::chain(&e)))?;
 
     // The seed's reset: one statement over the whole table.
     let seed_s = seed(&client).await?;
@@ -69,7 +74,7 @@ async fn measure(url: &str) -> Result<Value, String> {
     let summary = shared::reset::run(&db, &reset_config)
         .with_subscriber(tracing_subscriber::registry().with(timings.clone()))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("shared::reset::run: {}", shared::http::chain(&e)))?;
     let batched_ms = t.elapsed().as_secs_f64() * 1000.0;
     let statements = db.statements_sent() - sent_before;
     let batch_ms = timings.of("reset_batch");
@@ -109,18 +114,22 @@ async fn seed(client: &tokio_postgres::Client) -> Result<f64, String> {
     let t = Instant::now();
     client
         .batch_execute(&format!(
-            "TRUNCATE daily_pots;
+            "TRUNCATE daily_pots CASCADE;
              INSERT INTO daily_pots (user_id, total_credits, uploads_today, uploads_day, last_claim_date)
              SELECT 'user-' || lpad(i::text, 7, '0'), (i * 37) % 500, 1 + i % 7,
                     (now() AT TIME ZONE 'UTC')::date - 1,
                     CASE i % 4 WHEN 0 THEN NULL
                                WHEN 1 THEN (now() AT TIME ZONE 'UTC')::date - 1
                                ELSE (now() AT TIME ZONE 'UTC')::date - 2 END
-             FROM generate_series(0, {POTS} - 1) AS i;
-             VACUUM (ANALYZE) daily_pots"
+             FROM generate_series(0, {POTS} - 1) AS i"
         ))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| format!("seed: {}", shared::http::chain(&e)))?;
+    // On its own: VACUUM cannot run in the implicit transaction of a batch.
+    client
+        .batch_execute("VACUUM (ANALYZE) daily_pots")
+        .await
+        .map_err(|e| format!("seed: {}", shared::http::chain(&e)))?;
     Ok(t.elapsed().as_secs_f64())
 }
 
