@@ -13,7 +13,7 @@ use crate::workload::{self, Params};
 
 /// The peer's copy of the live schema (beside a checkout) when present, else ours.
 const PEER_SCHEMA: &str = "../shared/legacy-schema.sql";
-const OUR_SCHEMA: &str = include_str!("../../testkit/fixtures/legacy-database.sql");
+pub const OUR_SCHEMA: &str = include_str!("../../testkit/fixtures/legacy-database.sql");
 
 pub struct BenchDb {
     pub name: String,

@@ -12,6 +12,7 @@ use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
 use shared::daily_pot::{self, claim, get};
 use shared::db::Database;
+use shared::reset::{self, ResetConfig};
 use shared::upload::{self, UploadApp};
 use testkit::keys::KeyServer;
 
@@ -22,6 +23,10 @@ use crate::workload::{self, Endpoint, Phase, WorkRequest};
 pub struct Container {
     pub pot: daily_pot::App,
     pub upload: UploadApp,
+    /// The daily-reset function's state (`shared::reset::DailyReset` holds the
+    /// same two; kept apart here so that its round trips can be counted).
+    pub reset_db: Database,
+    pub reset_config: ResetConfig,
 }
 
 impl Container {
@@ -36,12 +41,31 @@ impl Container {
             Database::new(&shared::config::DbConfig::from_env(&env).map_err(|e| e.to_string())?)
                 .map_err(|e| e.to_string())?;
         let upload = UploadApp::from_env(&env, db).map_err(|e| e.to_string())?;
-        Ok(Self { pot, upload })
+        let db_config = shared::config::DbConfig::from_env(&env).map_err(|e| e.to_string())?;
+        let reset_db = Database::new(&db_config).map_err(|e| e.to_string())?;
+        let reset_config = ResetConfig::from_env(&env).map_err(|e| e.to_string())?;
+        Ok(Self {
+            pot,
+            upload,
+            reset_db,
+            reset_config,
+        })
     }
 
     /// Round trips sent so far by this container's connections.
     pub fn statements_sent(&self) -> u64 {
-        self.pot.db.statements_sent() + self.upload.db.statements_sent()
+        self.pot.db.statements_sent()
+            + self.upload.db.statements_sent()
+            + self.reset_db.statements_sent()
+    }
+
+    /// Opens the connections a phase will use before its window, as a warm
+    /// container has them (the reset phase has no warm-up request of its own).
+    pub async fn warm(&self, endpoint: Endpoint) -> Result<(), String> {
+        if endpoint == Endpoint::DailyReset {
+            self.reset_db.client().await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 
     pub async fn call(&self, endpoint: Endpoint, request: Request) -> Response<Body> {
@@ -51,7 +75,12 @@ impl Container {
             }
             Endpoint::Claim => claim::handle(&self.pot, request).await,
             Endpoint::Upload { .. } => upload::handle(&self.upload, request).await,
-            Endpoint::DailyReset => unreachable!("the reset is not an HTTP route here"),
+            // The reset is a scheduled function, not an HTTP route: its run is
+            // answered as the peer's `POST /jobs/daily-reset` is, 200 + summary.
+            Endpoint::DailyReset => match reset::run(&self.reset_db, &self.reset_config).await {
+                Ok(summary) => shared::http::json(lambda_http::http::StatusCode::OK, &summary),
+                Err(e) => shared::http::respond(Err(e.into())),
+            },
         }
     }
 }

@@ -201,18 +201,6 @@ async fn measure(
         .collect::<Result<_, _>>()?;
     let mut results = serde_json::Map::new();
     for phase in all_phases {
-        if phase.endpoint == Endpoint::DailyReset {
-            // SEAM: shared::reset (branch deploy) has not landed on main yet.
-            results.insert(
-                phase.name.clone(),
-                json!({"skipped": "shared::reset is not on main yet (branch deploy)"}),
-            );
-            println!(
-                "{:<36} skipped: shared::reset is not on main yet",
-                phase.name
-            );
-            continue;
-        }
         let r = phases::run(db, &containers, phase, p).await?;
         println!("{}", report::phase_line(&phase.name, &r));
         results.insert(phase.name.clone(), r);
@@ -267,7 +255,7 @@ async fn measure(
         "server": report::server(&db.ctl).await,
         "params": p,
         "harness": {
-            "driver": "the real handlers (shared::daily_pot, shared::upload) called in-process with API Gateway v2 requests built from events/*.json; one process for client and server",
+            "driver": "the real handlers (shared::daily_pot, shared::upload) called in-process with API Gateway v2 requests built from events/*.json, and the daily-reset function's shared::reset::run (answered 200 + its summary); one process for client and server",
             "containers": format!("{} warm containers, each its own Database per function (one connection each)", p.concurrency),
             "statements": if db.pgss { "pg_stat_statements (app role, this database) and Database::statements_sent()" } else { "Database::statements_sent() (pg_stat_statements not preloaded: n/a)" },
             "wal": "CHECKPOINT, temporary physical slot, pg_current_wal_lsn() before/after; attribution by pg_walinspect",

@@ -53,6 +53,9 @@ pub async fn run(
         }
     }
     let measured = requests.split_off(phase.warmup as usize);
+    for c in containers.iter().take(concurrency) {
+        c.warm(phase.endpoint).await?;
+    }
     let warm = harness::drive(containers, phase, requests, concurrency, expected).await;
     if let Some(bad) = warm.first_unexpected {
         return Err(format!("{} (warm-up): unexpected answer {bad}", phase.name));

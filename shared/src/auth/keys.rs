@@ -54,7 +54,11 @@ pub enum KeyFetchError {
 
 pub(crate) struct KeyCache {
     url: url::Url,
-    http: reqwest::Client,
+    /// Built on the first fetch, not at start-up: building it reads the system CA
+    /// bundle, which a cold start need not pay before a request needs a key
+    /// (native-tls used to parse it twice, ~25 ms each with OpenSSL 3; rustls
+    /// takes a few ms). One client per container all the same.
+    http: tokio::sync::OnceCell<reqwest::Client>,
     policy: KeyCachePolicy,
     state: Mutex<State>,
     /// Held while fetching, so concurrent requests wait for one fetch.
@@ -78,20 +82,28 @@ enum Decision {
 }
 
 impl KeyCache {
-    pub(crate) fn new(url: url::Url, policy: KeyCachePolicy) -> Result<Self, reqwest::Error> {
-        // One client for the container: its TLS set-up (native-tls, system roots,
-        // certificate and host name verified) is paid once.
-        let http = reqwest::Client::builder()
-            .timeout(policy.fetch_timeout)
-            .connect_timeout(policy.fetch_timeout)
-            .build()?;
-        Ok(Self {
+    pub(crate) fn new(url: url::Url, policy: KeyCachePolicy) -> Self {
+        Self {
             url,
-            http,
+            http: tokio::sync::OnceCell::new(),
             policy,
             state: Mutex::new(State::default()),
             fetching: tokio::sync::Mutex::new(()),
-        })
+        }
+    }
+
+    /// The container's one HTTP client: TLS by rustls with the system roots
+    /// (rustls-native-certs), certificate and host name verified. A failure to
+    /// build it is a failed fetch.
+    async fn http(&self) -> Result<&reqwest::Client, reqwest::Error> {
+        self.http
+            .get_or_try_init(|| async {
+                reqwest::Client::builder()
+                    .timeout(self.policy.fetch_timeout)
+                    .connect_timeout(self.policy.fetch_timeout)
+                    .build()
+            })
+            .await
     }
 
     /// Fetches started so far (successful or not).
@@ -167,7 +179,7 @@ impl KeyCache {
     }
 
     async fn fetch(&self) -> Result<(HashMap<String, Arc<DecodingKey>>, Duration), KeyFetchError> {
-        let response = self.http.get(self.url.clone()).send().await?;
+        let response = self.http().await?.get(self.url.clone()).send().await?;
         if !response.status().is_success() {
             return Err(KeyFetchError::Status(response.status().as_u16()));
         }
@@ -264,5 +276,40 @@ mod tests {
         );
         assert_eq!(max_age("no-cache"), None);
         assert_eq!(max_age("max-age=soon"), None);
+    }
+
+    #[tokio::test]
+    async fn the_http_client_is_built_at_the_first_fetch_not_at_start_up() {
+        // Nothing listens on port 9 (discard) here: the fetch fails, the client stays.
+        let url = "http://127.0.0.1:9/jwks".parse().unwrap();
+        let cache = KeyCache::new(url, KeyCachePolicy::default());
+        assert!(cache.http.get().is_none(), "built at start-up");
+        assert!(cache.fetch().await.is_err());
+        assert!(cache.http.get().is_some(), "not kept after the first fetch");
+    }
+
+    #[tokio::test]
+    async fn a_key_server_whose_certificate_no_system_root_signs_is_refused() {
+        // A TLS server on localhost with a self-signed certificate (valid for its
+        // name and address, in no trust store): the fetch must fail on the certificate.
+        let identity = native_tls::Identity::from_pkcs8(
+            include_bytes!("../../tests/fixtures/untrusted-localhost.crt"),
+            include_bytes!("../../tests/fixtures/untrusted-localhost.key"),
+        )
+        .unwrap();
+        let acceptor = native_tls::TlsAcceptor::new(identity).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            // The client aborts the handshake: no request is ever read.
+            acceptor.accept(stream).is_ok()
+        });
+        let url = format!("https://localhost:{port}/jwks").parse().unwrap();
+        let cache = KeyCache::new(url, KeyCachePolicy::default());
+        let err = cache.fetch().await.unwrap_err();
+        let text = crate::http::chain(&err);
+        assert!(text.contains("certificate"), "{text}");
+        assert!(!server.join().unwrap(), "the handshake completed");
     }
 }
