@@ -20,7 +20,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// What stays the same across connects: built once per container.
 pub(crate) struct Connector {
     config: tokio_postgres::Config,
-    tls: Option<MakeTlsConnector>,
+    tls: Option<RemoteTls>,
     iam: Option<IamTokens>,
 }
 
@@ -47,7 +47,7 @@ impl Connector {
         } else {
             // Never plain text over a network, whatever sslmode says.
             config.ssl_mode(SslMode::Require);
-            Some(tls_connector(db.ca_file.as_deref())?)
+            Some(RemoteTls::new(db.ca_file.as_deref())?)
         };
         let iam = if db.iam_auth {
             let region = db.aws_region.clone().unwrap_or_default();
@@ -76,7 +76,7 @@ impl Connector {
             }
             Some(tls) => {
                 let (client, connection) = config
-                    .connect(tls.clone())
+                    .connect(tls.connector()?)
                     .await
                     .map_err(|e| unavailable(e.into()))?;
                 tokio::spawn(drive(connection));
@@ -106,8 +106,6 @@ pub enum ConnectorError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    #[error("TLS set-up failed: {0}")]
-    Tls(#[from] native_tls::Error),
     #[error("RDS IAM token set-up failed: {0}")]
     Iam(String),
 }
@@ -130,14 +128,45 @@ fn all_local(config: &tokio_postgres::Config) -> bool {
     config.get_hosts().iter().all(is_local)
 }
 
+/// TLS for a remote server. The extra CA file is read and checked at start-up (a
+/// broken `DB_CA_FILE` is an init error), but the connector, which loads and parses
+/// the whole system certificate store (~25 ms, measured in BENCHMARKS.md), is built
+/// at the first connect: that one waits on the network anyway, and a cold start
+/// with work that needs no database does not pay for it.
+struct RemoteTls {
+    extra_roots: Vec<native_tls::Certificate>,
+    connector: std::sync::OnceLock<MakeTlsConnector>,
+}
+
+impl RemoteTls {
+    fn new(ca_file: Option<&str>) -> Result<Self, ConnectorError> {
+        Ok(Self {
+            extra_roots: match ca_file {
+                Some(path) => load_ca_bundle(path)?,
+                None => Vec::new(),
+            },
+            connector: std::sync::OnceLock::new(),
+        })
+    }
+
+    fn connector(&self) -> Result<MakeTlsConnector, DbError> {
+        if let Some(connector) = self.connector.get() {
+            return Ok(connector.clone());
+        }
+        let connector =
+            tls_connector(&self.extra_roots).map_err(|e| DbError::Unavailable(Box::new(e)))?;
+        Ok(self.connector.get_or_init(|| connector).clone())
+    }
+}
+
 /// Verifies the certificate chain and the host name (native-tls does both by
 /// default), trusting the system roots plus every certificate of `DB_CA_FILE`.
-fn tls_connector(ca_file: Option<&str>) -> Result<MakeTlsConnector, ConnectorError> {
+fn tls_connector(
+    extra_roots: &[native_tls::Certificate],
+) -> Result<MakeTlsConnector, native_tls::Error> {
     let mut builder = native_tls::TlsConnector::builder();
-    if let Some(path) = ca_file {
-        for cert in load_ca_bundle(path)? {
-            builder.add_root_certificate(cert);
-        }
+    for cert in extra_roots {
+        builder.add_root_certificate(cert.clone());
     }
     Ok(MakeTlsConnector::new(builder.build()?))
 }
@@ -229,7 +258,8 @@ mod tests {
         )])
         .unwrap();
         let c = Connector::new(&db).unwrap();
-        assert!(c.tls.is_some());
+        let tls = c.tls.as_ref().expect("TLS for a remote host");
+        assert!(tls.connector().is_ok(), "the connector builds on first use");
         assert_eq!(c.config.get_ssl_mode(), SslMode::Require);
     }
 
@@ -296,13 +326,13 @@ mod tests {
             "/tests/fixtures/two-test-cas.pem"
         );
         assert_eq!(load_ca_bundle(bundle).unwrap().len(), 2);
-        assert!(tls_connector(Some(bundle)).is_ok());
+        assert!(RemoteTls::new(Some(bundle)).unwrap().connector().is_ok());
 
         let dir = std::env::temp_dir().join(format!("ca-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let garbage = dir.join("garbage.pem");
         std::fs::write(&garbage, "not a certificate").unwrap();
-        let err = tls_connector(Some(garbage.to_str().unwrap()))
+        let err = RemoteTls::new(Some(garbage.to_str().unwrap()))
             .err()
             .unwrap();
         assert!(err.to_string().contains("DB_CA_FILE"), "{err}");
@@ -311,7 +341,7 @@ mod tests {
 
     #[test]
     fn a_ca_file_that_does_not_exist_is_named() {
-        let err = tls_connector(Some("/nonexistent/ca.pem")).err().unwrap();
+        let err = RemoteTls::new(Some("/nonexistent/ca.pem")).err().unwrap();
         assert!(err.to_string().contains("DB_CA_FILE"), "{err}");
     }
 }
