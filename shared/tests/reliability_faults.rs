@@ -54,6 +54,18 @@ async fn lock(test: &TestDb, table: &str) -> Client {
     locker
 }
 
+/// Ends the app's session while its statement waits behind `locker`'s lock (the
+/// middle of an invocation), then releases the lock.
+async fn terminate_the_waiting_backend(admin: &Client, test: &TestDb, locker: Client) {
+    let pid = backend_waiting_on_a_lock(admin, &test.name).await;
+    admin
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .unwrap();
+    gone(admin, pid).await;
+    locker.batch_execute("ROLLBACK").await.unwrap();
+}
+
 async fn unlocked_pot(client: &Client, user: &str) {
     client
         .execute(
@@ -93,13 +105,7 @@ async fn an_upload_terminated_mid_statement_is_stored_once_or_not_at_all_and_the
         let app = app.clone();
         async move { shared::upload::handle(&app, request).await }
     });
-    let pid = backend_waiting_on_a_lock(&admin, &test.name).await;
-    admin
-        .execute("SELECT pg_terminate_backend($1)", &[&pid])
-        .await
-        .unwrap();
-    gone(&admin, pid).await;
-    locker.batch_execute("ROLLBACK").await.unwrap();
+    terminate_the_waiting_backend(&admin, &test, locker).await;
 
     let (status, body, retry_after) = status_and_body(in_flight.await.unwrap());
     match status {
@@ -154,13 +160,7 @@ async fn a_claim_terminated_mid_statement_is_a_503_paying_nothing_and_the_next_c
         let app = app.clone();
         async move { claim::handle(&app, request).await }
     });
-    let pid = backend_waiting_on_a_lock(&admin, &test.name).await;
-    admin
-        .execute("SELECT pg_terminate_backend($1)", &[&pid])
-        .await
-        .unwrap();
-    gone(&admin, pid).await;
-    locker.batch_execute("ROLLBACK").await.unwrap();
+    terminate_the_waiting_backend(&admin, &test, locker).await;
 
     // A claim is never replayed: it may have been made, and a second run would
     // answer 409 to a claim that paid.
@@ -193,13 +193,7 @@ async fn a_get_terminated_mid_statement_succeeds_by_the_one_safe_retry() {
         let app = app.clone();
         async move { get::handle(&app, request).await }
     });
-    let pid = backend_waiting_on_a_lock(&admin, &test.name).await;
-    admin
-        .execute("SELECT pg_terminate_backend($1)", &[&pid])
-        .await
-        .unwrap();
-    gone(&admin, pid).await;
-    locker.batch_execute("ROLLBACK").await.unwrap();
+    terminate_the_waiting_backend(&admin, &test, locker).await;
 
     let (status, body, _) = status_and_body(in_flight.await.unwrap());
     assert_eq!((status, &body["userId"]), (200, &json!("alice")), "{body}");
