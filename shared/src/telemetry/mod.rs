@@ -3,10 +3,14 @@
 //! Embedded Metric Format documents.
 //!
 //! - [`invocation`]: which Lambda invocation is being served;
-//! - [`json_line`]: the JSON log line.
+//! - [`json_line`]: the JSON log line;
+//! - [`metrics`]: business metrics (EMF).
 
 pub mod invocation;
 mod json_line;
+pub mod metrics;
+
+pub use metrics::Metric;
 
 use std::io::IsTerminal;
 
@@ -85,49 +89,6 @@ pub fn env_filter(directives: &str) -> EnvFilter {
     }
 }
 
-/// Writes one CloudWatch Embedded Metric Format line, which Lambda turns into a metric
-/// without an API call. Only inside Lambda: elsewhere it would be noise.
-pub fn emit_metric(name: &str, value: f64, unit: &str, dimensions: &[(&str, &str)]) {
-    if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_none() {
-        return;
-    }
-    println!("{}", emf_line(name, value, unit, dimensions, now_millis()));
-}
-
-fn now_millis() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0)
-}
-
-fn emf_line(
-    name: &str,
-    value: f64,
-    unit: &str,
-    dimensions: &[(&str, &str)],
-    timestamp: u128,
-) -> String {
-    let mut root = serde_json::Map::new();
-    let dimension_names: Vec<&str> = dimensions.iter().map(|(k, _)| *k).collect();
-    root.insert(
-        "_aws".into(),
-        serde_json::json!({
-            "Timestamp": timestamp as u64,
-            "CloudWatchMetrics": [{
-                "Namespace": "DailyPot",
-                "Dimensions": [dimension_names],
-                "Metrics": [{"Name": name, "Unit": unit}],
-            }],
-        }),
-    );
-    for (k, v) in dimensions {
-        root.insert((*k).into(), serde_json::Value::from(*v));
-    }
-    root.insert(name.into(), serde_json::Value::from(value));
-    serde_json::Value::Object(root).to_string()
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
@@ -140,24 +101,5 @@ mod tests {
             assert!(!filter.to_string().contains("lambda_runtime"), "{filter}");
             assert!(filter.max_level_hint() <= Some(LevelFilter::DEBUG));
         }
-    }
-
-    #[test]
-    fn an_emf_line_carries_the_metric_its_dimensions_and_the_value() {
-        let line = super::emf_line(
-            "SlowQuery",
-            120.5,
-            "Milliseconds",
-            &[("Query", "get_pot")],
-            7,
-        );
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(v["SlowQuery"], 120.5);
-        assert_eq!(v["Query"], "get_pot");
-        assert_eq!(v["_aws"]["Timestamp"], 7);
-        let m = &v["_aws"]["CloudWatchMetrics"][0];
-        assert_eq!(m["Namespace"], "DailyPot");
-        assert_eq!(m["Dimensions"][0][0], "Query");
-        assert_eq!(m["Metrics"][0]["Name"], "SlowQuery");
     }
 }
