@@ -4,6 +4,7 @@
 
 pub mod db;
 pub mod keys;
+pub mod logs;
 pub mod proxy;
 pub mod requests;
 
