@@ -78,6 +78,16 @@ where
     }
 }
 
+/// Whether `url` names this machine: `localhost` or a loopback address.
+pub(crate) fn is_loopback_url(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 pub(crate) fn flag(env: &dyn Env, name: &'static str) -> Result<bool, ConfigError> {
     match optional(env, name).as_deref().map(str::trim) {
         None => Ok(false),

@@ -1,32 +1,31 @@
-//! Secrets read at start-up from a real local HTTP endpoint that behaves like the
-//! AWS Parameters and Secrets Lambda Extension (testkit::secrets): the values reach
-//! the app key check, the device hash and the database connection; every failure
-//! is an init error naming the variable, never a panic, never a value in a message
-//! or a log line.
+//! Secrets read at start-up from a real local HTTP endpoint that behaves like AWS
+//! Secrets Manager, SigV4 checked (testkit::secrets): the values reach the app key
+//! check, the device hash and the database connection; every failure is an init
+//! error naming the variable, never a panic, never a value in a message or a log
+//! line.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use lambda_http::http::HeaderValue;
 use shared::config::{ConfigError, DbConfig, Env};
 use shared::secrets::{self, SecretError};
 use shared::upload::{self, UploadApp};
-use testkit::secrets::{arn, SecretsExtension};
+use testkit::secrets::{arn, SecretsManager};
 use testkit::TestDb;
 
 fn random(label: &str) -> String {
     format!("{label}-{:016x}", rand::random::<u64>())
 }
 
-/// `base` plus the extension's variables plus `extra`.
+/// `base` plus the role's variables (pointing at `service`) plus `extra`.
 fn env_of(
-    extension: &SecretsExtension,
+    service: &SecretsManager,
     base: HashMap<String, String>,
     extra: &[(&str, &str)],
 ) -> HashMap<String, String> {
     let mut env = base;
-    env.extend(extension.env());
+    env.extend(service.env());
     for (k, v) in extra {
         env.insert(k.to_string(), v.to_string());
     }
@@ -54,29 +53,29 @@ struct Values {
     password: String,
 }
 
-async fn extension_with_the_secrets() -> (SecretsExtension, Values) {
+async fn service_with_the_secrets() -> (SecretsManager, Values) {
     let values = Values {
         api_key: random("app-key"),
         hash_secret: random("hash-secret"),
         password: random("db-password"),
     };
     let rds_style = serde_json::json!({"username": "app", "password": values.password});
-    let extension = SecretsExtension::start(vec![
+    let service = SecretsManager::start(vec![
         (arn("app-key"), Some(values.api_key.clone())),
         (arn("hash-secret"), Some(values.hash_secret.clone())),
         (arn("db-app"), Some(rds_style.to_string())),
     ])
     .await;
-    (extension, values)
+    (service, values)
 }
 
 #[tokio::test]
-async fn a_deployed_upload_function_gets_its_secrets_from_the_extension_at_start_up() {
+async fn a_deployed_upload_function_gets_its_secrets_from_secrets_manager_at_start_up() {
     let test = TestDb::migrated().await;
-    let (extension, values) = extension_with_the_secrets().await;
-    let base = env_of(&extension, deployed(&test.url), &[]);
+    let (service, values) = service_with_the_secrets().await;
+    let base = env_of(&service, deployed(&test.url), &[]);
     let env = secrets::resolve(&base).await.unwrap();
-    assert_eq!(extension.requests(), 3, "one request per secret");
+    assert_eq!(service.requests(), 3, "one request per secret");
     assert_eq!(env.get("API_KEY"), Some(values.api_key.clone()));
     assert_eq!(
         env.get("FIREBASE_PROJECT_ID").as_deref(),
@@ -126,126 +125,160 @@ async fn init_error(env: &HashMap<String, String>, hidden: &[&str]) -> String {
 }
 
 #[tokio::test]
-async fn a_wrong_session_token_is_an_init_error_naming_the_variable() {
-    let (extension, values) = extension_with_the_secrets().await;
-    let token = random("stolen-token");
-    let env = env_of(
-        &extension,
-        deployed("postgres://app@db.example.com/app"),
-        &[("AWS_SESSION_TOKEN", &token)],
-    );
-    let err = init_error(&env, &[&token, &extension.token, &values.api_key]).await;
-    assert!(err.contains("_SECRET_ARN") && err.contains("401"), "{err}");
-
-    let mut env = env;
-    env.remove("AWS_SESSION_TOKEN");
+async fn credentials_the_service_refuses_are_an_init_error_naming_the_variable() {
+    let (service, values) = service_with_the_secrets().await;
+    let stolen = random("stolen");
+    let role = &service.credentials;
+    // Another session's token; a signature made with another secret key; another
+    // role's key id: each refused by the service, each an init error.
+    for (variable, value, kind) in [
+        (
+            "AWS_SESSION_TOKEN",
+            stolen.as_str(),
+            "UnrecognizedClientException",
+        ),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            stolen.as_str(),
+            "InvalidSignatureException",
+        ),
+        (
+            "AWS_ACCESS_KEY_ID",
+            "ASIAOTHERROLE0000000",
+            "UnrecognizedClientException",
+        ),
+    ] {
+        let env = env_of(
+            &service,
+            deployed("postgres://app@db.example.com/app"),
+            &[(variable, value)],
+        );
+        let hidden = [
+            stolen.as_str(),
+            &role.secret_access_key,
+            &role.session_token,
+            &values.api_key,
+        ];
+        let err = init_error(&env, &hidden).await;
+        assert!(
+            err.contains("_SECRET_ARN") && err.contains(kind),
+            "{variable}: {err}"
+        );
+    }
+    let mut env = env_of(&service, deployed("postgres://app@db.example.com/app"), &[]);
+    env.remove("AWS_ACCESS_KEY_ID");
     let err = secrets::resolve(&env).await.err().unwrap();
     assert!(matches!(
         err,
-        SecretError::Config(ConfigError::Missing("AWS_SESSION_TOKEN"))
+        SecretError::Config(ConfigError::Missing("AWS_ACCESS_KEY_ID"))
     ));
 }
 
 #[tokio::test]
-async fn an_unknown_or_unusable_secret_is_an_init_error_naming_its_variable() {
-    let (extension, values) = extension_with_the_secrets().await;
-    let binary = SecretsExtension::start(vec![(arn("app-key"), None)]).await;
-    let plain_db =
-        SecretsExtension::start(vec![(arn("db-app"), Some(values.password.clone()))]).await;
+async fn an_unknown_forbidden_or_unusable_secret_is_an_init_error_naming_its_variable() {
+    let password = random("db-password");
+    let service = SecretsManager::with_denied(
+        vec![
+            (arn("binary"), None),
+            (arn("db-plain"), Some(password.clone())),
+            (arn("forbidden"), Some(password.clone())),
+        ],
+        vec![arn("forbidden")],
+    )
+    .await;
     let cases = [
         (
-            &extension,
             "API_KEY_SECRET_ARN",
             arn("no-such-secret"),
-            "400",
+            "ResourceNotFoundException",
         ),
         (
-            &binary,
-            "API_KEY_SECRET_ARN",
-            arn("app-key"),
-            "SecretString",
+            "HASH_SECRET_SECRET_ARN",
+            arn("forbidden"),
+            "AccessDeniedException",
         ),
-        (
-            &plain_db,
-            "DB_PASSWORD_SECRET_ARN",
-            arn("db-app"),
-            "\"password\"",
-        ),
+        ("API_KEY_SECRET_ARN", arn("binary"), "SecretString"),
+        ("DB_PASSWORD_SECRET_ARN", arn("db-plain"), "\"password\""),
     ];
-    for (extension, variable, secret, reason) in cases {
-        let env = env_of(extension, HashMap::new(), &[(variable, &secret)]);
-        let err = init_error(&env, &[&values.password, &extension.token]).await;
+    for (variable, secret, reason) in cases {
+        let env = env_of(&service, HashMap::new(), &[(variable, &secret)]);
+        let err = init_error(&env, &[&password, &service.credentials.session_token]).await;
         assert!(err.starts_with(variable), "{err}");
         assert!(err.contains(reason), "{err}");
     }
 }
 
 #[tokio::test]
-async fn an_extension_still_starting_is_waited_for() {
-    let password = random("db-password");
-    let extension = SecretsExtension::start_after(
-        Duration::from_millis(300),
-        vec![(
-            arn("db-app"),
-            Some(format!(r#"{{"password":"{password}"}}"#)),
-        )],
-    )
-    .await;
+async fn secrets_manager_out_of_reach_is_an_init_error_not_a_hang() {
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let service = SecretsManager::start(vec![]).await;
+    let nowhere = format!("http://127.0.0.1:{port}");
     let env = env_of(
-        &extension,
+        &service,
         HashMap::new(),
-        &[("DB_PASSWORD_SECRET_ARN", &arn("db-app"))],
+        &[
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", &nowhere),
+            ("HASH_SECRET_SECRET_ARN", &arn("hash-secret")),
+        ],
     );
-    let env = secrets::resolve(&env).await.unwrap();
-    assert_eq!(env.get("DB_PASSWORD"), Some(password));
+    let err = init_error(&env, &[]).await;
+    assert!(err.starts_with("HASH_SECRET_SECRET_ARN"), "{err}");
+    assert!(err.contains("cannot be reached"), "{err}");
 }
 
 #[tokio::test]
-async fn no_extension_at_all_is_an_init_error_after_a_short_wait() {
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port().to_string()
-    };
+async fn an_endpoint_in_plain_http_elsewhere_than_this_machine_is_refused() {
     let env: HashMap<String, String> = [
-        ("PARAMETERS_SECRETS_EXTENSION_HTTP_PORT", port.as_str()),
-        ("AWS_SESSION_TOKEN", "t"),
-        ("HASH_SECRET_SECRET_ARN", &arn("hash-secret")),
+        (
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+            "http://secrets.example.com",
+        ),
+        ("AWS_ACCESS_KEY_ID", "ASIA0000000000000000"),
+        ("AWS_SECRET_ACCESS_KEY", "k"),
+        ("API_KEY_SECRET_ARN", &arn("app-key")),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let started = std::time::Instant::now();
-    let err = init_error(&env, &[]).await;
-    assert!(err.starts_with("HASH_SECRET_SECRET_ARN"), "{err}");
-    assert!(err.contains("layer"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(10));
+    let err = secrets::resolve(&env).await.err().unwrap();
+    assert!(
+        matches!(
+            err,
+            SecretError::Config(ConfigError::Malformed {
+                name: "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+                ..
+            })
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test]
-async fn neither_a_secret_nor_the_session_token_is_logged_even_at_trace() {
+async fn neither_a_secret_nor_a_credential_is_logged_even_at_trace() {
     let (_guard, logs) = testkit::logs::capture("trace");
-    let (extension, values) = extension_with_the_secrets().await;
-    let env = env_of(
-        &extension,
-        deployed("postgres://app@db.example.com/app"),
-        &[],
-    );
+    let (service, values) = service_with_the_secrets().await;
+    let env = env_of(&service, deployed("postgres://app@db.example.com/app"), &[]);
     let resolved = secrets::resolve(&env).await.unwrap();
     let db = DbConfig::from_env(&resolved).unwrap();
     tracing::info!(config = ?db, "database configuration");
     let wrong = env_of(
-        &extension,
+        &service,
         deployed("postgres://app@db.example.com/app"),
         &[("AWS_SESSION_TOKEN", "wrong-token")],
     );
     assert!(secrets::resolve(&wrong).await.is_err());
     let text = logs.text();
     assert!(text.contains("database configuration"), "the capture works");
+    let role = &service.credentials;
     for value in [
         &values.api_key,
         &values.hash_secret,
         &values.password,
-        &extension.token,
+        &role.secret_access_key,
+        &role.session_token,
     ] {
         assert!(!text.contains(value.as_str()), "logged: {value}\n{text}");
     }

@@ -1,4 +1,4 @@
-//! A minimal HTTP/1.1 server for tests: each connection's request head is read and
+//! A minimal HTTP/1.1 server for tests: each connection's request is read and
 //! answered by a function of it, then the connection is closed. Real sockets, so
 //! the code under test goes through its whole HTTP client.
 
@@ -6,15 +6,17 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-/// The request line and headers of one request (its body is not read).
-pub struct Head {
+/// One request: request line, headers, and the body `content-length` announces.
+pub struct Request {
     pub method: String,
     /// The request target: path and query.
     pub target: String,
-    headers: Vec<(String, String)>,
+    /// In the order received.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
-impl Head {
+impl Request {
     /// The value of header `name` (any case).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -35,7 +37,7 @@ impl Head {
         self.target.split('?').next().unwrap_or_default()
     }
 
-    fn parse(bytes: &[u8]) -> Option<Self> {
+    fn parse_head(bytes: &[u8]) -> Option<Self> {
         let text = String::from_utf8_lossy(bytes);
         let mut lines = text.split("\r\n");
         let mut request_line = lines.next()?.split(' ');
@@ -48,6 +50,7 @@ impl Head {
             method: method.into(),
             target: target.into(),
             headers,
+            body: Vec::new(),
         })
     }
 }
@@ -66,28 +69,42 @@ pub fn response(status: &str, headers: &[(&str, &str)], body: &str) -> String {
 }
 
 /// Serves `listener` until the returned task is aborted: every request is answered
-/// with `respond(head)`.
+/// with `respond(request)`.
 pub fn serve<F>(listener: TcpListener, respond: F) -> JoinHandle<()>
 where
-    F: Fn(&Head) -> String + Send + Sync + 'static,
+    F: Fn(&Request) -> String + Send + Sync + 'static,
 {
     let respond = std::sync::Arc::new(respond);
     tokio::spawn(async move {
         while let Ok((mut socket, _)) = listener.accept().await {
             let respond = respond.clone();
             tokio::spawn(async move {
-                let mut head = Vec::new();
+                let mut bytes = Vec::new();
                 let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let end = loop {
+                    if let Some(at) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break at + 4;
+                    }
                     match socket.read(&mut buf).await {
                         Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                        Ok(n) => bytes.extend_from_slice(&buf[..n]),
                     }
-                }
-                let Some(head) = Head::parse(&head) else {
+                };
+                let Some(mut request) = Request::parse_head(&bytes[..end]) else {
                     return;
                 };
-                let answer = respond(&head);
+                let length: usize = request
+                    .header("content-length")
+                    .and_then(|l| l.parse().ok())
+                    .unwrap_or(0);
+                request.body = bytes[end..].to_vec();
+                while request.body.len() < length {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.body.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = respond(&request);
                 let _ = socket.write_all(answer.as_bytes()).await;
                 let _ = socket.shutdown().await;
             });

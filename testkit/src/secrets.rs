@@ -1,80 +1,96 @@
-//! A local stand-in for the AWS Parameters and Secrets Lambda Extension, over real
-//! HTTP: `GET /secretsmanager/get?secretId=<arn>` answers GetSecretValue's JSON
-//! when the `X-Aws-Parameters-Secrets-Token` header carries the session token; a
-//! missing or wrong token is 401 and an unknown secret 400 with the extension's
-//! generic message, as the extension answers them.
+//! A local stand-in for AWS Secrets Manager over real HTTP, answering
+//! GetSecretValue as the service does (JSON 1.1 protocol: `POST /` with
+//! `X-Amz-Target: secretsmanager.GetSecretValue`). It checks the SigV4 signature
+//! with its own implementation, so a request signed wrongly, with other
+//! credentials or another session token is refused (400 InvalidSignatureException /
+//! UnrecognizedClientException), an unknown secret is 400 ResourceNotFoundException
+//! and a secret the role may not read 400 AccessDeniedException.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
+use hmac::{Hmac, Mac};
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
-use crate::http::{response, serve, Head};
+use crate::http::{response, serve, Request};
+
+/// Where the test secrets live.
+pub const REGION: &str = "eu-west-1";
 
 /// The ARN of a test secret called `name` (Secrets Manager appends 6 characters).
 pub fn arn(name: &str) -> String {
-    format!("arn:aws:secretsmanager:eu-west-1:123456789012:secret:{name}-AbCdEf")
+    format!("arn:aws:secretsmanager:{REGION}:123456789012:secret:{name}-AbCdEf")
 }
 
-/// A secret the extension knows: its ARN and `SecretString` (`None`: a binary secret).
+/// A secret the service knows: its ARN and `SecretString` (`None`: a binary secret).
 pub type Stored = (String, Option<String>);
 
-pub struct SecretsExtension {
-    pub port: u16,
-    /// What the extension expects in its token header (Lambda's `AWS_SESSION_TOKEN`).
-    pub token: String,
+/// The credentials Lambda gives a function (here: made up per server).
+#[derive(Clone)]
+pub struct RoleCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: String,
+}
+
+pub struct SecretsManager {
+    pub url: String,
+    pub credentials: RoleCredentials,
     requests: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl SecretsExtension {
+impl SecretsManager {
+    /// Serves `secrets`; the role may read them all.
     pub async fn start(secrets: Vec<Stored>) -> Self {
+        Self::with_denied(secrets, Vec::new()).await
+    }
+
+    /// Serves `secrets`, of which the role may not read those in `denied`.
+    pub async fn with_denied(secrets: Vec<Stored>, denied: Vec<String>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let (token, requests) = (session_token(), Arc::new(AtomicU64::new(0)));
-        let task = serve(listener, answer(secrets, token.clone(), requests.clone()));
-        Self {
-            port,
-            token,
-            requests,
-            task,
-        }
-    }
-
-    /// Listens only after `delay`, as the real extension may still be starting
-    /// when the function's init already asks it.
-    pub async fn start_after(delay: Duration, secrets: Vec<Stored>) -> Self {
-        let port = {
-            let probe = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            probe.local_addr().expect("addr").port()
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let credentials = RoleCredentials {
+            access_key_id: format!("ASIA{:016X}", rand::random::<u64>()),
+            secret_access_key: format!("{:032x}", rand::random::<u128>()),
+            session_token: format!("session-token-{:032x}", rand::random::<u128>()),
         };
-        let (token, requests) = (session_token(), Arc::new(AtomicU64::new(0)));
-        let respond = answer(secrets, token.clone(), requests.clone());
-        let task = tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let listener = TcpListener::bind(("127.0.0.1", port))
-                .await
-                .expect("rebind");
-            let _ = serve(listener, respond).await;
-        });
+        let requests = Arc::new(AtomicU64::new(0));
+        let service = Service {
+            secrets,
+            denied,
+            credentials: credentials.clone(),
+            requests: requests.clone(),
+        };
+        let task = serve(listener, move |request| service.answer(request));
         Self {
-            port,
-            token,
+            url,
+            credentials,
             requests,
             task,
         }
     }
 
-    /// The environment of a function whose secrets this extension serves.
+    /// The environment of a Lambda function whose role these credentials are,
+    /// with the SDKs' endpoint variable pointing here.
     pub fn env(&self) -> Vec<(String, String)> {
         vec![
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER".into(), self.url.clone()),
+            ("AWS_REGION".into(), REGION.into()),
             (
-                "PARAMETERS_SECRETS_EXTENSION_HTTP_PORT".into(),
-                self.port.to_string(),
+                "AWS_ACCESS_KEY_ID".into(),
+                self.credentials.access_key_id.clone(),
             ),
-            ("AWS_SESSION_TOKEN".into(), self.token.clone()),
+            (
+                "AWS_SECRET_ACCESS_KEY".into(),
+                self.credentials.secret_access_key.clone(),
+            ),
+            (
+                "AWS_SESSION_TOKEN".into(),
+                self.credentials.session_token.clone(),
+            ),
         ]
     }
 
@@ -84,35 +100,54 @@ impl SecretsExtension {
     }
 }
 
-impl Drop for SecretsExtension {
+impl Drop for SecretsManager {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
-fn session_token() -> String {
-    format!("session-token-{:032x}", rand::random::<u128>())
+struct Service {
+    secrets: Vec<Stored>,
+    denied: Vec<String>,
+    credentials: RoleCredentials,
+    requests: Arc<AtomicU64>,
 }
 
-fn answer(
-    secrets: Vec<Stored>,
-    token: String,
-    requests: Arc<AtomicU64>,
-) -> impl Fn(&Head) -> String + Send + Sync + 'static {
-    move |head| {
-        requests.fetch_add(1, Ordering::SeqCst);
-        if head.method != "GET" || head.path() != "/secretsmanager/get" {
-            return response("404 Not Found", &[], "not found");
+/// Secrets Manager's error answer.
+fn refused(kind: &str, message: &str) -> String {
+    let body = json!({"__type": kind, "message": message}).to_string();
+    response(
+        "400 Bad Request",
+        &[("content-type", "application/x-amz-json-1.1")],
+        &body,
+    )
+}
+
+impl Service {
+    fn answer(&self, request: &Request) -> String {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        if request.method != "POST"
+            || request.header("x-amz-target") != Some("secretsmanager.GetSecretValue")
+        {
+            return refused("UnknownOperationException", "");
         }
-        if head.header("X-Aws-Parameters-Secrets-Token") != Some(token.as_str()) {
-            return response("401 Unauthorized", &[], "unauthorized");
+        if let Err((kind, message)) = self.authenticate(request) {
+            return refused(kind, message);
         }
-        let id = head.query("secretId").unwrap_or_default();
-        let Some((arn, value)) = secrets.iter().find(|(arn, _)| *arn == id) else {
-            return response(
-                "400 Bad Request",
-                &[],
-                "400 Bad Request: an unexpected error occurred while executing request",
+        let id = serde_json::from_slice::<serde_json::Value>(&request.body)
+            .ok()
+            .and_then(|v| v["SecretId"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        if self.denied.contains(&id) {
+            return refused(
+                "AccessDeniedException",
+                "User is not authorized to perform: secretsmanager:GetSecretValue",
+            );
+        }
+        let Some((arn, value)) = self.secrets.iter().find(|(arn, _)| *arn == id) else {
+            return refused(
+                "ResourceNotFoundException",
+                "Secrets Manager can't find the specified secret.",
             );
         };
         let name = arn.rsplit(':').next().unwrap_or_default();
@@ -123,13 +158,91 @@ fn answer(
             "SecretString": value,
             "SecretBinary": if value.is_none() { json!("YmluYXJ5") } else { json!(null) },
             "VersionStages": ["AWSCURRENT"],
-            "CreatedDate": "2026-11-16T08:22:40.499Z",
-            "ResultMetadata": {},
+            "CreatedDate": 1.79e9,
         });
         response(
             "200 OK",
-            &[("content-type", "application/json")],
+            &[("content-type", "application/x-amz-json-1.1")],
             &body.to_string(),
         )
     }
+
+    /// SigV4, as the service checks it: the key id and session token are this
+    /// role's, the scope is secretsmanager in our region, and the signature over the
+    /// signed headers and the body is what the secret key gives.
+    fn authenticate(&self, request: &Request) -> Result<(), (&'static str, &'static str)> {
+        const INVALID_TOKEN: &str = "The security token included in the request is invalid.";
+        const MISMATCH: &str =
+            "The request signature we calculated does not match the signature you provided.";
+        let authorization = request.header("authorization").ok_or((
+            "MissingAuthenticationTokenException",
+            "Missing Authentication Token",
+        ))?;
+        let fields = authorization
+            .strip_prefix("AWS4-HMAC-SHA256 ")
+            .ok_or(("IncompleteSignatureException", ""))?;
+        let field = |name: &str| {
+            fields
+                .split(',')
+                .find_map(|f| f.trim().strip_prefix(name)?.strip_prefix('='))
+                .ok_or(("IncompleteSignatureException", ""))
+        };
+        let (credential, signed_headers, signature) = (
+            field("Credential")?,
+            field("SignedHeaders")?,
+            field("Signature")?,
+        );
+        let (key_id, scope) = credential
+            .split_once('/')
+            .ok_or(("IncompleteSignatureException", ""))?;
+        if key_id != self.credentials.access_key_id
+            || request.header("x-amz-security-token")
+                != Some(self.credentials.session_token.as_str())
+        {
+            return Err(("UnrecognizedClientException", INVALID_TOKEN));
+        }
+        let date = scope.split('/').next().unwrap_or_default();
+        if scope != format!("{date}/{REGION}/secretsmanager/aws4_request") {
+            return Err((
+                "InvalidSignatureException",
+                "Credential should be scoped correctly.",
+            ));
+        }
+        let amz_date = request.header("x-amz-date").unwrap_or_default();
+        let (path, query) = request
+            .target
+            .split_once('?')
+            .unwrap_or((&request.target, ""));
+        let mut canonical = format!("{}\n{path}\n{query}\n", request.method);
+        for name in signed_headers.split(';') {
+            let value = request
+                .header(name)
+                .ok_or(("InvalidSignatureException", MISMATCH))?;
+            canonical.push_str(&format!("{name}:{}\n", value.trim()));
+        }
+        canonical.push_str(&format!(
+            "\n{signed_headers}\n{}",
+            hex::encode(Sha256::digest(&request.body))
+        ));
+        let to_sign = format!(
+            "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+            hex::encode(Sha256::digest(canonical.as_bytes()))
+        );
+        let mut key = format!("AWS4{}", self.credentials.secret_access_key).into_bytes();
+        for part in [date, REGION, "secretsmanager", "aws4_request"] {
+            key = hmac(&key, part.as_bytes());
+        }
+        if hex::encode(hmac(&key, to_sign.as_bytes())) != signature
+            || !signed_headers.split(';').any(|h| h == "host")
+        {
+            return Err(("InvalidSignatureException", MISMATCH));
+        }
+        Ok(())
+    }
+}
+
+fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("any key length");
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
 }

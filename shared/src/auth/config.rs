@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::config::{optional, required, ConfigError, Env};
+use crate::config::{is_loopback_url, optional, required, ConfigError, Env};
 
 /// Google's signing keys for Firebase ID tokens, as a JWK set.
 pub const GOOGLE_JWKS_URL: &str =
@@ -31,7 +31,7 @@ impl AuthConfig {
         })?;
         // Keys fetched in plain text could be swapped on the way: HTTPS, except for a
         // key server on this machine (tests, local development).
-        if jwks_url.scheme() != "https" && !is_loopback(&jwks_url) {
+        if jwks_url.scheme() != "https" && !is_loopback_url(&jwks_url) {
             return Err(ConfigError::Malformed {
                 name: "FIREBASE_JWKS_URL",
                 reason: "must be https (plain http only for a local host)".into(),
@@ -100,15 +100,6 @@ fn is_loopback_host(value: &str) -> bool {
     port_ok(port)
         && (host.eq_ignore_ascii_case("localhost")
             || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback()))
-}
-
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
 }
 
 #[cfg(test)]

@@ -3,9 +3,8 @@
 //!
 //! Each secret variable of [`SECRETS`] comes either from the variable itself (local
 //! development: `API_KEY=… cargo lambda watch`) or from AWS Secrets Manager by the
-//! ARN in its `*_SECRET_ARN` variable, read once at init through the AWS Parameters
-//! and Secrets Lambda Extension ([`extension`]). Both at once is a configuration
-//! error. The function then reads its configuration from the [`SecretEnv`] exactly
+//! ARN in its `*_SECRET_ARN` variable, read once at init with the function's role
+//! ([`secrets_manager`]). Both at once is a configuration error. The function then reads its configuration from the [`SecretEnv`] exactly
 //! as from the environment, so no module that needs a secret knows where it came
 //! from:
 //!
@@ -17,7 +16,7 @@
 //! A secret that cannot be read stops the start-up with an error naming its ARN
 //! variable; no value is ever logged or put in an error.
 
-mod extension;
+mod secrets_manager;
 
 use crate::config::{optional, ConfigError, Env};
 
@@ -98,7 +97,7 @@ impl Env for SecretEnv<'_> {
 
 /// Reads every secret whose ARN variable is set (at once), and checks that no
 /// secret is given both ways. Without any ARN variable (local development) it
-/// reads nothing and needs no extension.
+/// reads nothing and needs no AWS credentials.
 pub async fn resolve(env: &dyn Env) -> Result<SecretEnv<'_>, SecretError> {
     let mut wanted = Vec::new();
     for secret in &SECRETS {
@@ -112,14 +111,16 @@ pub async fn resolve(env: &dyn Env) -> Result<SecretEnv<'_>, SecretError> {
             }
             .into());
         }
-        let arn = arn.trim().to_string();
-        if !(arn.starts_with("arn:") && arn.contains(":secretsmanager:")) {
+        let Some(arn) = SecretArn::parse(arn.trim()) else {
             return Err(ConfigError::Malformed {
                 name: secret.arn_variable,
-                reason: format!("expected the ARN of a Secrets Manager secret, got {arn:?}"),
+                reason: format!(
+                    "expected a Secrets Manager ARN \
+                     (arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME), got {arn:?}"
+                ),
             }
             .into());
-        }
+        };
         wanted.push((secret, arn));
     }
     if wanted.is_empty() {
@@ -128,16 +129,72 @@ pub async fn resolve(env: &dyn Env) -> Result<SecretEnv<'_>, SecretError> {
             secrets: Vec::new(),
         });
     }
-    let extension = extension::Extension::from_env(env)?;
+    let manager = secrets_manager::SecretsManager::from_env(env)?;
     let secrets = futures_util::future::try_join_all(wanted.iter().map(|(secret, arn)| {
-        let extension = &extension;
+        let manager = &manager;
         async move {
-            let text = extension.secret_string(secret.arn_variable, arn).await?;
+            let text = manager.secret_string(secret.arn_variable, arn).await?;
             Ok::<_, SecretError>((secret.name, secret.value(text)?))
         }
     }))
     .await?;
     Ok(SecretEnv { base: env, secrets })
+}
+
+/// `arn:PARTITION:secretsmanager:REGION:ACCOUNT:secret:NAME`: the region says where
+/// to send the request and how to sign it.
+pub(crate) struct SecretArn {
+    text: String,
+    partition: String,
+    region: String,
+}
+
+impl SecretArn {
+    fn parse(text: &str) -> Option<Self> {
+        let parts: Vec<&str> = text.splitn(7, ':').collect();
+        let [arn, partition, service, region, account, kind, name] = parts[..] else {
+            return None;
+        };
+        let word = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        };
+        let valid = arn == "arn"
+            && partition.starts_with("aws")
+            && word(partition)
+            && service == "secretsmanager"
+            && word(region)
+            && account.len() == 12
+            && account.chars().all(|c| c.is_ascii_digit())
+            && kind == "secret"
+            && !name.is_empty()
+            && !name.contains(char::is_whitespace);
+        valid.then(|| Self {
+            text: text.to_string(),
+            partition: partition.to_string(),
+            region: region.to_string(),
+        })
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    pub(crate) fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// `https://secretsmanager.REGION.amazonaws.com` (`.com.cn` in China).
+    pub(crate) fn regional_endpoint(&self) -> url::Url {
+        let suffix = match self.partition.as_str() {
+            "aws-cn" => "amazonaws.com.cn",
+            _ => "amazonaws.com",
+        };
+        format!("https://secretsmanager.{}.{suffix}/", self.region)
+            .parse()
+            .expect("a host of letters, digits and dashes")
+    }
 }
 
 impl Secret {
@@ -175,7 +232,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_arn_variables_the_plain_variables_are_used_and_nothing_is_fetched() {
-        // No AWS_SESSION_TOKEN, no extension: local development needs neither.
+        // No AWS credentials, no network: local development needs neither.
         let base = [("API_KEY", "k"), ("HASH_SECRET", "h"), ("OTHER", "o")];
         let env = resolve(&base).await.unwrap();
         assert_eq!(env.get("API_KEY").as_deref(), Some("k"));
@@ -199,7 +256,14 @@ mod tests {
 
     #[tokio::test]
     async fn an_arn_variable_that_is_not_a_secrets_manager_arn_is_named() {
-        for bad in ["app-key", "arn:aws:ssm:eu-west-1:123456789012:parameter/k"] {
+        for bad in [
+            "app-key",
+            "arn:aws:ssm:eu-west-1:123456789012:parameter/k",
+            "arn:aws:secretsmanager:eu-west-1:1234:secret:k",
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:",
+            "arn:aws:secretsmanager:eu.evil.com/x:123456789012:secret:k",
+            "arn:aws:secretsmanager::123456789012:secret:k",
+        ] {
             let err = resolve(&[("API_KEY_SECRET_ARN", bad)]).await.err().unwrap();
             assert!(matches!(
                 err,
@@ -209,6 +273,24 @@ mod tests {
                 })
             ));
         }
+    }
+
+    #[test]
+    fn a_secrets_region_and_partition_choose_its_endpoint() {
+        let arn = SecretArn::parse("arn:aws:secretsmanager:eu-west-1:123456789012:secret:a-AbCdEf")
+            .unwrap();
+        assert_eq!(arn.region(), "eu-west-1");
+        assert_eq!(
+            arn.regional_endpoint().as_str(),
+            "https://secretsmanager.eu-west-1.amazonaws.com/"
+        );
+        let china =
+            SecretArn::parse("arn:aws-cn:secretsmanager:cn-north-1:123456789012:secret:a:b")
+                .unwrap();
+        assert_eq!(
+            china.regional_endpoint().as_str(),
+            "https://secretsmanager.cn-north-1.amazonaws.com.cn/"
+        );
     }
 
     #[test]
