@@ -637,3 +637,16 @@ fn each_function_may_read_exactly_the_secrets_its_environment_names() {
         assert!(env.contains_key(variable), "{variable}");
     }
 }
+
+#[test]
+fn an_alarm_watches_the_use_of_expired_signing_keys() {
+    let t = template();
+    let watched = t["Resources"].as_mapping().unwrap().values().any(|r| {
+        r["Type"].as_str() == Some("AWS::CloudWatch::Alarm")
+            && r["Properties"]["Namespace"].as_str() == Some("DailyPot")
+            && r["Properties"]["MetricName"].as_str() == Some(shared::auth::STALE_KEY_METRIC)
+            && r["Properties"]["Dimensions"].is_null()
+            && !r["Properties"]["AlarmActions"].is_null()
+    });
+    assert!(watched, "no alarm on {}", shared::auth::STALE_KEY_METRIC);
+}
