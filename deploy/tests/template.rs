@@ -1,6 +1,9 @@
 //! What `template.yaml` promises, checked: it lints clean with the pinned cfn-lint
-//! (and that lint does reject broken templates), every function is in it, and
-//! every function's statement timeout is below its own Lambda timeout.
+//! (and that lint does reject broken templates), every function is in it, every
+//! function's statement timeout is below its own Lambda timeout; and (issue 10)
+//! route functions reserve a bounded concurrency, the legacy URL is https, migrate
+//! alone connects as the DDL user, no secret sits in any environment, and each
+//! function may read exactly the secrets it names.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -107,6 +110,16 @@ fn the_same_lint_rejects_deliberately_broken_copies_of_the_template() {
             "a parameter of a type CloudFormation does not have",
             "Default: 30\n    AllowedValues: [1, 3, 5, 7, 14, 30, 60, 90, 180, 365]",
             "Default: 30\n    AllowedValues: [1, 3, 5, 7, 14, 30, 60, 90, 180, 365]\n  Unused:\n    Type: Strng",
+        ),
+        (
+            "a legacy server URL in plain http (its AllowedPattern wants https)",
+            "legacy proxy.\n    Default: \"\"",
+            "legacy proxy.\n    Default: \"http://old.example.com\"",
+        ),
+        (
+            "a reserved concurrency that is not a number",
+            "ReservedConcurrentExecutions: 1",
+            "ReservedConcurrentExecutions: many",
         ),
     ];
     let dir = std::env::temp_dir().join(format!("broken-templates-{}", std::process::id()));
@@ -308,4 +321,332 @@ fn the_routes_of_the_contract_are_deployed_and_served_locally_alike() {
         ])
     );
     assert_eq!(local_routes(), deployed);
+}
+
+/// Every name `v` refers to: `!Ref X`, `!GetAtt X.Y` (as `X`), `${X}` in a `!Sub`
+/// string, through `!If`, lists and maps. Pseudo parameters (`AWS::…`) left out.
+fn references(v: &Value) -> BTreeSet<String> {
+    fn walk(v: &Value, out: &mut BTreeSet<String>) {
+        match v {
+            Value::Tagged(tagged) => {
+                let tag = tagged.tag.to_string();
+                match (tag.trim_start_matches('!'), &tagged.value) {
+                    ("Ref", Value::String(name)) => {
+                        out.insert(name.clone());
+                    }
+                    ("GetAtt", Value::String(name)) => {
+                        out.insert(name.split('.').next().unwrap().to_string());
+                    }
+                    ("Sub", Value::String(text)) => {
+                        for part in text.split("${").skip(1) {
+                            out.insert(part.split('}').next().unwrap().to_string());
+                        }
+                    }
+                    (_, inner) => walk(inner, out),
+                }
+            }
+            Value::Sequence(items) => items.iter().for_each(|i| walk(i, out)),
+            Value::Mapping(m) => m.values().for_each(|i| walk(i, out)),
+            _ => {}
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(v, &mut out);
+    out.retain(|name| !name.starts_with("AWS::"));
+    out
+}
+
+/// A function's environment: the Globals' variables, overridden by its own.
+fn environment(t: &Value, function: &Value) -> serde_yaml_ng::Mapping {
+    let mut env = t["Globals"]["Function"]["Environment"]["Variables"]
+        .as_mapping()
+        .cloned()
+        .unwrap_or_default();
+    if let Some(own) = function["Properties"]["Environment"]["Variables"].as_mapping() {
+        for (k, v) in own {
+            env.insert(k.clone(), v.clone());
+        }
+    }
+    env
+}
+
+fn has_http_route(function: &Value) -> bool {
+    function["Properties"]["Events"]
+        .as_mapping()
+        .is_some_and(|events| {
+            events
+                .values()
+                .any(|e| e["Type"].as_str() == Some("HttpApi"))
+        })
+}
+
+/// The managed policies of the template attached to `function`, by logical id.
+fn attached_policies(t: &Value, function: &Value) -> Vec<(String, Value)> {
+    references(&function["Properties"]["Policies"])
+        .into_iter()
+        .filter(|id| {
+            t["Resources"][id.as_str()]["Type"].as_str() == Some("AWS::IAM::ManagedPolicy")
+        })
+        .map(|id| {
+            let policy = t["Resources"][id.as_str()].clone();
+            (id, policy)
+        })
+        .collect()
+}
+
+/// The `Resource`s of the statements of `policies` allowing exactly `action`.
+fn resources_allowed(policies: &[(String, Value)], action: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for (id, policy) in policies {
+        let statements = policy["Properties"]["PolicyDocument"]["Statement"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{id} has statements"));
+        for s in statements {
+            let actions: Vec<String> = match &s["Action"] {
+                Value::String(a) => vec![a.clone()],
+                other => serde_yaml_ng::from_value(other.clone()).unwrap(),
+            };
+            assert!(
+                actions.iter().all(|a| !a.contains('*')),
+                "{id}: no wildcard actions"
+            );
+            if actions.iter().any(|a| a == action) {
+                assert_eq!(
+                    actions,
+                    [action],
+                    "{id}: {action} in a statement of its own"
+                );
+                out.push(s["Resource"].clone());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_route_function_reserves_its_concurrency_so_connections_stay_within_max_connections() {
+    let t = template();
+    let param = &t["Parameters"]["RouteConcurrency"];
+    assert_eq!(param["Type"].as_str(), Some("Number"));
+    assert!(number(&param["MinValue"]).is_some_and(|min| min >= 1));
+    let functions = functions(&t);
+    let routes = functions.iter().filter(|(_, f)| has_http_route(f)).count();
+    let others = functions.len() - routes;
+    // The description does the arithmetic for the functions the template has.
+    let description = param["Description"].as_str().unwrap();
+    for needed in [
+        "max_connections".to_string(),
+        format!("{routes} x RouteConcurrency + {others}"),
+    ] {
+        assert!(
+            description.contains(&needed),
+            "say {needed:?}: {description}"
+        );
+    }
+    for (id, f) in &functions {
+        let reserved = &f["Properties"]["ReservedConcurrentExecutions"];
+        if has_http_route(f) {
+            assert_eq!(
+                references(reserved),
+                BTreeSet::from(["RouteConcurrency".to_string()]),
+                "{id}: ReservedConcurrentExecutions: !Ref RouteConcurrency"
+            );
+        } else {
+            // The reset and migrate: one connection each, counted above.
+            assert_eq!(number(reserved), Some(1), "{id}");
+        }
+    }
+}
+
+#[test]
+fn the_legacy_server_url_is_https_or_empty() {
+    let t = template();
+    let param = &t["Parameters"]["LegacyServerUrl"];
+    let pattern = param["AllowedPattern"]
+        .as_str()
+        .expect("LegacyServerUrl has an AllowedPattern");
+    // CloudFormation matches the whole value.
+    let allowed = regex_lite::Regex::new(&format!("^(?:{pattern})$")).unwrap();
+    for good in [
+        "",
+        "https://old.example.com",
+        "https://old.example.com/base",
+    ] {
+        assert!(allowed.is_match(good), "{good:?} is refused");
+    }
+    for bad in [
+        "http://old.example.com",
+        "old.example.com",
+        "ftp://old.example.com",
+        "https://",
+        " https://old.example.com",
+        "https://old.example.com extra",
+    ] {
+        assert!(!allowed.is_match(bad), "{bad:?} is accepted");
+    }
+    let default = param["Default"].as_str().unwrap();
+    assert!(allowed.is_match(default));
+    // Empty means no legacy proxy: the condition says so.
+    assert!(
+        serde_yaml_ng::to_string(&t["Conditions"]["ProxyLegacyRoutes"])
+            .unwrap()
+            .contains("LegacyServerUrl")
+    );
+}
+
+/// The user a `DATABASE_URL` value (`!Sub "postgres://${User}@…"`) connects as,
+/// checking that it carries no password.
+fn database_user(id: &str, url: &Value) -> String {
+    let text = serde_yaml_ng::to_string(url).unwrap();
+    let userinfo = text
+        .split("postgres://")
+        .nth(1)
+        .and_then(|rest| rest.split_once('@'))
+        .unwrap_or_else(|| panic!("{id}: DATABASE_URL names a user: {text}"))
+        .0;
+    assert!(
+        !userinfo.contains(':'),
+        "{id}: a password in DATABASE_URL: {text}"
+    );
+    userinfo
+        .strip_prefix("${")
+        .and_then(|u| u.strip_suffix('}'))
+        .unwrap_or_else(|| panic!("{id}: the user is a parameter: {text}"))
+        .to_string()
+}
+
+#[test]
+fn migrate_connects_as_its_own_user_and_every_other_function_as_the_dml_user() {
+    let t = template();
+    for name in ["DatabaseUser", "MigrateDatabaseUser"] {
+        assert_eq!(
+            t["Parameters"][name]["Type"].as_str(),
+            Some("String"),
+            "{name}"
+        );
+    }
+    for (id, f) in functions(&t) {
+        let env = environment(&t, &f);
+        let user = database_user(&id, &env["DATABASE_URL"]);
+        let migrate = f["Metadata"]["BuildProperties"]["Binary"].as_str() == Some("migrate");
+        let expected = if migrate {
+            "MigrateDatabaseUser"
+        } else {
+            "DatabaseUser"
+        };
+        assert_eq!(user, expected, "{id}");
+        if migrate {
+            // Behind RDS Proxy it sets the DML user's statement timeout.
+            assert_eq!(
+                references(&env["DB_APP_ROLE"]),
+                BTreeSet::from(["DatabaseUser".to_string()]),
+                "{id}: DB_APP_ROLE"
+            );
+        }
+        // IAM: rds-db:connect as that user only.
+        let policies = attached_policies(&t, &f);
+        let connect = resources_allowed(&policies, "rds-db:connect");
+        assert_eq!(connect.len(), 1, "{id}: one rds-db:connect statement");
+        let resource = serde_yaml_ng::to_string(&connect[0]).unwrap();
+        assert!(
+            resource
+                .trim_end()
+                .ends_with(&format!("dbuser:${{DatabaseResourceId}}/${{{expected}}}")),
+            "{id}: {resource}"
+        );
+    }
+}
+
+#[test]
+fn no_secret_is_resolved_into_a_functions_environment() {
+    let text = template_text();
+    // Anyone allowed lambda:GetFunctionConfiguration reads a function's environment.
+    assert!(
+        !text.contains("{{resolve:"),
+        "a dynamic reference resolved at deploy time"
+    );
+    let t = template();
+    for (name, p) in t["Parameters"].as_mapping().unwrap() {
+        assert!(
+            p["NoEcho"].is_null(),
+            "{name:?}: a secret passed as a parameter"
+        );
+    }
+    let secret_variables: BTreeSet<&str> =
+        shared::secrets::SECRETS.iter().map(|s| s.name).collect();
+    for (id, f) in functions(&t) {
+        for (name, _) in environment(&t, &f) {
+            let name = name.as_str().unwrap();
+            assert!(
+                !secret_variables.contains(name),
+                "{id}: {name} in its environment"
+            );
+        }
+    }
+}
+
+#[test]
+fn each_function_may_read_exactly_the_secrets_its_environment_names() {
+    let t = template();
+    let arn_variables: BTreeSet<&str> = shared::secrets::SECRETS
+        .iter()
+        .map(|s| s.arn_variable)
+        .collect();
+    for (id, f) in functions(&t) {
+        let env = environment(&t, &f);
+        let mut named = BTreeSet::new();
+        for (name, value) in &env {
+            let name = name.as_str().unwrap();
+            if name.ends_with("_SECRET_ARN") {
+                assert!(
+                    arn_variables.contains(name),
+                    "{id}: the code reads no {name}"
+                );
+                named.extend(references(value));
+            }
+        }
+        // secretsmanager:GetSecretValue on exactly those secrets, each by its ARN.
+        let policies = attached_policies(&t, &f);
+        let mut granted = BTreeSet::new();
+        for resource in resources_allowed(&policies, "secretsmanager:GetSecretValue") {
+            let refs = references(&resource);
+            assert_eq!(
+                refs.len(),
+                1,
+                "{id}: one secret per statement: {resource:?}"
+            );
+            let parameter = refs.into_iter().next().unwrap();
+            assert!(
+                t["Parameters"][parameter.as_str()]["AllowedPattern"]
+                    .as_str()
+                    .is_some_and(|p| p.contains(":secretsmanager:")),
+                "{id}: {parameter} must be a Secrets Manager ARN"
+            );
+            granted.insert(parameter);
+        }
+        assert_eq!(granted, named, "{id}: the secrets it may read");
+    }
+    // The app key where it is checked; the hash secret where batches are stored.
+    let upload = environment(&t, &t["Resources"]["UploadBatchFunction"]);
+    let register = environment(&t, &t["Resources"]["RegisterDeviceFunction"]);
+    for (env, variable) in [
+        (&upload, "API_KEY_SECRET_ARN"),
+        (&upload, "HASH_SECRET_SECRET_ARN"),
+        (&register, "API_KEY_SECRET_ARN"),
+    ] {
+        assert!(env.contains_key(variable), "{variable}");
+    }
+}
+
+#[test]
+fn an_alarm_watches_the_use_of_expired_signing_keys() {
+    let t = template();
+    let watched = t["Resources"].as_mapping().unwrap().values().any(|r| {
+        r["Type"].as_str() == Some("AWS::CloudWatch::Alarm")
+            && r["Properties"]["Namespace"].as_str() == Some("DailyPot")
+            && r["Properties"]["MetricName"].as_str() == Some(shared::auth::STALE_KEY_METRIC)
+            && r["Properties"]["Dimensions"].is_null()
+            && !r["Properties"]["AlarmActions"].is_null()
+    });
+    assert!(watched, "no alarm on {}", shared::auth::STALE_KEY_METRIC);
 }

@@ -13,6 +13,12 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("{name} is malformed: {reason}")]
     Malformed { name: &'static str, reason: String },
+    /// One value given two ways (a secret plainly and by ARN).
+    #[error("{name} and {other} are both set: give one of them")]
+    Conflicting {
+        name: &'static str,
+        other: &'static str,
+    },
 }
 
 /// Where variables come from: the process environment in production, a map in tests.
@@ -72,6 +78,16 @@ where
     }
 }
 
+/// Whether `url` names this machine: `localhost` or a loopback address.
+pub(crate) fn is_loopback_url(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
 pub(crate) fn flag(env: &dyn Env, name: &'static str) -> Result<bool, ConfigError> {
     match optional(env, name).as_deref().map(str::trim) {
         None => Ok(false),
@@ -87,8 +103,9 @@ pub(crate) fn flag(env: &dyn Env, name: &'static str) -> Result<bool, ConfigErro
 /// Everything the database connection needs.
 #[derive(Clone, Debug)]
 pub struct DbConfig {
-    /// Parsed `DATABASE_URL`. Holds the password, so it is never logged (see `Debug` of
-    /// `tokio_postgres::Config`, which redacts it).
+    /// Parsed `DATABASE_URL`, with `DB_PASSWORD` (read from Secrets Manager at start-up
+    /// when deployed, see [`crate::secrets`]) as its password. Holds the password, so
+    /// it is never logged (see `Debug` of `tokio_postgres::Config`, which redacts it).
     pub url: tokio_postgres::Config,
     pub iam_auth: bool,
     pub proxy: bool,
@@ -105,7 +122,7 @@ pub struct DbConfig {
 impl DbConfig {
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
         let raw = required(env, "DATABASE_URL")?;
-        let url: tokio_postgres::Config = raw.parse().map_err(|e| ConfigError::Malformed {
+        let mut url: tokio_postgres::Config = raw.parse().map_err(|e| ConfigError::Malformed {
             name: "DATABASE_URL",
             // The parser's message never contains the password; the URL itself may.
             reason: format!("{e}"),
@@ -135,6 +152,23 @@ impl DbConfig {
             optional(env, "AWS_REGION").or_else(|| optional(env, "AWS_DEFAULT_REGION"));
         if iam_auth && aws_region.is_none() {
             return Err(ConfigError::Missing("AWS_REGION"));
+        }
+        if let Some(password) = optional(env, "DB_PASSWORD") {
+            if url.get_password().is_some() {
+                return Err(ConfigError::Malformed {
+                    name: "DATABASE_URL",
+                    reason: "holds a password while DB_PASSWORD (or DB_PASSWORD_SECRET_ARN) \
+                             gives one too: give one of them"
+                        .into(),
+                });
+            }
+            if iam_auth {
+                return Err(ConfigError::Malformed {
+                    name: "DB_PASSWORD",
+                    reason: "DB_IAM_AUTH=true connects with an IAM token, not a password".into(),
+                });
+            }
+            url.password(password);
         }
         Ok(Self {
             url,
@@ -204,6 +238,36 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err, ConfigError::Missing("AWS_REGION"));
+    }
+
+    #[test]
+    fn db_password_becomes_the_connections_password_and_only_one_may_be_given() {
+        let c = DbConfig::from_env(&[
+            ("DATABASE_URL", "postgres://app@h/db"),
+            ("DB_PASSWORD", "s3cret/with:odd@chars"),
+        ])
+        .unwrap();
+        assert_eq!(c.url.get_password(), Some(&b"s3cret/with:odd@chars"[..]));
+        assert_eq!(c.url.get_user(), Some("app"));
+        // A password in the URL keeps working alone (local development)...
+        let c = DbConfig::from_env(&[("DATABASE_URL", "postgres://app:pw@h/db")]).unwrap();
+        assert_eq!(c.url.get_password(), Some(&b"pw"[..]));
+        // ...but not beside DB_PASSWORD, nor a password beside IAM tokens.
+        let twice = DbConfig::from_env(&[
+            ("DATABASE_URL", "postgres://app:pw@h/db"),
+            ("DB_PASSWORD", "other"),
+        ]);
+        let with_iam = DbConfig::from_env(&[
+            ("DATABASE_URL", "postgres://app@h/db"),
+            ("DB_PASSWORD", "other"),
+            ("DB_IAM_AUTH", "true"),
+            ("AWS_REGION", "eu-west-1"),
+        ]);
+        for err in [twice.unwrap_err(), with_iam.unwrap_err()] {
+            let err = err.to_string();
+            assert!(err.contains("DB_PASSWORD"), "{err}");
+            assert!(!err.contains("other") && !err.contains(":pw@"), "{err}");
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What every daily-pot Lambda function shares.
 //!
 //! - [`config`]: the environment, read once at start-up;
+//! - [`secrets`]: the secret variables, from Secrets Manager at start-up when deployed;
 //! - [`db`]: the container's PostgreSQL connection and named queries;
 //! - [`migrations`], [`audit`]: the schema and its health reports;
 //! - [`auth`]: Firebase ID tokens;
@@ -22,5 +23,6 @@ pub mod init;
 pub mod json;
 pub mod migrations;
 pub mod reset;
+pub mod secrets;
 pub mod telemetry;
 pub mod upload;

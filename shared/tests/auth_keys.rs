@@ -143,3 +143,66 @@ async fn a_key_server_that_cannot_be_reached_makes_keys_unavailable() {
     let response = shared::http::ApiError::from(err).into_response();
     assert_eq!(response.status(), 503);
 }
+
+#[tokio::test]
+async fn an_absurd_max_age_from_the_key_server_neither_crashes_nor_refetches_early() {
+    // `Instant + max-age` used to overflow here: a panic, and with the release
+    // profile's `panic = "abort"` the whole container gone.
+    for max_age in [u64::MAX, 1 << 63, i64::MAX as u64] {
+        let server = KeyServer::start(max_age).await;
+        let verifier = server.verifier();
+        for _ in 0..3 {
+            assert_eq!(
+                verifier
+                    .verify(&keys::token("alice"))
+                    .await
+                    .unwrap()
+                    .as_str(),
+                "alice",
+                "max-age={max_age}"
+            );
+        }
+        assert_eq!(
+            server.fetches(),
+            1,
+            "max-age={max_age}: the keys are cached"
+        );
+        assert_eq!(verifier.stale_key_uses(), 0);
+    }
+}
+
+#[tokio::test]
+async fn an_expired_key_serves_only_for_the_grace_and_each_use_is_logged_and_counted() {
+    let (_guard, logs) = testkit::logs::capture("warn");
+    let server = KeyServer::start(1).await;
+    let verifier = server.verifier_with(
+        KeyCachePolicy {
+            stale_grace: Duration::from_secs(1),
+            ..eager()
+        },
+        &[],
+    );
+    verifier.verify(&keys::token("alice")).await.unwrap();
+    assert_eq!(verifier.stale_key_uses(), 0, "fresh keys are not stale");
+    server.set_failing(true);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    // Expired for ~0.1 s, the key server failing: the cached key still serves.
+    for _ in 0..2 {
+        verifier.verify(&keys::token("alice")).await.unwrap();
+    }
+    assert_eq!(verifier.stale_key_uses(), 2);
+    let text = logs.text();
+    assert_eq!(
+        text.matches("signing key used past its max-age").count(),
+        2,
+        "{text}"
+    );
+    assert!(text.contains(keys::KID), "the log names the key: {text}");
+
+    // Past the grace: no key, and the answer is 503, not a token accepted.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let err = verifier.verify(&keys::token("alice")).await.unwrap_err();
+    assert!(matches!(err, AuthError::KeysUnavailable(_)), "{err:?}");
+    assert_eq!(verifier.stale_key_uses(), 2);
+}

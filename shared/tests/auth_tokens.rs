@@ -221,6 +221,20 @@ async fn the_event_fixtures_emulator_token_is_accepted_only_with_the_emulator_on
 }
 
 #[tokio::test]
+async fn a_function_whose_emulator_variable_names_a_remote_host_does_not_start() {
+    let db = TestDb::migrated().await;
+    let keys = KeyServer::start(3600).await;
+    for host in ["emulator.example.com:9099", "10.0.0.5:9099", "0.0.0.0"] {
+        let mut env = db.env();
+        env.extend(keys.env());
+        env.insert("FIREBASE_AUTH_EMULATOR_HOST".into(), host.into());
+        // Before: any value turned unsigned tokens valid for everyone.
+        let err = App::from_env(&env).err().expect(host).to_string();
+        assert!(err.contains("FIREBASE_AUTH_EMULATOR_HOST"), "{host}: {err}");
+    }
+}
+
+#[tokio::test]
 async fn emulator_tokens_still_have_their_claims_checked() {
     let s = setup(true).await;
     let cases = [

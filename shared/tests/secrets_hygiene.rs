@@ -6,9 +6,6 @@
 
 mod upload_helpers;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use lambda_http::http::header::{HeaderValue, AUTHORIZATION};
 use serde_json::json;
 use shared::config::DbConfig;
@@ -20,26 +17,6 @@ use testkit::keys::{self, KeyServer};
 use testkit::requests::with_token;
 use testkit::TestDb;
 use upload_helpers::{answer, event, fixture_upload};
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Buffer {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 fn random(label: &str) -> String {
     format!("{label}-{:016x}", rand::random::<u64>())
@@ -75,7 +52,7 @@ type UploadCase<'a> = (
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_credential_appears_in_the_logs_at_trace_level() {
-    let logs = Buffer::default();
+    let logs = testkit::logs::Logs::default();
     let writer = logs.clone();
     // The production filter at its most verbose, for every thread (and, through
     // the log bridge try_init installs, the log records of tokio-postgres).

@@ -14,7 +14,6 @@ use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use shared::auth::{AuthConfig, KeyCachePolicy, Verifier};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// The Firebase project the test tokens are issued for.
@@ -156,39 +155,24 @@ impl KeyServer {
             failing: false,
         }));
         let (count, answer) = (fetches.clone(), published.clone());
-        let task = tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                let (count, answer) = (count.clone(), answer.clone());
-                tokio::spawn(async move {
-                    // Read the request head; its content does not matter.
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match socket.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    count.fetch_add(1, Ordering::SeqCst);
-                    let response = {
-                        let p = answer.lock().unwrap();
-                        if p.failing {
-                            "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string()
-                        } else {
-                            format!(
-                                "HTTP/1.1 200 OK\r\ncontent-type: application/json; charset=UTF-8\r\n\
-                                 cache-control: public, max-age={}, must-revalidate, no-transform\r\n\
-                                 content-length: {}\r\nconnection: close\r\n\r\n{}",
-                                p.max_age,
-                                p.body.len(),
-                                p.body
-                            )
-                        }
-                    };
-                    let _ = socket.write_all(response.as_bytes()).await;
-                    let _ = socket.shutdown().await;
-                });
+        let task = crate::http::serve(listener, move |_| {
+            count.fetch_add(1, Ordering::SeqCst);
+            let p = answer.lock().unwrap();
+            if p.failing {
+                return crate::http::response("500 Internal Server Error", &[], "");
             }
+            let cache_control = format!(
+                "public, max-age={}, must-revalidate, no-transform",
+                p.max_age
+            );
+            crate::http::response(
+                "200 OK",
+                &[
+                    ("content-type", "application/json; charset=UTF-8"),
+                    ("cache-control", &cache_control),
+                ],
+                &p.body,
+            )
         });
         Self {
             url,

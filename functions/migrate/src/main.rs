@@ -7,14 +7,15 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
 use shared::config::{DbConfig, ProcessEnv};
 use shared::db::Database;
-use shared::{audit, migrations};
+use shared::{audit, migrations, secrets};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let config = DbConfig::from_env(&ProcessEnv)?;
+    // The database password, when named by ARN, is read first.
+    let config = DbConfig::from_env(&secrets::resolve(&ProcessEnv).await?)?;
     let db = Database::new(&config)?;
 
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {

@@ -36,16 +36,18 @@ impl Claims {
             now,
             leeway,
         } = *expected;
+        // Saturating: the bounds come from our clock and configuration, never overflow.
+        let (earliest, latest) = (now.saturating_sub(leeway), now.saturating_add(leeway));
         let exp = self.exp.ok_or(AuthError::Invalid("no exp"))?;
-        if exp <= now - leeway {
+        if exp <= earliest {
             return Err(AuthError::Expired);
         }
         let iat = self.iat.ok_or(AuthError::Invalid("no iat"))?;
-        if iat > now + leeway {
+        if iat > latest {
             return Err(AuthError::Invalid("iat in the future"));
         }
         let auth_time = self.auth_time.ok_or(AuthError::Invalid("no auth_time"))?;
-        if auth_time > now + leeway {
+        if auth_time > latest {
             return Err(AuthError::Invalid("auth_time in the future"));
         }
         if self.aud.as_deref() != Some(audience) {

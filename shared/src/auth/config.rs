@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::config::{optional, required, ConfigError, Env};
+use crate::config::{is_loopback_url, optional, required, ConfigError, Env};
 
 /// Google's signing keys for Firebase ID tokens, as a JWK set.
 pub const GOOGLE_JWKS_URL: &str =
@@ -14,7 +14,8 @@ pub struct AuthConfig {
     pub project_id: String,
     /// `FIREBASE_JWKS_URL`.
     pub jwks_url: url::Url,
-    /// `FIREBASE_AUTH_EMULATOR_HOST` is set: unsigned emulator tokens are accepted.
+    /// `FIREBASE_AUTH_EMULATOR_HOST` names a loopback host: unsigned emulator tokens
+    /// are accepted.
     pub emulator: bool,
     /// How far clocks may disagree when checking `exp`, `iat` and `auth_time`.
     pub leeway: Duration,
@@ -30,7 +31,7 @@ impl AuthConfig {
         })?;
         // Keys fetched in plain text could be swapped on the way: HTTPS, except for a
         // key server on this machine (tests, local development).
-        if jwks_url.scheme() != "https" && !is_loopback(&jwks_url) {
+        if jwks_url.scheme() != "https" && !is_loopback_url(&jwks_url) {
             return Err(ConfigError::Malformed {
                 name: "FIREBASE_JWKS_URL",
                 reason: "must be https (plain http only for a local host)".into(),
@@ -39,7 +40,7 @@ impl AuthConfig {
         Ok(Self {
             project_id,
             jwks_url,
-            emulator: optional(env, "FIREBASE_AUTH_EMULATOR_HOST").is_some(),
+            emulator: emulator(env)?,
             leeway: Duration::from_secs(30),
         })
     }
@@ -50,13 +51,55 @@ impl AuthConfig {
     }
 }
 
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
+/// Whether emulator tokens are on. Unsigned tokens are valid for anyone who can
+/// send one, so only for an emulator on this machine: a variable naming any other
+/// host (a stray production setting, say) stops the start-up instead.
+fn emulator(env: &dyn Env) -> Result<bool, ConfigError> {
+    const NAME: &str = "FIREBASE_AUTH_EMULATOR_HOST";
+    let Some(value) = optional(env, NAME) else {
+        return Ok(false);
+    };
+    if is_loopback_host(value.trim()) {
+        Ok(true)
+    } else {
+        Err(ConfigError::Malformed {
+            name: NAME,
+            reason: format!(
+                "must name a loopback host, as 127.0.0.1:9099, localhost:9099 or [::1]:9099 \
+                 (emulator tokens are unsigned); got {value:?}"
+            ),
+        })
     }
+}
+
+/// `host` or `host:port` where host is `localhost`, an IPv4 loopback address, or
+/// `[::1]` (bare `::1` without a port too), and port a number of 1-65535.
+fn is_loopback_host(value: &str) -> bool {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    let port_ok = |port: Option<&str>| port.is_none_or(|p| p.parse::<u16>().is_ok_and(|p| p > 0));
+    if let Some(rest) = value.strip_prefix('[') {
+        let Some((ip, after)) = rest.split_once(']') else {
+            return false;
+        };
+        let port = match after {
+            "" => None,
+            _ => match after.strip_prefix(':') {
+                Some(port) => Some(port),
+                None => return false,
+            },
+        };
+        return port_ok(port) && ip.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback());
+    }
+    if let Ok(ip) = value.parse::<Ipv6Addr>() {
+        return ip.is_loopback();
+    }
+    let (host, port) = match value.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (value, None),
+    };
+    port_ok(port)
+        && (host.eq_ignore_ascii_case("localhost")
+            || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback()))
 }
 
 #[cfg(test)]
@@ -92,13 +135,68 @@ mod tests {
         .unwrap();
     }
 
-    #[test]
-    fn the_emulator_variable_turns_emulator_tokens_on() {
-        let c = AuthConfig::from_env(&[
+    fn with_emulator(host: &str) -> Result<AuthConfig, ConfigError> {
+        AuthConfig::from_env(&[
             ("FIREBASE_PROJECT_ID", "demo"),
-            ("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099"),
+            ("FIREBASE_AUTH_EMULATOR_HOST", host),
         ])
-        .unwrap();
-        assert!(c.emulator);
+    }
+
+    #[test]
+    fn the_emulator_variable_naming_a_loopback_host_turns_emulator_tokens_on() {
+        for host in [
+            "127.0.0.1:9099",
+            "localhost:9099",
+            "[::1]:9099",
+            "127.0.0.1",
+            "localhost",
+            "[::1]",
+            "::1",
+            "LocalHost:9099",
+            "127.8.9.10:9099",
+            " 127.0.0.1:9099 ",
+        ] {
+            let c = with_emulator(host).unwrap_or_else(|e| panic!("{host:?}: {e}"));
+            assert!(c.emulator, "{host:?}");
+        }
+    }
+
+    #[test]
+    fn an_emulator_variable_naming_anything_but_a_loopback_host_stops_the_start_up() {
+        // Unsigned tokens would be valid for anyone: an init error, never emulator mode.
+        for host in [
+            "10.0.0.5:9099",
+            "0.0.0.0:9099",
+            "[::]:9099",
+            "[::2]:9099",
+            "firebase-emulator:9099",
+            "localhost.example.com:9099",
+            "127.0.0.1.nip.io:9099",
+            "http://127.0.0.1:9099",
+            "user@localhost:9099",
+            "localhost:9099/path",
+            "127.0.0.1:",
+            "127.0.0.1:port",
+            "127.0.0.1:99999",
+            "[::1]9099",
+            "[::1:9099",
+            "true",
+        ] {
+            let err = with_emulator(host).expect_err(host);
+            assert!(
+                matches!(
+                    err,
+                    ConfigError::Malformed {
+                        name: "FIREBASE_AUTH_EMULATOR_HOST",
+                        ..
+                    }
+                ),
+                "{host:?}: {err}"
+            );
+            assert!(
+                err.to_string().contains("FIREBASE_AUTH_EMULATOR_HOST"),
+                "{err}"
+            );
+        }
     }
 }

@@ -5,7 +5,12 @@
 //! failed attempt), at most one fetch starts per `min_refetch_interval`, so a
 //! flood of tokens with forged `kid`s cannot become a flood of fetches. When a
 //! refetch fails or is held back, keys from the last good fetch keep working for
-//! `stale_grace` past their expiry.
+//! `stale_grace` past their expiry; each such use is logged and counted (an EMF
+//! metric), since it means the key server has been out of reach for a while.
+//!
+//! Time is only ever added with checked arithmetic, and what the key server says
+//! is bounded: a `max-age` beyond [`MAX_KEY_AGE`] counts as that much (an absurd
+//! one used to overflow `Instant` and, with `panic = "abort"`, kill the process).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,12 +35,20 @@ pub struct KeyCachePolicy {
     pub fetch_timeout: Duration,
 }
 
+/// The longest the key server's `max-age` is believed: Google's is about 6 h, and
+/// a rotated-out key must not stay trusted for longer than a day whatever it says.
+pub const MAX_KEY_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// The longest expired keys may serve while the key server cannot be reached: a
+/// key Google withdrew (e.g. leaked) keeps verifying tokens for this long at most.
+pub const MAX_STALE_GRACE: Duration = Duration::from_secs(3600);
+
 impl Default for KeyCachePolicy {
     fn default() -> Self {
         Self {
             min_refetch_interval: Duration::from_secs(10),
             default_max_age: Duration::from_secs(300),
-            stale_grace: Duration::from_secs(6 * 3600),
+            stale_grace: MAX_STALE_GRACE,
             fetch_timeout: Duration::from_secs(5),
         }
     }
@@ -72,6 +85,7 @@ struct State {
     last_attempt: Option<Instant>,
     last_failed: bool,
     fetches: u64,
+    stale_uses: u64,
 }
 
 enum Decision {
@@ -83,6 +97,11 @@ enum Decision {
 
 impl KeyCache {
     pub(crate) fn new(url: url::Url, policy: KeyCachePolicy) -> Self {
+        let policy = KeyCachePolicy {
+            default_max_age: policy.default_max_age.min(MAX_KEY_AGE),
+            stale_grace: policy.stale_grace.min(MAX_STALE_GRACE),
+            ..policy
+        };
         Self {
             url,
             http: tokio::sync::OnceCell::new(),
@@ -111,6 +130,11 @@ impl KeyCache {
         self.lock().fetches
     }
 
+    /// Tokens checked so far with a key past its `max-age` (the grace).
+    pub(crate) fn stale_uses(&self) -> u64 {
+        self.lock().stale_uses
+    }
+
     /// The key named `kid`, fetching the set when the cache allows it.
     pub(crate) async fn key(&self, kid: &str) -> Result<Arc<DecodingKey>, AuthError> {
         if let Decision::Use(key) = self.decide(kid, true) {
@@ -126,7 +150,10 @@ impl KeyCache {
             match outcome {
                 Ok((keys, max_age)) => {
                     state.keys = keys;
-                    state.fresh_until = Some(Instant::now() + max_age);
+                    // A day at most always fits; were it not to, the keys would be
+                    // stale at once rather than the process aborted.
+                    let now = Instant::now();
+                    state.fresh_until = Some(now.checked_add(max_age).unwrap_or(now));
                     state.last_failed = false;
                 }
                 Err(e) => {
@@ -155,7 +182,7 @@ impl KeyCache {
     }
 
     fn decide(&self, kid: &str, may_fetch: bool) -> Decision {
-        let state = self.lock();
+        let mut state = self.lock();
         let now = Instant::now();
         let key = state.keys.get(kid).cloned();
         let fresh = state.fresh_until.is_some_and(|t| now < t);
@@ -164,15 +191,21 @@ impl KeyCache {
         }
         let held_back = state
             .last_attempt
-            .is_some_and(|t| now.duration_since(t) < self.policy.min_refetch_interval);
+            .is_some_and(|t| now.saturating_duration_since(t) < self.policy.min_refetch_interval);
         if may_fetch && !held_back {
             return Decision::Fetch;
         }
-        let usable = state
+        let expired_for = state
             .fresh_until
-            .is_some_and(|t| now < t + self.policy.stale_grace);
-        match key {
-            Some(key) if usable => Decision::Use(key),
+            .map(|t| now.saturating_duration_since(t))
+            .filter(|late| *late < self.policy.stale_grace);
+        match (key, expired_for) {
+            (Some(key), Some(late)) => {
+                state.stale_uses += 1;
+                drop(state);
+                stale_key_used(kid, late);
+                Decision::Use(key)
+            }
             _ if state.last_failed => Decision::Unavailable,
             _ => Decision::UnknownKid,
         }
@@ -218,6 +251,22 @@ impl KeyCache {
     }
 }
 
+/// A token is about to be checked with a key past its `max-age`: the key server
+/// has not answered for that long. Logged (with the `kid`) and counted each time,
+/// as one metric without dimensions, so that one alarm (the template's
+/// StaleSigningKeysAlarm) sees the grace being spent before it runs out.
+fn stale_key_used(kid: &str, late: Duration) {
+    tracing::warn!(
+        kid,
+        expired_secs = late.as_secs(),
+        "signing key used past its max-age: the key server cannot be reached"
+    );
+    crate::telemetry::emit_metric(STALE_KEY_METRIC, 1.0, "Count", &[]);
+}
+
+/// The EMF metric (namespace DailyPot) of each use of an expired key.
+pub const STALE_KEY_METRIC: &str = "StaleSigningKeyUsed";
+
 /// The smallest RSA modulus trusted (NIST SP 800-131A; Google's keys are 2048).
 pub const MIN_RSA_BITS: usize = 2048;
 
@@ -234,7 +283,8 @@ fn modulus_bits(n: &str) -> usize {
     }
 }
 
-/// `max-age` of a `Cache-Control` value (`public, max-age=19845, must-revalidate`).
+/// `max-age` of a `Cache-Control` value (`public, max-age=19845, must-revalidate`),
+/// at most [`MAX_KEY_AGE`]. A value that is not a number of seconds is none.
 fn max_age(cache_control: &str) -> Option<Duration> {
     cache_control.split(',').find_map(|directive| {
         let (name, value) = directive.trim().split_once('=')?;
@@ -246,7 +296,7 @@ fn max_age(cache_control: &str) -> Option<Duration> {
             .trim_matches('"')
             .parse()
             .ok()
-            .map(Duration::from_secs)
+            .map(|secs| Duration::from_secs(secs).min(MAX_KEY_AGE))
     })
 }
 
@@ -276,6 +326,36 @@ mod tests {
         );
         assert_eq!(max_age("no-cache"), None);
         assert_eq!(max_age("max-age=soon"), None);
+    }
+
+    #[test]
+    fn an_absurd_max_age_is_believed_for_a_day_at_most() {
+        for absurd in [
+            "max-age=18446744073709551615",
+            "max-age=9223372036854775808",
+            "max-age=86401",
+        ] {
+            assert_eq!(max_age(absurd), Some(MAX_KEY_AGE), "{absurd}");
+        }
+        // Beyond u64, negative or fractional: not a max-age (the default applies).
+        for junk in ["max-age=18446744073709551616", "max-age=-1", "max-age=1.5"] {
+            assert_eq!(max_age(junk), None, "{junk}");
+        }
+        assert_eq!(max_age("max-age=86400"), Some(MAX_KEY_AGE));
+    }
+
+    #[test]
+    fn expired_keys_serve_for_an_hour_at_most_whatever_the_policy_says() {
+        assert!(KeyCachePolicy::default().stale_grace <= Duration::from_secs(3600));
+        let url = "http://127.0.0.1:9/jwks".parse().unwrap();
+        let generous = KeyCachePolicy {
+            stale_grace: Duration::MAX,
+            default_max_age: Duration::MAX,
+            ..KeyCachePolicy::default()
+        };
+        let cache = KeyCache::new(url, generous);
+        assert_eq!(cache.policy.stale_grace, MAX_STALE_GRACE);
+        assert_eq!(cache.policy.default_max_age, MAX_KEY_AGE);
     }
 
     #[tokio::test]

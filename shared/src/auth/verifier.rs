@@ -69,13 +69,19 @@ impl Verifier {
             audience: &self.config.project_id,
             issuer: &self.issuer,
             now: now(),
-            leeway: self.config.leeway.as_secs() as i64,
+            leeway: i64::try_from(self.config.leeway.as_secs()).unwrap_or(i64::MAX),
         })
     }
 
     /// Key fetches so far (for tests and diagnostics).
     pub fn key_fetches(&self) -> u64 {
         self.keys.fetches()
+    }
+
+    /// Tokens checked with a signing key past its `max-age`, while the key server
+    /// could not be reached (for tests and diagnostics; logged and a metric too).
+    pub fn stale_key_uses(&self) -> u64 {
+        self.keys.stale_uses()
     }
 
     async fn signed_claims(&self, token: &str) -> Result<Claims, AuthError> {

@@ -1,0 +1,19 @@
+-- The privileges of the DML-only role (template parameter DatabaseUser) that the
+-- route functions and the nightly reset connect as: only what their statements in
+-- shared/src need, no DELETE, no DDL. shared/tests/database_roles.rs runs every
+-- route and the reset as a role granted exactly this file.
+--
+-- Run it as the tables' owner (the MigrateDatabaseUser), after `migrate`, with
+-- the role's name as a psql variable (README, "Database roles"):
+--   psql "$OWNER_URL" -v app_user=dailypot_app -f deploy/sql/app-role-grants.sql
+
+-- GET /daily-pot and the upload create pots, the upload counts on them, the claim
+-- pays, the reset zeroes stale counts (ON CONFLICT DO UPDATE and RETURNING read).
+GRANT SELECT, INSERT, UPDATE ON daily_pots TO :"app_user";
+-- The upload stores batches (RETURNING reads the row's user_id).
+GRANT SELECT, INSERT ON sensor_batches TO :"app_user";
+-- The upload adds to the device's stats.
+GRANT SELECT, INSERT, UPDATE ON user_stats TO :"app_user";
+-- register-device creates or replaces a device's secret; the upload looks it up
+-- and touches last_used_at.
+GRANT SELECT, INSERT, UPDATE ON device_secrets TO :"app_user";
