@@ -36,9 +36,26 @@ pub enum Metric<'a> {
     ResetRows { rows: u64 },
     /// A statement slower than `SLOW_QUERY_MS`, by query name; the value in ms.
     SlowQuery { query: &'a str, ms: f64 },
+    /// A token checked with a signing key past its `max-age` (the key server is out
+    /// of reach). Also published without dimensions, so one alarm covers every
+    /// function.
+    StaleSigningKeyUsed,
 }
 
 impl Metric<'_> {
+    /// Every metric name the code emits (the dashboard and alarms may graph only these).
+    pub const NAMES: [&'static str; 9] = [
+        "UploadAccepted",
+        "UploadDuplicate",
+        "UploadRejected",
+        "ClaimPaid",
+        "ClaimRefused",
+        "TokenRejected",
+        "ResetRows",
+        "SlowQuery",
+        "StaleSigningKeyUsed",
+    ];
+
     /// Name, value, unit and the dimension beyond `Function` (if any).
     fn parts(
         &self,
@@ -79,7 +96,13 @@ impl Metric<'_> {
                 "Milliseconds",
                 Some(("Query", query.to_string())),
             ),
+            Self::StaleSigningKeyUsed => ("StaleSigningKeyUsed", 1.0, "Count", None),
         }
+    }
+
+    /// The name CloudWatch knows the metric by (alarms refer to it).
+    pub fn name(&self) -> &'static str {
+        self.parts().0
     }
 
     /// Writes the metric's document, inside Lambda only (elsewhere it would be noise
@@ -108,13 +131,17 @@ impl Metric<'_> {
             dimensions.push(key);
             doc.insert(key.into(), dim_value.into());
         }
+        let mut dimension_sets = vec![dimensions];
+        if *self == Self::StaleSigningKeyUsed {
+            dimension_sets.push(Vec::new());
+        }
         doc.insert(
             "_aws".into(),
             json!({
                 "Timestamp": timestamp,
                 "CloudWatchMetrics": [{
                     "Namespace": NAMESPACE,
-                    "Dimensions": [dimensions],
+                    "Dimensions": dimension_sets,
                     "Metrics": [{"Name": name, "Unit": unit}],
                 }],
             }),
@@ -177,5 +204,37 @@ mod tests {
         assert!(doc.get("requestId").is_none());
         let doc = Metric::ClaimPaid { amount: 35 }.document("claim-daily-pot", 1, None);
         assert_eq!(doc["ClaimPaid"], 35.0);
+    }
+
+    #[test]
+    fn names_lists_every_metric_once() {
+        let every = [
+            Metric::UploadAccepted { readings: 1 },
+            Metric::UploadDuplicate,
+            Metric::UploadRejected { status: 400 },
+            Metric::ClaimPaid { amount: 10 },
+            Metric::ClaimRefused {
+                reason: "not_unlocked",
+            },
+            Metric::TokenRejected { class: "expired" },
+            Metric::ResetRows { rows: 1 },
+            Metric::SlowQuery {
+                query: "q",
+                ms: 1.0,
+            },
+            Metric::StaleSigningKeyUsed,
+        ];
+        let names: Vec<&str> = every.iter().map(Metric::name).collect();
+        assert_eq!(names, Metric::NAMES);
+    }
+
+    #[test]
+    fn a_stale_key_is_counted_per_function_and_across_functions() {
+        let doc = Metric::StaleSigningKeyUsed.document("get-daily-pot", 1, None);
+        assert_eq!(doc["StaleSigningKeyUsed"], 1.0);
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Function"], []])
+        );
     }
 }
