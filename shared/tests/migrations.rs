@@ -86,10 +86,7 @@ fn without_history(shape: &Shape) -> Shape {
 }
 
 fn show(differences: &[Difference]) -> String {
-    differences
-        .iter()
-        .map(|d| format!("  {d}\n"))
-        .collect()
+    differences.iter().map(|d| format!("  {d}\n")).collect()
 }
 
 #[test]
@@ -207,7 +204,10 @@ async fn the_live_schema_is_adopted_with_every_row_intact_duplicates_included() 
         .position(|r| r.contains("20260113_remove_redundant_index.sql"))
         .expect("V2's record");
     after.get_mut("schema_migrations").unwrap().remove(added);
-    assert_eq!(before, after, "every old column of every row reads the same");
+    assert_eq!(
+        before, after,
+        "every old column of every row reads the same"
+    );
 }
 
 #[tokio::test]
@@ -250,7 +250,11 @@ async fn refused(test: &TestDb, change: &str, expected: &str) {
         }
         other => panic!("{change}: expected a refusal, got {other:?}"),
     }
-    assert_eq!(test.shape().await, before, "{change}: the schema is unchanged");
+    assert_eq!(
+        test.shape().await,
+        before,
+        "{change}: the schema is unchanged"
+    );
     assert_eq!(
         testkit::legacy::every_row(&client).await,
         rows,
@@ -485,7 +489,9 @@ async fn the_audit_shows_the_shape_check_and_the_three_index_and_table_reports()
         .unwrap();
     let text = out["text"].as_str().unwrap();
     assert!(
-        text.contains("table daily_pots: expected `table`, found `table, row-level security enabled`"),
+        text.contains(
+            "table daily_pots: expected `table`, found `table, row-level security enabled`"
+        ),
         "{text}"
     );
 }
