@@ -166,7 +166,10 @@ async fn apply(
                 if let Some(done) = e.report() {
                     applied.extend(done.applied_migrations().iter().map(label));
                 }
-                tracing::warn!(attempt, "a migration timed out waiting for a lock; retrying");
+                tracing::warn!(
+                    attempt,
+                    "a migration timed out waiting for a lock; retrying"
+                );
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 attempt += 1;
             }
@@ -254,7 +257,11 @@ pub async fn perform(
         }
         Action::Cutover { force } => {
             let report = cutover(db, force).await?;
-            tracing::info!(converted = report.converted, forced = force, "cut-over done");
+            tracing::info!(
+                converted = report.converted,
+                forced = force,
+                "cut-over done"
+            );
             serde_json::to_value(report)
         }
         Action::Rollback => {
@@ -329,10 +336,7 @@ async fn reset_role_defaults(
     client: &Client,
     config: &DbConfig,
 ) -> Result<Vec<String>, MigrateError> {
-    let ours = format!(
-        "statement_timeout={}",
-        config.statement_timeout.as_millis()
-    );
+    let ours = format!("statement_timeout={}", config.statement_timeout.as_millis());
     let row = client
         .query_one(
             "SELECT format('ALTER ROLE %I RESET statement_timeout', $1::text),

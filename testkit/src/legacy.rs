@@ -66,7 +66,15 @@ pub const S5: Statement = Statement {
       last_upload_at = GREATEST(user_stats.last_upload_at, EXCLUDED.last_upload_at),
       user_id = COALESCE(EXCLUDED.user_id, user_stats.user_id), -- Update user_id if provided
       updated_at = NOW()"#,
-    params: &[Type::TEXT, Type::INT8, Type::INT8, Type::INT8, Type::INT8, Type::TIMESTAMPTZ, Type::TEXT],
+    params: &[
+        Type::TEXT,
+        Type::INT8,
+        Type::INT8,
+        Type::INT8,
+        Type::INT8,
+        Type::TIMESTAMPTZ,
+        Type::TEXT,
+    ],
 };
 
 /// S6, GET /daily-pot: the pot, created on first sight.
@@ -305,7 +313,11 @@ impl OldServer {
     }
 
     /// POST /upload: S2 and S3 for a secret, then S4 and S5.
-    pub async fn upload(&self, sender: OldSender<'_>, batch: &OldBatch) -> Result<OldUpload, Error> {
+    pub async fn upload(
+        &self,
+        sender: OldSender<'_>,
+        batch: &OldBatch,
+    ) -> Result<OldUpload, Error> {
         let user = match sender {
             OldSender::Secret(secret) => match self.owner_of(secret).await? {
                 None => return Ok(OldUpload::InvalidSecret),
@@ -320,7 +332,12 @@ impl OldServer {
         run(
             &self.client,
             &S4,
-            &[&batch.device_hash, &batch.timestamp, &batch.batch_json, &user],
+            &[
+                &batch.device_hash,
+                &batch.timestamp,
+                &batch.batch_json,
+                &user,
+            ],
         )
         .await?;
         run(
@@ -428,7 +445,10 @@ pub async fn every_row(client: &Client) -> Vec<String> {
             )
             .await
             .expect("read rows");
-        out.extend(rows.iter().map(|r| format!("{table}: {}", r.get::<_, String>(0))));
+        out.extend(
+            rows.iter()
+                .map(|r| format!("{table}: {}", r.get::<_, String>(0))),
+        );
     }
     out
 }

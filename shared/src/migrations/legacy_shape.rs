@@ -121,10 +121,7 @@ pub const LEGACY: &[(&str, &str)] = &[
 
 /// Facts a migration of ours adds to the old server's tables (present once it ran).
 const ADDED: &[(u32, &str)] = &[
-    (
-        2,
-        "comment on index daily_pots.idx_daily_pots_last_claim",
-    ),
+    (2, "comment on index daily_pots.idx_daily_pots_last_claim"),
     (3, "column daily_pots.uploads_day"),
     (3, "trigger daily_pots.daily_pots_stamp_uploads_day"),
 ];

@@ -124,7 +124,10 @@ async fn drop_if_invalid(client: &Client, index: &str, label: &str) -> Result<bo
         .map_err(|e| MigrateError::sql(format!("undo of {label}"), e))?
         .is_some_and(|r| r.get::<_, bool>(0));
     if invalid {
-        tracing::warn!(index, "an earlier build left this index INVALID; rebuilding it");
+        tracing::warn!(
+            index,
+            "an earlier build left this index INVALID; rebuilding it"
+        );
         // The name comes from our own undo file, never from input.
         client
             .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"))
@@ -148,7 +151,10 @@ fn statements(sql: &str) -> Vec<&str> {
     out.push(&sql[start..]);
     out.into_iter()
         .map(str::trim)
-        .filter(|s| s.lines().any(|l| !l.trim().is_empty() && !l.trim().starts_with("--")))
+        .filter(|s| {
+            s.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim().starts_with("--"))
+        })
         .collect()
 }
 
@@ -212,7 +218,10 @@ mod tests {
             Some("idx_b")
         );
         assert_eq!(concurrent_index_name("CREATE INDEX idx_c ON t (x)"), None);
-        assert_eq!(concurrent_index_name("CREATE INDEX CONCURRENTLY ON t (x)"), None);
+        assert_eq!(
+            concurrent_index_name("CREATE INDEX CONCURRENTLY ON t (x)"),
+            None
+        );
         assert_eq!(concurrent_index_name("COMMENT ON INDEX x IS NULL"), None);
     }
 
@@ -228,7 +237,8 @@ mod tests {
                 );
                 if upper.contains("CREATE INDEX") {
                     assert!(
-                        concurrent_index_name(statement).is_some() && upper.contains("IF NOT EXISTS"),
+                        concurrent_index_name(statement).is_some()
+                            && upper.contains("IF NOT EXISTS"),
                         "V{}: an index build there must be CONCURRENTLY IF NOT EXISTS: {statement}",
                         undo.version
                     );

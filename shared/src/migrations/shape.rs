@@ -74,9 +74,9 @@ pub enum Difference {
 impl Difference {
     pub fn key(&self) -> &str {
         match self {
-            Self::Missing { key, .. } | Self::Changed { key, .. } | Self::Unexpected { key, .. } => {
-                key
-            }
+            Self::Missing { key, .. }
+            | Self::Changed { key, .. }
+            | Self::Unexpected { key, .. } => key,
         }
     }
 }
