@@ -29,8 +29,17 @@ async fn main() -> Result<(), Error> {
         .await;
     }
 
+    // The message, not the Debug form `main` would print: the operator reads it.
+    if let Err(e) = command_line(&db, &config).await {
+        eprintln!("migrate: {e}");
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+async fn command_line(db: &Database, config: &DbConfig) -> Result<(), Error> {
     let action = Action::from_args(std::env::args().skip(1))?;
-    let out = migrations::perform(&db, &config, action).await?;
+    let out = migrations::perform(db, config, action).await?;
     match out.get("text").and_then(Value::as_str) {
         Some(text) => print!("{text}"),
         None => println!("{}", serde_json::to_string_pretty(&out)?),
