@@ -85,6 +85,21 @@ fn without_history(shape: &Shape) -> Shape {
     )
 }
 
+/// The files the old server's migration runner lists as applied.
+async fn old_runner_files(test: &TestDb) -> Vec<String> {
+    test.client()
+        .await
+        .query(
+            "SELECT filename FROM schema_migrations ORDER BY filename",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 fn show(differences: &[Difference]) -> String {
     differences.iter().map(|d| format!("  {d}\n")).collect()
 }
@@ -159,30 +174,8 @@ async fn on_an_empty_database_v1_creates_exactly_the_old_servers_schema() {
     );
     // The old runner's record lists every one of its files, as the live one does,
     // so an old server started here re-applies none of them.
-    let client = test.client().await;
-    let files: Vec<String> = client
-        .query(
-            "SELECT filename FROM schema_migrations ORDER BY filename",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let live = TestDb::legacy().await;
-    let expected: Vec<String> = live
-        .client()
-        .await
-        .query(
-            "SELECT filename FROM schema_migrations ORDER BY filename",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let files = old_runner_files(&test).await;
+    let expected = old_runner_files(&TestDb::legacy().await).await;
     assert_eq!(files, expected);
     assert!(files.contains(&"20260119_add_user_query_indexes.sql".to_string()));
 }
@@ -421,14 +414,7 @@ async fn two_concurrent_runs_both_succeed_and_apply_each_migration_once() {
 async fn behind_the_proxy_the_statement_timeout_becomes_the_role_default() {
     let test = TestDb::empty().await;
     let admin = test.client().await;
-    let role = format!("app_{}", &test.name[test.name.len() - 8..]);
-    admin
-        .batch_execute(&format!(
-            "CREATE ROLE {role} LOGIN; GRANT ALL ON DATABASE {} TO {role}",
-            test.name
-        ))
-        .await
-        .unwrap();
+    let role = test.app_role().await;
     let config = test.config(&[
         ("DB_PROXY", "true"),
         ("DB_STATEMENT_TIMEOUT_MS", "4321"),
@@ -447,10 +433,6 @@ async fn behind_the_proxy_the_statement_timeout_becomes_the_role_default() {
         .unwrap()
         .get(0);
     assert_eq!(setting, vec!["statement_timeout=4321".to_string()]);
-    admin
-        .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
-        .await
-        .ok();
 }
 
 #[tokio::test]

@@ -287,14 +287,7 @@ async fn a_rollback_of_a_database_never_migrated_changes_nothing() {
 async fn behind_the_proxy_rollback_resets_the_statement_timeout_migrate_set() {
     let test = TestDb::empty().await;
     let admin = test.client().await;
-    let role = format!("app_{}", &test.name[test.name.len() - 8..]);
-    admin
-        .batch_execute(&format!(
-            "CREATE ROLE {role} LOGIN; GRANT ALL ON DATABASE {} TO {role}",
-            test.name
-        ))
-        .await
-        .unwrap();
+    let role = test.app_role().await;
     let setting = || async {
         admin
             .query_opt(
@@ -333,10 +326,4 @@ async fn behind_the_proxy_rollback_resets_the_statement_timeout_migrate_set() {
         setting().await,
         Some(vec!["statement_timeout=9999".to_string()])
     );
-    admin
-        .batch_execute(&format!(
-            "ALTER ROLE {role} RESET ALL; DROP OWNED BY {role}; DROP ROLE {role}"
-        ))
-        .await
-        .ok();
 }

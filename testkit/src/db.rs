@@ -58,6 +58,8 @@ pub struct TestDb {
     pub name: String,
     pub url: String,
     admin_url: String,
+    /// Roles made by [`TestDb::app_role`], dropped with the database.
+    roles: std::sync::Mutex<Vec<String>>,
 }
 
 impl TestDb {
@@ -105,7 +107,25 @@ impl TestDb {
             name,
             url,
             admin_url,
+            roles: Default::default(),
         }
+    }
+
+    /// A login role of this test's own with every right on its database (the
+    /// application's role, whose defaults `migrate` sets behind the proxy); dropped
+    /// after the database.
+    pub async fn app_role(&self) -> String {
+        let role = format!("app_{}", &self.name[self.name.len() - 8..]);
+        connect(&self.admin_url)
+            .await
+            .batch_execute(&format!(
+                "CREATE ROLE {role} LOGIN; GRANT ALL ON DATABASE {} TO {role}",
+                self.name
+            ))
+            .await
+            .expect("create the test role");
+        self.roles.lock().unwrap().push(role.clone());
+        role
     }
 
     /// The environment a function would see, pointed at this database.
@@ -144,6 +164,7 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let roles = std::mem::take(&mut *self.roles.lock().unwrap());
         // Drop runs outside any runtime we may block on: use a thread of its own.
         let dropped = std::thread::spawn(move || {
             tokio::runtime::Builder::new_current_thread()
@@ -154,7 +175,14 @@ impl Drop for TestDb {
                     let admin = connect(&admin_url).await;
                     admin
                         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await
+                        .await?;
+                    // Its rights were on that database only: nothing else holds it.
+                    for role in roles {
+                        admin
+                            .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
+                            .await?;
+                    }
+                    Ok::<(), tokio_postgres::Error>(())
                 })
         })
         .join();
