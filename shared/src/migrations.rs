@@ -112,6 +112,8 @@ pub struct MigrationReport {
     pub applied: Vec<String>,
     /// Role defaults set because the database is reached through RDS Proxy.
     pub role_defaults: Vec<String>,
+    /// Rights on our own tables granted to `DB_APP_ROLE`.
+    pub grants: Vec<String>,
 }
 
 /// Applies every pending migration (see [`run_to`]).
@@ -183,7 +185,41 @@ async fn apply(
     if config.proxy {
         out.role_defaults = set_role_defaults(client, config).await?;
     }
+    if let Some(role) = &config.app_role {
+        out.grants = grant_our_tables(client, role).await?;
+    }
     Ok(out)
+}
+
+/// The tables our migrations create. The old server's tables are its own, and its
+/// rights on them are the DBA's; these are ours to grant.
+const OUR_TABLES: &[&str] = &["upload_keys"];
+
+/// When the functions connect as another role than `migrate` (`DB_APP_ROLE`), that
+/// role needs the rights on our tables that it has on the old server's. Granting
+/// again is a no-op.
+async fn grant_our_tables(client: &Client, role: &str) -> Result<Vec<String>, MigrateError> {
+    let mut grants = Vec::new();
+    for table in OUR_TABLES {
+        // No row: the table does not exist (yet) at the target version.
+        let statement: Option<String> = client
+            .query_opt(
+                "SELECT format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO %I', $1::text, $2::text)
+                 WHERE to_regclass($1::text) IS NOT NULL",
+                &[table, &role],
+            )
+            .await
+            .map_err(|e| MigrateError::sql("granting rights", e))?
+            .map(|r| r.get(0));
+        if let Some(statement) = statement {
+            client
+                .batch_execute(&statement)
+                .await
+                .map_err(|e| MigrateError::sql("granting rights", e))?;
+            grants.push(statement);
+        }
+    }
+    Ok(grants)
 }
 
 fn label(m: &refinery::Migration) -> String {

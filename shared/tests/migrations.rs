@@ -504,3 +504,28 @@ async fn an_old_server_bumping_uploads_today_gets_its_count_stamped_with_today()
     let kept = count(&client, "SELECT count(*) FROM daily_pots WHERE user_id = 'user-bob' AND uploads_day = DATE '2026-01-02'").await;
     assert_eq!(kept, 1);
 }
+
+#[tokio::test]
+async fn the_application_role_gets_the_rights_on_the_tables_we_create() {
+    let test = TestDb::empty().await;
+    let role = test.app_role().await;
+    let config = test.config(&[("DB_APP_ROLE", &role)]);
+    let db = shared::db::Database::new(&config).unwrap();
+    let report = migrations::run(&db, &config).await.unwrap();
+    assert_eq!(report.grants.len(), 1, "{:?}", report.grants);
+    let client = test.client().await;
+    for right in ["SELECT", "INSERT", "UPDATE", "DELETE"] {
+        let granted: bool = client
+            .query_one(
+                "SELECT has_table_privilege($1, 'upload_keys', $2)",
+                &[&role, &right],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(granted, "{right}");
+    }
+    // Running again grants again (a no-op) and applies nothing.
+    let again = migrations::run(&db, &config).await.unwrap();
+    assert!(again.applied.is_empty());
+}

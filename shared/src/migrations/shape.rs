@@ -139,7 +139,8 @@ pub fn check_shape(shape: &Shape, applied_version: u32) -> ShapeCheck {
     let has_old_table = LEGACY_TABLES
         .iter()
         .any(|t| shape.0.contains_key(&format!("table {t}")));
-    if !has_old_table {
+    // Our history without the old tables is no empty database: say what is missing.
+    if !has_old_table && applied_version == 0 {
         return ShapeCheck {
             state: "empty",
             applied_version,
@@ -356,4 +357,21 @@ pub async fn dump(client: &Client) -> Result<Shape, tokio_postgres::Error> {
     }
 
     Ok(Shape(facts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_old_table_is_an_empty_database_unless_our_history_says_we_ran() {
+        let empty = Shape::default();
+        assert!(check_shape(&empty, 0).is_adoptable());
+        let lost = check_shape(&empty, 3);
+        assert!(!lost.is_adoptable());
+        assert!(lost
+            .differences
+            .iter()
+            .any(|d| d.to_string() == "missing table daily_pots (table)"));
+    }
 }
