@@ -196,15 +196,15 @@ async fn apply(
 const OUR_TABLES: &[&str] = &["upload_keys"];
 
 /// When the functions connect as another role than `migrate` (`DB_APP_ROLE`), that
-/// role needs the rights on our tables that it has on the old server's. Granting
-/// again is a no-op.
+/// role needs rights on our tables too: only what the storing statement uses (it
+/// inserts a key, ON CONFLICT DO NOTHING). Granting again is a no-op.
 async fn grant_our_tables(client: &Client, role: &str) -> Result<Vec<String>, MigrateError> {
     let mut grants = Vec::new();
     for table in OUR_TABLES {
         // No row: the table does not exist (yet) at the target version.
         let statement: Option<String> = client
             .query_opt(
-                "SELECT format('GRANT SELECT, INSERT, UPDATE, DELETE ON %I TO %I', $1::text, $2::text)
+                "SELECT format('GRANT SELECT, INSERT ON %I TO %I', $1::text, $2::text)
                  WHERE to_regclass($1::text) IS NOT NULL",
                 &[table, &role],
             )

@@ -1,6 +1,8 @@
 //! Migrations against real databases: empty, already migrated, the live schema the
 //! Node backend left behind, and databases of some other shape (refused).
 
+mod upload_helpers;
+
 use shared::migrations::{self, legacy_shape, Difference, MigrateError, Shape};
 use testkit::TestDb;
 use tokio_postgres::Client;
@@ -506,25 +508,52 @@ async fn an_old_server_bumping_uploads_today_gets_its_count_stamped_with_today()
 }
 
 #[tokio::test]
-async fn the_application_role_gets_the_rights_on_the_tables_we_create() {
-    let test = TestDb::empty().await;
+async fn the_application_role_gets_the_rights_on_the_tables_we_create_and_no_more() {
+    let test = TestDb::legacy().await;
     let role = test.app_role().await;
     let config = test.config(&[("DB_APP_ROLE", &role)]);
     let db = shared::db::Database::new(&config).unwrap();
     let report = migrations::run(&db, &config).await.unwrap();
     assert_eq!(report.grants.len(), 1, "{:?}", report.grants);
     let client = test.client().await;
-    for right in ["SELECT", "INSERT", "UPDATE", "DELETE"] {
-        let granted: bool = client
-            .query_one(
-                "SELECT has_table_privilege($1, 'upload_keys', $2)",
-                &[&role, &right],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        assert!(granted, "{right}");
-    }
+    let right = |right: &'static str| {
+        let (client, role) = (&client, &role);
+        async move {
+            client
+                .query_one(
+                    "SELECT has_table_privilege($1, 'upload_keys', $2)",
+                    &[role, &right],
+                )
+                .await
+                .unwrap()
+                .get::<_, bool>(0)
+        }
+    };
+    assert!(right("SELECT").await && right("INSERT").await);
+    assert!(!right("UPDATE").await && !right("DELETE").await);
+
+    // With the DML rights on the old server's tables, our upload works as that role.
+    client
+        .batch_execute(&format!(
+            "GRANT SELECT, INSERT, UPDATE ON daily_pots, user_stats, device_secrets TO {role};
+             GRANT SELECT, INSERT ON sensor_batches TO {role}"
+        ))
+        .await
+        .unwrap();
+    let mut as_role = url::Url::parse(&test.url).unwrap();
+    as_role.set_username(&role).unwrap();
+    let app_config =
+        shared::config::DbConfig::from_env(&[("DATABASE_URL", as_role.as_str())]).unwrap();
+    let app = upload_helpers::upload_app_on(shared::db::Database::new(&app_config).unwrap(), &[]);
+    let alice = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    let (status, answer) = upload_helpers::upload(
+        &app,
+        &upload_helpers::upload_of("android-7f3a"),
+        &[("x-device-secret", Some(alice))],
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+
     // Running again grants again (a no-op) and applies nothing.
     let again = migrations::run(&db, &config).await.unwrap();
     assert!(again.applied.is_empty());
