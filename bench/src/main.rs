@@ -207,8 +207,14 @@ async fn measure(
     }
 
     // Where the upload's WAL goes: the same upload with and without the GIN index
-    // over the whole payload, and what the audit says about that index.
-    let audit = audit_of(db, JSON_PATHS_INDEX).await?;
+    // over the whole payload, and what the audit says about that index. Migration V5
+    // dropped it, so it is built again here as the old server had it.
+    db.ctl
+        .batch_execute(&format!(
+            "CREATE INDEX IF NOT EXISTS {JSON_PATHS_INDEX} ON sensor_batches USING GIN (batch_json jsonb_path_ops)"
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
     let extra = |name: &str, slot| Phase {
         name: name.into(),
         endpoint: Endpoint::Upload {
@@ -231,6 +237,7 @@ async fn measure(
         "{}",
         report::phase_line("upload_secret_with_json_paths_index", &with)
     );
+    let audit = audit_of(db, JSON_PATHS_INDEX).await?;
     db.ctl
         .batch_execute(&format!("DROP INDEX {JSON_PATHS_INDEX}"))
         .await

@@ -375,11 +375,14 @@ async fn a_device_registers_over_http_and_uploads_as_its_user() {
     assert_eq!(row.get::<_, String>(0), "e2e-bob");
     assert_ne!(row.get::<_, String>(1), secret, "only a hash is stored");
 
+    // A secret is valid for the device it was issued for only.
+    let mut body = upload_body(1);
+    body["device_id"] = json!("e2e-bob-phone");
     let r = http
         .post(watch.url("/upload"))
         .header("x-api-key", "test-app-key")
         .header("x-device-secret", &secret)
-        .json(&upload_body(1))
+        .json(&body)
         .send()
         .await
         .unwrap();

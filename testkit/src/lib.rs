@@ -1,11 +1,13 @@
 //! Test support shared by every crate's integration tests: real PostgreSQL
 //! databases, one per test, created from a migrated template and dropped after;
 //! real RS256 tokens and a local key server; a local stand-in for Secrets
-//! Manager; requests from the event fixtures.
+//! Manager; requests from the event fixtures; the old server's statements, to run
+//! beside ours.
 
 pub mod db;
 pub mod http;
 pub mod keys;
+pub mod legacy;
 pub mod logs;
 pub mod proxy;
 pub mod requests;

@@ -3,10 +3,8 @@
 //! - [`body`]: size limits and gzip;
 //! - [`request`], [`time`]: the typed upload and its rules;
 //! - [`derive`]: device hash, summary, quality, uptime, the stored payload;
-//! - [`store`]: the one statement that stores it all;
-//! - [`batch_key`]: the unique index that makes retries recognisable.
+//! - [`store`]: the one statement that stores it all (and recognises retries).
 
-pub mod batch_key;
 pub mod body;
 pub mod derive;
 pub mod request;
@@ -102,7 +100,7 @@ async fn upload(app: &UploadApp, request: &Request) -> Result<Response<Body>, Ap
     // The secret's owner is looked up by the storing statement itself (one round
     // trip); a token is checked here, before the body is read.
     let sender = match header(request, DEVICE_SECRET_HEADER) {
-        Some(secret) => Sender::DeviceSecret(DeviceSecret::from_header(secret).stored_form()),
+        Some(secret) => Sender::DeviceSecret(DeviceSecret::from_header(secret)),
         // An Authorization header, even an empty one, must hold a valid token.
         None if request.headers().contains_key(AUTHORIZATION) => {
             Sender::User(app.verifier.verify_request(request).await?.to_string())
@@ -119,7 +117,7 @@ async fn upload(app: &UploadApp, request: &Request) -> Result<Response<Body>, Ap
     })?;
     let upload = Upload::parse(&json, app.config.max_readings).map_err(ApiError::Unprocessable)?;
     let batch = SensorBatch::derive(&upload, app.config.hash_secret.as_bytes());
-    match store::store(&app.db, &batch, &sender).await? {
+    match store::store(&app.db, &batch, upload.device_id.as_str(), &sender).await? {
         Stored::Accepted => Ok(http::json(
             StatusCode::ACCEPTED,
             &json!({ "accepted_records": batch.samples }),
