@@ -1,9 +1,16 @@
 //! Test support shared by every crate's integration tests: real PostgreSQL
 //! databases, one per test, created from a migrated template and dropped after;
-//! real RS256 tokens and a local key server; requests from the event fixtures.
+//! real RS256 tokens and a local key server; requests from the event fixtures;
+//! clusters of a test's own, PgBouncer, test certificates and captured logs for the
+//! infrastructure tests.
 
+pub mod certs;
+pub mod cluster;
 pub mod db;
+pub mod infra;
 pub mod keys;
+pub mod logs;
+pub mod pgbouncer;
 pub mod proxy;
 pub mod requests;
 
