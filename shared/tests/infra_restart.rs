@@ -111,6 +111,12 @@ async fn phone(c: Arc<Containers>, phone: usize, secret: String) -> Phone {
     me
 }
 
+/// Rows of (text, bigint), as a set.
+async fn pairs(client: &tokio_postgres::Client, sql: &str) -> BTreeSet<(String, i64)> {
+    let rows = client.query(sql, &[]).await.unwrap();
+    rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+}
+
 async fn wait_until(what: &str, done: impl Fn() -> bool) {
     for _ in 0..3000 {
         if done() {
@@ -242,13 +248,11 @@ async fn a_restart_mid_load_is_only_503s_and_the_same_containers_recover_storing
         .collect();
     assert_eq!(stored, expected, "every batch sent is stored exactly once");
 
-    let pots: BTreeSet<(String, i64)> = admin
-        .query("SELECT user_id, uploads_today::int8 FROM daily_pots", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let pots = pairs(
+        &admin,
+        "SELECT user_id, uploads_today::int8 FROM daily_pots",
+    )
+    .await;
     let expected: BTreeSet<(String, i64)> = sent
         .iter()
         .enumerate()
@@ -256,16 +260,11 @@ async fn a_restart_mid_load_is_only_503s_and_the_same_containers_recover_storing
         .collect();
     assert_eq!(pots, expected, "each pot counts each stored batch once");
 
-    let stats: BTreeSet<(String, i64)> = admin
-        .query(
-            "SELECT device_hash, samples_count::int8 FROM user_stats",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let stats = pairs(
+        &admin,
+        "SELECT device_hash, samples_count::int8 FROM user_stats",
+    )
+    .await;
     let expected: BTreeSet<(String, i64)> = sent
         .iter()
         .enumerate()

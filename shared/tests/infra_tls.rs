@@ -104,41 +104,34 @@ impl Setup {
 async fn sslmode_require_is_verified_tls_to_localhost_and_a_remote_name_always_is() {
     let Some(s) = setup().await else { return };
 
-    // Before: a local host always got plain text, so sslmode=require failed.
-    let app = s.app(
-        "fn_require",
-        "localhost",
-        "&sslmode=require",
-        Some(&s.ca_file),
-    );
-    assert_eq!(s.get(&app).await, 200);
-    assert!(s.session_ssl("fn_require").await, "encrypted session");
-
-    // A name that is not local: verified TLS without asking, against DB_CA_FILE.
-    let app = s.app(
-        "fn_remote",
-        "db.test",
-        "&hostaddr=127.0.0.1",
-        Some(&s.ca_file),
-    );
-    assert_eq!(s.get(&app).await, 200);
-    assert!(s.session_ssl("fn_remote").await, "encrypted session");
-
-    // Even sslmode=disable does not turn it off for a remote name.
-    let app = s.app(
-        "fn_disable",
-        "db.test",
-        "&hostaddr=127.0.0.1&sslmode=disable",
-        Some(&s.ca_file),
-    );
-    assert_eq!(s.get(&app).await, 200);
-    assert!(s.session_ssl("fn_disable").await, "encrypted session");
-
-    // A local host without sslmode=require stays plain (the machine's own server
-    // has a self-signed certificate).
-    let app = s.app("fn_local", "127.0.0.1", "", None);
-    assert_eq!(s.get(&app).await, 200);
-    assert!(!s.session_ssl("fn_local").await, "plain text on loopback");
+    let ca = Some(&s.ca_file);
+    // (session name, host, URL parameters, DB_CA_FILE, encrypted?)
+    let cases = [
+        // Before: a local host always got plain text, so sslmode=require failed.
+        ("fn_require", "localhost", "&sslmode=require", ca, true),
+        // A name that is not local: verified TLS without asking, against DB_CA_FILE.
+        ("fn_remote", "db.test", "&hostaddr=127.0.0.1", ca, true),
+        // Even sslmode=disable does not turn it off for a remote name.
+        (
+            "fn_disable",
+            "db.test",
+            "&hostaddr=127.0.0.1&sslmode=disable",
+            ca,
+            true,
+        ),
+        // A local host without sslmode=require stays plain (the machine's own
+        // server has a self-signed certificate).
+        ("fn_local", "127.0.0.1", "", None, false),
+    ];
+    for (name, host, query, ca_file, encrypted) in cases {
+        let app = s.app(name, host, query, ca_file);
+        assert_eq!(s.get(&app).await, 200, "{name}");
+        assert_eq!(
+            s.session_ssl(name).await,
+            encrypted,
+            "{name}: pg_stat_ssl.ssl"
+        );
+    }
 }
 
 #[tokio::test]
