@@ -7,9 +7,13 @@ use aws_config::environment::EnvironmentVariableCredentialsProvider;
 use aws_config::{Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_rds::auth_token::{AuthTokenGenerator, Config as TokenConfig};
-use postgres_native_tls::MakeTlsConnector;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
 use tokio_postgres::config::{Host, SslMode};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{Client, NoTls, Socket};
 
 use super::DbError;
 use crate::config::DbConfig;
@@ -20,7 +24,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// What stays the same across connects: built once per container.
 pub(crate) struct Connector {
     config: tokio_postgres::Config,
-    tls: Option<RemoteTls>,
+    tls: Option<Arc<RemoteTls>>,
     iam: Option<IamTokens>,
 }
 
@@ -54,7 +58,7 @@ impl Connector {
             }
             // Never plain text over a network, whatever sslmode says.
             config.ssl_mode(SslMode::Require);
-            Some(RemoteTls::start(db.ca_file.as_deref())?)
+            Some(Arc::new(RemoteTls::start(db.ca_file.as_deref())?))
         };
         let iam = if db.iam_auth {
             let region = db.aws_region.clone().unwrap_or_default();
@@ -83,7 +87,7 @@ impl Connector {
             }
             Some(tls) => {
                 let (client, connection) = config
-                    .connect(tls.connector().await?)
+                    .connect(AwaitedTls(tls.clone()))
                     .await
                     .map_err(|e| unavailable(e.into()))?;
                 tokio::spawn(drive(connection));
@@ -150,18 +154,20 @@ fn plain_text_allowed(config: &tokio_postgres::Config) -> bool {
     config.get_ssl_mode() != SslMode::Require && all_local(config)
 }
 
-type Built = Result<MakeTlsConnector, native_tls::Error>;
+type Built = Result<native_tls::TlsConnector, native_tls::Error>;
 
 /// TLS for a remote server. The extra CA file is read and checked at start-up (a
 /// broken `DB_CA_FILE` is an init error). Building the connector makes native-tls
-/// (OpenSSL 3) parse the whole system certificate store twice (~50 ms, measured in
-/// BENCHMARKS.md) and no option of it skips that, so the build starts at init on a
-/// thread of its own: the first request's work before its TLS handshake (runtime
-/// poll, token check and key fetch, TCP connect) runs meanwhile instead of after.
+/// (OpenSSL 3) parse the whole system certificate store twice (~40-50 ms here,
+/// BENCHMARKS.md) and no option of it skips that (`disable_built_in_roots` empties
+/// the store only after loading it), so the build starts at init on a thread of
+/// its own, and a connect waits for it only at the TLS handshake ([`AwaitedTls`]):
+/// the first request's work before it (token check and key fetch, TCP connect,
+/// the server's answer to the SSL request) runs meanwhile instead of after.
 struct RemoteTls {
     extra_roots: Vec<native_tls::Certificate>,
-    connector: tokio::sync::OnceCell<MakeTlsConnector>,
-    /// The build started at init, awaited by the first connect.
+    connector: tokio::sync::OnceCell<native_tls::TlsConnector>,
+    /// The build started at init, awaited by the first handshake.
     started: std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<Built>>>,
 }
 
@@ -186,36 +192,77 @@ impl RemoteTls {
         })
     }
 
-    async fn connector(&self) -> Result<MakeTlsConnector, DbError> {
+    async fn connector(&self) -> Result<native_tls::TlsConnector, native_tls::Error> {
         let connector = self
             .connector
             .get_or_try_init(|| async {
                 let started = self.started.lock().map(|mut s| s.take()).unwrap_or(None);
-                let built = match started {
+                match started {
                     Some(started) => match started.await {
                         Ok(built) => built,
                         Err(_) => tls_connector(&self.extra_roots),
                     },
                     // The first build failed: try again.
                     None => tls_connector(&self.extra_roots),
-                };
-                built.map_err(|e| DbError::Unavailable(Box::new(e)))
+                }
             })
             .await?;
         Ok(connector.clone())
     }
 }
 
+/// What tokio-postgres is handed to connect with: it waits for the connector only
+/// when the handshake starts, then hands over to postgres-native-tls.
+struct AwaitedTls(Arc<RemoteTls>);
+
+impl MakeTlsConnect<Socket> for AwaitedTls {
+    type Stream = postgres_native_tls::TlsStream<Socket>;
+    type TlsConnect = AwaitedHandshake;
+    type Error = std::convert::Infallible;
+
+    fn make_tls_connect(&mut self, domain: &str) -> Result<AwaitedHandshake, Self::Error> {
+        Ok(AwaitedHandshake {
+            tls: self.0.clone(),
+            domain: domain.to_string(),
+        })
+    }
+}
+
+struct AwaitedHandshake {
+    tls: Arc<RemoteTls>,
+    domain: String,
+}
+
+type Handshake = Pin<
+    Box<
+        dyn Future<Output = Result<postgres_native_tls::TlsStream<Socket>, native_tls::Error>>
+            + Send,
+    >,
+>;
+
+impl TlsConnect<Socket> for AwaitedHandshake {
+    type Stream = postgres_native_tls::TlsStream<Socket>;
+    type Error = native_tls::Error;
+    type Future = Handshake;
+
+    fn connect(self, stream: Socket) -> Handshake {
+        Box::pin(async move {
+            let connector = self.tls.connector().await?;
+            postgres_native_tls::TlsConnector::new(connector, &self.domain)
+                .connect(stream)
+                .await
+        })
+    }
+}
+
 /// Verifies the certificate chain and the host name (native-tls does both by
 /// default), trusting the system roots plus every certificate of `DB_CA_FILE`.
-fn tls_connector(
-    extra_roots: &[native_tls::Certificate],
-) -> Result<MakeTlsConnector, native_tls::Error> {
+fn tls_connector(extra_roots: &[native_tls::Certificate]) -> Built {
     let mut builder = native_tls::TlsConnector::builder();
     for cert in extra_roots {
         builder.add_root_certificate(cert.clone());
     }
-    Ok(MakeTlsConnector::new(builder.build()?))
+    builder.build()
 }
 
 /// Every certificate of a PEM bundle. The RDS bundle holds many; `from_pem` would
