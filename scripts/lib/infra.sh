@@ -1,5 +1,5 @@
 # Sourced by scripts/test and .ci/run: the servers the infrastructure tests start
-# themselves (shared/tests/infra_*.rs): PostgreSQL clusters of their own
+# themselves (shared/tests/infra/): PostgreSQL clusters of their own
 # (initdb/pg_ctl) and PgBouncer as the stand-in for RDS Proxy.
 
 # pg_bindir: the directory of initdb and pg_ctl, or nothing.
@@ -38,6 +38,6 @@ report_infra_tools() {
     echo "NOTE: no initdb/pg_ctl: the restart, TLS and pooler tests will be SKIPPED (apt-get install postgresql)." >&2
   fi
   if [ -z "$(pgbouncer_path)" ]; then
-    echo "NOTE: no pgbouncer: the pooler test (infra_pgbouncer) will be SKIPPED (apt-get install pgbouncer; .ci/run does)." >&2
+    echo "NOTE: no pgbouncer: the pooler test (infra::pgbouncer) will be SKIPPED (apt-get install pgbouncer; .ci/run does)." >&2
   fi
 }

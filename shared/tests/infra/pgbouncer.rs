@@ -7,8 +7,6 @@
 //! is cancelled by the role's timeout; and no server session ever holds a named
 //! prepared statement.
 
-mod upload_helpers;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -23,7 +21,7 @@ use testkit::pgbouncer::PgBouncer;
 use testkit::requests::{body_json, with_token};
 use tokio_postgres::Client;
 
-use upload_helpers::{answer, insert_secret, upload_app_on, upload_request};
+use crate::upload_helpers::{answer, insert_secret, upload_app_on, upload_request};
 
 const APP_ROLE: &str = "app";
 const DB: &str = "pots";
@@ -128,7 +126,7 @@ const SHOW_TIMEOUT: Query = Query::new("show_timeout", "SHOW statement_timeout")
 #[tokio::test]
 async fn a_dozen_containers_share_three_server_connections_with_the_role_timeout_and_no_named_statement(
 ) {
-    let Some(s) = setup("infra_pgbouncer").await else {
+    let Some(s) = setup("infra::pgbouncer").await else {
         return;
     };
 
@@ -271,7 +269,7 @@ async fn a_dozen_containers_share_three_server_connections_with_the_role_timeout
 #[tokio::test]
 async fn a_claim_blocked_behind_a_row_lock_is_a_503_after_the_role_timeout_and_the_next_claim_pays()
 {
-    let Some(s) = setup("infra_pgbouncer").await else {
+    let Some(s) = setup("infra::pgbouncer").await else {
         return;
     };
     s.admin

@@ -5,8 +5,6 @@
 //! answered 202 is stored exactly once, and the phones' retries of the 503s too;
 //! the pots and stats equal what was stored.
 
-mod upload_helpers;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,7 +20,7 @@ use testkit::infra;
 use testkit::keys::{self, KeyServer};
 use testkit::requests::with_token;
 
-use upload_helpers::{answer, device_hash, insert_secret, upload_app_on, upload_request};
+use crate::upload_helpers::{answer, device_hash, insert_secret, upload_app_on, upload_request};
 
 const PHONES: usize = 6;
 const CONTAINERS: usize = 3;
@@ -130,7 +128,7 @@ async fn wait_until(what: &str, done: impl Fn() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_mid_load_is_only_503s_and_the_same_containers_recover_storing_each_upload_once()
 {
-    let Some(cluster) = infra::or_skip("infra_restart", Cluster::start(&[])) else {
+    let Some(cluster) = infra::or_skip("infra::restart", Cluster::start(&[])) else {
         return;
     };
     let url = cluster.migrated_database("restart_app").await;

@@ -39,7 +39,7 @@ async fn setup() -> Option<Setup> {
     let ca = Ca::new("dailypot test CA");
     let server = ca.issue(&["localhost", "db.test"]);
     let cluster = infra::or_skip(
-        "infra_tls",
+        "infra::tls",
         Cluster::start_with_tls(&server.cert_pem, &server.key_pem),
     )?;
     let db = "tls_app".to_string();
