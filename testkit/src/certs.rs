@@ -58,11 +58,7 @@ impl Ca {
     /// this CA.
     pub fn issue(&self, dns_names: &[&str]) -> Issued {
         let key = new_key();
-        let mut b = builder(
-            &name(dns_names[0]),
-            self.cert.subject_name(),
-            &key,
-        );
+        let mut b = builder(&name(dns_names[0]), self.cert.subject_name(), &key);
         b.append_extension(BasicConstraints::new().build().unwrap())
             .unwrap();
         b.append_extension(
@@ -115,7 +111,9 @@ fn builder(
     b.set_subject_name(subject).unwrap();
     b.set_issuer_name(issuer).unwrap();
     b.set_pubkey(key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(1).unwrap()).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+        .unwrap();
     b
 }

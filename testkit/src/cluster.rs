@@ -30,7 +30,10 @@ impl Cluster {
                 ("ssl_key_file", "'{dir}/server.key'"),
             ],
             // PostgreSQL refuses a key that others may read.
-            &[("server.crt", cert_pem, 0o644), ("server.key", key_pem, 0o600)],
+            &[
+                ("server.crt", cert_pem, 0o644),
+                ("server.key", key_pem, 0o600),
+            ],
         )
     }
 
@@ -97,8 +100,8 @@ impl Cluster {
             .await
             .expect("create database");
         let url = self.url(name);
-        let config = shared::config::DbConfig::from_env(&[("DATABASE_URL", url.as_str())])
-            .expect("config");
+        let config =
+            shared::config::DbConfig::from_env(&[("DATABASE_URL", url.as_str())]).expect("config");
         let db = shared::db::Database::new(&config).expect("connector");
         shared::migrations::run(&db, &config)
             .await
@@ -108,7 +111,16 @@ impl Cluster {
 
     /// `pg_ctl restart -m fast`: every session is ended, the server comes back.
     pub fn restart(&self) {
-        self.pg_ctl(&["restart", "-m", "fast", "-w", "-t", "60", "-l", path_str(&self.log())]);
+        self.pg_ctl(&[
+            "restart",
+            "-m",
+            "fast",
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            path_str(&self.log()),
+        ]);
     }
 
     fn data(&self) -> PathBuf {

@@ -19,9 +19,8 @@ impl PgBouncer {
     /// Pools of `pool_size` server connections per (database, user) towards the
     /// server on 127.0.0.1:`server_port`, for `users`.
     pub async fn start(server_port: u16, pool_size: u32, users: &[&str]) -> Result<Self, Missing> {
-        let binary = infra::find_binary("pgbouncer", &["/usr/sbin", "/usr/local/sbin"]).ok_or_else(|| {
-            Missing("pgbouncer: apt-get install pgbouncer (.ci/run does)".into())
-        })?;
+        let binary = infra::find_binary("pgbouncer", &["/usr/sbin", "/usr/local/sbin"])
+            .ok_or_else(|| Missing("pgbouncer: apt-get install pgbouncer (.ci/run does)".into()))?;
         let dir = infra::temp_dir("pgbouncer");
         let port = infra::free_port();
         let userlist: String = users.iter().map(|u| format!("\"{u}\" \"\"\n")).collect();
@@ -30,7 +29,7 @@ impl PgBouncer {
              [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
              auth_type = trust\nauth_file = {dir}/userlist.txt\n\
              pool_mode = transaction\ndefault_pool_size = {pool_size}\nmin_pool_size = 0\n\
-             reserve_pool_size = 0\nmax_client_conn = 200\nmax_db_connections = {pool_size}\n\
+             reserve_pool_size = 0\nmax_client_conn = 200\n\
              server_reset_query =\nadmin_users = postgres\n\
              logfile = {dir}/pgbouncer.log\npidfile = {dir}/pgbouncer.pid\n",
             dir = dir.display()
