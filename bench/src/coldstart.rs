@@ -438,7 +438,7 @@ fn quartiles(xs: &[Duration]) -> Value {
 /// In-process: how long building native-tls's connector takes (median of 7, after
 /// one for OpenSSL's own start-up), with the system store and with
 /// `disable_built_in_roots` (which, in native-tls 0.2, empties the store only after
-/// loading it).
+/// loading it); beside it, rustls reading the same system store.
 fn connector_build_ms(ca_file: &std::path::Path) -> Result<Value, String> {
     let pem = std::fs::read(ca_file).map_err(|e| e.to_string())?;
     let ca = native_tls::Certificate::from_pem(&pem).map_err(|e| e.to_string())?;
@@ -455,8 +455,16 @@ fn connector_build_ms(ca_file: &std::path::Path) -> Result<Value, String> {
         }
         Ok(ms(median(&mut t[1..])))
     };
+    let mut rustls = Vec::new();
+    for _ in 0..8 {
+        let started = Instant::now();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        rustls.push(started.elapsed());
+    }
     Ok(json!({
         "system_store_plus_ca": time(false)?,
         "disable_built_in_roots_plus_ca": time(true)?,
+        "rustls_native_certs_for_comparison": ms(median(&mut rustls[1..])),
     }))
 }
