@@ -35,8 +35,17 @@ impl<'a> MakeWriter<'a> for Captured {
     }
 }
 
+/// A second dispatcher that lives as long as the process. With a single registered
+/// dispatcher, tracing-core (0.1.36) asks only the *global* one (none in tests)
+/// about a callsite first reached on another thread, and caches "never" for it:
+/// another test reaching the same log line first would hide it from the capture.
+static KEEP_INTEREST_PER_DISPATCHER: std::sync::OnceLock<tracing::Dispatch> =
+    std::sync::OnceLock::new();
+
 /// Captures events at `info` and above on this thread until the guard drops.
 pub fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
+    KEEP_INTEREST_PER_DISPATCHER
+        .get_or_init(|| tracing::Dispatch::new(tracing::subscriber::NoSubscriber::default()));
     let captured = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(captured.clone())
@@ -44,4 +53,23 @@ pub fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
         .with_ansi(false)
         .finish();
     (captured, tracing::subscriber::set_default(subscriber))
+}
+
+#[cfg(test)]
+mod tests {
+    fn log_line() {
+        tracing::warn!("the line under test");
+    }
+
+    #[test]
+    fn a_log_line_first_reached_on_another_thread_is_still_captured() {
+        let (logs, _guard) = super::capture();
+        std::thread::spawn(log_line).join().unwrap();
+        log_line();
+        assert!(
+            logs.text().contains("the line under test"),
+            "{}",
+            logs.text()
+        );
+    }
 }
