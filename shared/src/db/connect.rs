@@ -1,16 +1,16 @@
-//! Opening one connection: TLS for remote hosts, the statement timeout in the startup
-//! packet, and an RDS IAM token as the password when configured.
+//! Opening one connection: verified TLS unless it stays on this machine, the
+//! statement timeout in the startup packet, and an RDS IAM token as the password
+//! when configured.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::environment::EnvironmentVariableCredentialsProvider;
 use aws_config::{Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_rds::auth_token::{AuthTokenGenerator, Config as TokenConfig};
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{Client, NoTls, Socket};
@@ -56,7 +56,7 @@ impl Connector {
             {
                 return Err(ConnectorError::TlsOverUnixSocket);
             }
-            // Never plain text over a network, whatever sslmode says.
+            // Over a network whatever sslmode says; locally when sslmode=require.
             config.ssl_mode(SslMode::Require);
             Some(Arc::new(RemoteTls::start(db.ca_file.as_deref())?))
         };
