@@ -3,6 +3,7 @@
 //!
 //!   bench [--quick] [--no-peer] [--reset-scale] [--no-cold-start] [--out DIR]
 //!         [--users N --devices N --readings N --requests N --warmup N --concurrency N --seed N]
+//!   bench --cold-start-tls [LABEL=BINARY ...]   (get-daily-pot over verified TLS only)
 
 mod benchdb;
 mod coldstart;
@@ -106,6 +107,32 @@ async fn main() {
         std::env::set_var("RUST_LOG", "error");
     }
     shared::telemetry::init();
+    // `bench --cold-start-tls [LABEL=BINARY ...]`: only the TLS cold start, of the
+    // release get-daily-pot or of the binaries given (e.g. before=/tmp/old after=…).
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--cold-start-tls") {
+        let mut binaries: Vec<(String, PathBuf)> = args[1..]
+            .iter()
+            .map(|a| match a.split_once('=') {
+                Some((label, path)) => (label.to_string(), PathBuf::from(path)),
+                None => (a.clone(), PathBuf::from(a)),
+            })
+            .collect();
+        if binaries.is_empty() {
+            binaries.push((
+                "release".into(),
+                repo_root().join("target/release/get-daily-pot"),
+            ));
+        }
+        match coldstart::run_tls(&binaries).await {
+            Ok(summary) => println!("{summary:#}"),
+            Err(e) => {
+                eprintln!("bench: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     let options = match parse_args() {
         Ok(o) => o,
         Err(e) => {
@@ -162,6 +189,10 @@ async fn run(o: Options) -> Result<(), String> {
     // 3. Cold starts and memory of the release binaries.
     if o.cold_start {
         summary["cold_start"] = coldstart::run(&admin_url, &p).await?;
+        let binary = repo_root().join("target/release/get-daily-pot");
+        if binary.is_file() {
+            summary["cold_start_tls"] = coldstart::run_tls(&[("release".into(), binary)]).await?;
+        }
     }
     // 4. The nightly reset at scale (not in CI: a million rows).
     if o.reset_scale {

@@ -2,13 +2,18 @@
 //! databases, one per test, created from a migrated template and dropped after;
 //! real RS256 tokens and a local key server; a local stand-in for Secrets
 //! Manager; requests from the event fixtures; the old server's statements, to run
-//! beside ours.
+//! beside ours; clusters of a test's own, PgBouncer, test certificates and
+//! captured logs for the infrastructure tests.
 
+pub mod certs;
+pub mod cluster;
 pub mod db;
 pub mod http;
+pub mod infra;
 pub mod keys;
 pub mod legacy;
 pub mod logs;
+pub mod pgbouncer;
 pub mod proxy;
 pub mod requests;
 pub mod secrets;
