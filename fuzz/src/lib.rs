@@ -24,9 +24,8 @@ pub fn upload_parse(data: &[u8]) {
     if gzip {
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
-    let Ok(bytes) =
-        shared::upload::body::decoded(&headers, &Body::Binary(body.to_vec()), MAX_BODY_BYTES)
-    else {
+    let body = Body::Binary(body.to_vec());
+    let Ok(bytes) = shared::upload::body::decoded(&headers, &body, MAX_BODY_BYTES) else {
         return;
     };
     assert!(bytes.len() <= MAX_BODY_BYTES * shared::upload::body::GZIP_EXPANSION_LIMIT);
