@@ -149,4 +149,24 @@ mod tests {
         let deep = "[".repeat(200) + &"]".repeat(200);
         assert_eq!(from_slice(deep.as_bytes()), Err(JsonError::Syntax));
     }
+
+    #[test]
+    fn numbers_are_read_exactly_as_javascript_reads_them() {
+        // Shortest round-trip texts (what JSON.stringify writes, e.g. an averaged
+        // latitude) that serde_json's default, faster float parsing reads one ulp off.
+        for text in [
+            "48.533639637649564",
+            "48.023267462635516",
+            "48.777283216936844",
+            "48.307257213292964",
+            "2.352221666666667",
+        ] {
+            let exact: f64 = text.parse().unwrap();
+            assert_eq!(
+                from_slice(text.as_bytes()).unwrap(),
+                Value::from(exact),
+                "{text}"
+            );
+        }
+    }
 }
