@@ -1,7 +1,8 @@
 //! `POST /upload`: a batch of sensor readings (api.md, "POST /upload").
 //!
 //! - [`body`]: size limits and gzip;
-//! - [`request`], [`time`]: the typed upload and its rules;
+//! - [`raw`], [`request`], [`time`]: the body streamed into the typed upload, and
+//!   its rules;
 //! - [`derive`]: device hash, summary, quality, uptime, the stored payload;
 //! - [`store`]: the one statement that stores it all;
 //! - [`batch_key`]: the unique index that makes retries recognisable.
@@ -9,6 +10,7 @@
 pub mod batch_key;
 pub mod body;
 pub mod derive;
+pub mod raw;
 pub mod request;
 pub mod store;
 pub mod time;
@@ -22,7 +24,7 @@ use crate::auth::Verifier;
 use crate::config::{parsed, required, ConfigError, Env};
 use crate::db::Database;
 use crate::device::{AppKey, DeviceSecret};
-use crate::http::{self, ApiError, FieldError};
+use crate::http::{self, ApiError};
 use crate::init::InitError;
 use derive::SensorBatch;
 use request::Upload;
@@ -111,14 +113,8 @@ async fn upload(app: &UploadApp, request: &Request) -> Result<Response<Body>, Ap
         None => Sender::Anonymous,
     };
     let bytes = body::decoded(request.headers(), request.body(), app.config.max_body_bytes)?;
-    let json = crate::json::from_slice(&bytes).map_err(|e| {
-        ApiError::Unprocessable(vec![FieldError {
-            path: String::new(),
-            message: e.to_string(),
-        }])
-    })?;
-    let upload = Upload::parse(&json, app.config.max_readings).map_err(ApiError::Unprocessable)?;
-    let batch = SensorBatch::derive(&upload, app.config.hash_secret.as_bytes());
+    let upload = Upload::parse(&bytes, app.config.max_readings).map_err(ApiError::Unprocessable)?;
+    let batch = SensorBatch::derive(upload, app.config.hash_secret.as_bytes());
     match store::store(&app.db, &batch, &sender).await? {
         Stored::Accepted => Ok(http::json(
             StatusCode::ACCEPTED,
