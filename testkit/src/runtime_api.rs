@@ -178,8 +178,10 @@ async fn serve(socket: TcpStream, state: Arc<State>) {
             accepted()
         } else {
             // `POST /runtime/init/error`, or anything else: the function cannot run.
-            *state.init_error.lock().unwrap() =
-                Some(format!("{method} {path}: {}", String::from_utf8_lossy(&body)));
+            *state.init_error.lock().unwrap() = Some(format!(
+                "{method} {path}: {}",
+                String::from_utf8_lossy(&body)
+            ));
             state.waiting.lock().unwrap().clear();
             accepted()
         };
