@@ -18,7 +18,6 @@ pub mod time;
 use lambda_http::http::header::AUTHORIZATION;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use serde_json::json;
 
 use crate::auth::Verifier;
 use crate::config::{parsed, required, ConfigError, Env};
@@ -112,20 +111,34 @@ async fn upload(app: &UploadApp, request: &Request) -> Result<Response<Body>, Ap
         // No credentials at all: an anonymous upload, stored for no pot.
         None => Sender::Anonymous,
     };
-    let bytes = body::decoded(request.headers(), request.body(), app.config.max_body_bytes)?;
-    let upload = Upload::parse(&bytes, app.config.max_readings).map_err(ApiError::Unprocessable)?;
+    let upload = {
+        // The inflated body (up to 10 MiB) is not kept across the database call.
+        let bytes = body::decoded(request.headers(), request.body(), app.config.max_body_bytes)?;
+        Upload::parse(&bytes, app.config.max_readings).map_err(ApiError::Unprocessable)?
+    };
     let batch = SensorBatch::derive(upload, app.config.hash_secret.as_bytes());
+    let accepted = |accepted_records, duplicate| {
+        http::json(
+            StatusCode::ACCEPTED,
+            &Accepted {
+                accepted_records,
+                duplicate,
+            },
+        )
+    };
     match store::store(&app.db, &batch, &sender).await? {
-        Stored::Accepted => Ok(http::json(
-            StatusCode::ACCEPTED,
-            &json!({ "accepted_records": batch.samples }),
-        )),
-        Stored::Duplicate => Ok(http::json(
-            StatusCode::ACCEPTED,
-            &json!({ "accepted_records": 0, "duplicate": true }),
-        )),
+        Stored::Accepted => Ok(accepted(batch.samples, false)),
+        Stored::Duplicate => Ok(accepted(0, true)),
         Stored::UnknownSecret => Err(ApiError::Unauthorized("Invalid Device Secret")),
     }
+}
+
+/// `202 {"accepted_records": N}`, with `"duplicate": true` for a batch stored before.
+#[derive(serde::Serialize)]
+struct Accepted {
+    accepted_records: i64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    duplicate: bool,
 }
 
 /// A header's value when present and not empty.
