@@ -6,9 +6,9 @@
 //! levels of arrays and objects).
 //!
 //! Two ways to read a body:
-//! - [`read`] streams it through typed visitors (the upload): what the caller does
-//!   not keep is skipped ([`Skip`]) without being built, so memory follows what is
-//!   kept, not what was sent;
+//! - [`read`] streams it through typed readers (the upload, with [`ValueReader`]
+//!   and [`read_object`]): what the caller does not keep is skipped ([`Skip`])
+//!   without being built, so memory follows what is kept, not what was sent;
 //! - [`from_slice`] builds a `Value` tree, for bodies that can only be small
 //!   (register-device caps them at 16 KB).
 //!
@@ -208,56 +208,121 @@ pub fn skip_map<'de, A: MapAccess<'de>>(map: A, hasher: &KeyHasher) -> Result<()
     read_object(map, hasher, &[], |_, _| unreachable!("no names"))
 }
 
-/// Any value, checked (syntax, nesting, duplicate keys) and dropped: nothing of it
-/// is kept but the keys of the objects still open.
+/// A reader of one value of which only some kinds matter: any other kind is
+/// [`other`](Self::other), arrays and objects once skipped ([`Skip`]). Read a
+/// value with it through [`Lenient`].
+pub trait ValueReader<'de>: Sized {
+    type Value;
+
+    fn hasher(&self) -> &KeyHasher;
+
+    /// A value this reader does not expect.
+    fn other(self) -> Self::Value;
+
+    fn null(self) -> Self::Value {
+        self.other()
+    }
+
+    fn bool(self, _: bool) -> Self::Value {
+        self.other()
+    }
+
+    fn number(self, _: f64) -> Self::Value {
+        self.other()
+    }
+
+    /// `borrowed` is the same text when it can be borrowed from the body (no escapes).
+    fn text(self, _text: &str, _borrowed: Option<&'de str>) -> Self::Value {
+        self.other()
+    }
+
+    fn array<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        skip_seq(seq, self.hasher())?;
+        Ok(self.other())
+    }
+
+    fn object<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        skip_map(map, self.hasher())?;
+        Ok(self.other())
+    }
+}
+
+/// Reads one value, whatever its kind, with a [`ValueReader`].
 #[derive(Clone, Copy)]
-pub struct Skip<'k>(pub &'k KeyHasher);
+pub struct Lenient<R>(pub R);
 
-impl<'de> DeserializeSeed<'de> for Skip<'_> {
-    type Value = ();
+impl<'de, R: ValueReader<'de>> DeserializeSeed<'de> for Lenient<R> {
+    type Value = R::Value;
 
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<R::Value, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Skip<'_> {
-    type Value = ();
+impl<'de, R: ValueReader<'de>> Visitor<'de> for Lenient<R> {
+    type Value = R::Value;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON value")
     }
 
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
+    fn visit_unit<E>(self) -> Result<R::Value, E> {
+        Ok(self.0.null())
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
+    fn visit_bool<E>(self, b: bool) -> Result<R::Value, E> {
+        Ok(self.0.bool(b))
     }
 
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
+    fn visit_i64<E>(self, n: i64) -> Result<R::Value, E> {
+        Ok(self.0.number(n as f64))
     }
 
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
+    fn visit_u64<E>(self, n: u64) -> Result<R::Value, E> {
+        Ok(self.0.number(n as f64))
     }
 
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
+    fn visit_f64<E>(self, n: f64) -> Result<R::Value, E> {
+        Ok(self.0.number(n))
     }
 
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<R::Value, E> {
+        Ok(self.0.text(s, Some(s)))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        skip_seq(seq, self.0)
+    fn visit_str<E>(self, s: &str) -> Result<R::Value, E> {
+        Ok(self.0.text(s, None))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        skip_map(map, self.0)
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<R::Value, A::Error> {
+        self.0.array(seq)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<R::Value, A::Error> {
+        self.0.object(map)
+    }
+}
+
+/// Any value, checked (syntax, nesting, duplicate keys) and dropped: nothing of it
+/// is kept but the keys of the objects still open.
+#[derive(Clone, Copy)]
+pub struct Skip<'k>(pub &'k KeyHasher);
+
+impl<'de> ValueReader<'de> for Skip<'_> {
+    type Value = ();
+
+    fn hasher(&self) -> &KeyHasher {
+        self.0
+    }
+
+    fn other(self) {}
+}
+
+impl<'de> DeserializeSeed<'de> for Skip<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        Lenient(self).deserialize(deserializer)
     }
 }
 

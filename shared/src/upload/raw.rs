@@ -6,11 +6,10 @@
 //! ones are kept; those past `UPLOAD_MAX_READINGS` are skipped.
 
 use std::borrow::Cow;
-use std::fmt;
 
-use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{MapAccess, SeqAccess};
 
-use crate::json::{self, read_object, skip_map, skip_seq, KeyHasher, Skip};
+use crate::json::{self, read_object, KeyHasher, Lenient, Skip, ValueReader};
 
 /// A field's value as far as the rules care. Strings are kept only when they
 /// could be valid (short enough, no control characters); arrays and objects where
@@ -117,50 +116,18 @@ pub fn read<'de>(
     reading: &mut dyn FnMut(usize, Nested<RawReading<'de>>),
 ) -> Result<Option<RawBody<'de>>, json::JsonError> {
     let hasher = KeyHasher::new();
-    json::read(
-        bytes,
-        BodySeed {
-            hasher: &hasher,
-            max_readings,
-            reading,
-        },
-    )
+    let body = BodySeed {
+        hasher: &hasher,
+        max_readings,
+        reading,
+    };
+    json::read(bytes, Lenient(body))
 }
 
 struct BodySeed<'k, 'r, 'de> {
     hasher: &'k KeyHasher,
     max_readings: usize,
     reading: &'r mut dyn FnMut(usize, Nested<RawReading<'de>>),
-}
-
-impl<'de> DeserializeSeed<'de> for BodySeed<'_, '_, 'de> {
-    type Value = Option<RawBody<'de>>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-/// The visitor methods of a scalar that is not what the field expects (`null`
-/// aside): each gives `$other`.
-macro_rules! otherwise {
-    ($other:expr) => {
-        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-            Ok($other)
-        }
-    };
 }
 
 const BODY_FIELDS: &[&str] = &[
@@ -173,24 +140,18 @@ const BODY_FIELDS: &[&str] = &[
     "is_charging",
 ];
 
-impl<'de> Visitor<'de> for BodySeed<'_, '_, 'de> {
+impl<'de> ValueReader<'de> for BodySeed<'_, '_, 'de> {
     type Value = Option<RawBody<'de>>;
 
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
+    fn hasher(&self) -> &KeyHasher {
+        self.hasher
     }
 
-    otherwise!(None);
-
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
+    fn other(self) -> Self::Value {
+        None
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        skip_seq(seq, self.hasher).map(|()| None)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+    fn object<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
         let Self {
             hasher,
             max_readings,
@@ -198,21 +159,21 @@ impl<'de> Visitor<'de> for BodySeed<'_, '_, 'de> {
         } = self;
         let mut body = RawBody::default();
         read_object(map, hasher, BODY_FIELDS, |i, map| {
-            let raw = |chars| RawSeed { hasher, chars };
             match i {
-                0 => body.device_id = Some(map.next_value_seed(raw(DEVICE_ID_CHARS))?),
-                1 => body.timestamp = Some(map.next_value_seed(raw(DATE_CHARS))?),
+                0 => body.device_id = raw(map, hasher, DEVICE_ID_CHARS)?,
+                1 => body.timestamp = raw(map, hasher, DATE_CHARS)?,
                 2 => {
-                    body.batch = Some(map.next_value_seed(BatchSeed {
+                    let batch = BatchSeed {
                         hasher,
                         max_readings,
                         reading: &mut *reading,
-                    })?)
+                    };
+                    body.batch = Some(map.next_value_seed(Lenient(batch))?);
                 }
-                3 => body.location = Some(map.next_value_seed(ObjectSeed::new(hasher))?),
-                4 => body.geohash = Some(map.next_value_seed(raw(GEOHASH_CHARS))?),
-                5 => body.battery_level = Some(map.next_value_seed(raw(NO_TEXT))?),
-                _ => body.is_charging = Some(map.next_value_seed(raw(NO_TEXT))?),
+                3 => body.location = object(map, hasher)?,
+                4 => body.geohash = raw(map, hasher, GEOHASH_CHARS)?,
+                5 => body.battery_level = raw(map, hasher, NO_TEXT)?,
+                _ => body.is_charging = raw(map, hasher, NO_TEXT)?,
             }
             Ok(())
         })?;
@@ -227,69 +188,48 @@ struct RawSeed<'k> {
     chars: usize,
 }
 
-impl<'de> DeserializeSeed<'de> for RawSeed<'_> {
+impl<'de> ValueReader<'de> for RawSeed<'_> {
     type Value = Raw<'de>;
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Raw<'de>, D::Error> {
-        d.deserialize_any(self)
+    fn hasher(&self) -> &KeyHasher {
+        self.hasher
     }
-}
 
-impl RawSeed<'_> {
-    fn text<'de>(&self, s: &str, keep: impl FnOnce() -> Cow<'de, str>) -> Raw<'de> {
+    fn other(self) -> Raw<'de> {
+        Raw::Other
+    }
+
+    fn null(self) -> Raw<'de> {
+        Raw::Null
+    }
+
+    fn bool(self, b: bool) -> Raw<'de> {
+        Raw::Bool(b)
+    }
+
+    fn number(self, n: f64) -> Raw<'de> {
+        Raw::Number(n)
+    }
+
+    fn text(self, s: &str, borrowed: Option<&'de str>) -> Raw<'de> {
         if s.chars().any(char::is_control) {
             Raw::ControlText
         } else if s.chars().nth(self.chars).is_some() {
             Raw::LongText
         } else {
-            Raw::Text(keep())
+            // A string with escapes is copied, and only when it is kept.
+            Raw::Text(borrowed.map_or_else(|| Cow::Owned(s.to_owned()), Cow::Borrowed))
         }
     }
 }
 
-impl<'de> Visitor<'de> for RawSeed<'_> {
-    type Value = Raw<'de>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_unit<E>(self) -> Result<Raw<'de>, E> {
-        Ok(Raw::Null)
-    }
-
-    fn visit_bool<E>(self, b: bool) -> Result<Raw<'de>, E> {
-        Ok(Raw::Bool(b))
-    }
-
-    fn visit_i64<E>(self, n: i64) -> Result<Raw<'de>, E> {
-        Ok(Raw::Number(n as f64))
-    }
-
-    fn visit_u64<E>(self, n: u64) -> Result<Raw<'de>, E> {
-        Ok(Raw::Number(n as f64))
-    }
-
-    fn visit_f64<E>(self, n: f64) -> Result<Raw<'de>, E> {
-        Ok(Raw::Number(n))
-    }
-
-    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Raw<'de>, E> {
-        Ok(self.text(s, || Cow::Borrowed(s)))
-    }
-
-    fn visit_str<E>(self, s: &str) -> Result<Raw<'de>, E> {
-        // A string with escapes: copied only when it is kept.
-        Ok(self.text(s, || Cow::Owned(s.to_owned())))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Raw<'de>, A::Error> {
-        skip_seq(seq, self.hasher).map(|()| Raw::Other)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Raw<'de>, A::Error> {
-        skip_map(map, self.hasher).map(|()| Raw::Other)
-    }
+fn raw<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    hasher: &KeyHasher,
+    chars: usize,
+) -> Result<Option<Raw<'de>>, A::Error> {
+    map.next_value_seed(Lenient(RawSeed { hasher, chars }))
+        .map(Some)
 }
 
 struct BatchSeed<'k, 'r, 'de> {
@@ -298,32 +238,26 @@ struct BatchSeed<'k, 'r, 'de> {
     reading: &'r mut dyn FnMut(usize, Nested<RawReading<'de>>),
 }
 
-impl<'de> DeserializeSeed<'de> for BatchSeed<'_, '_, 'de> {
+impl<'de> ValueReader<'de> for BatchSeed<'_, '_, 'de> {
     type Value = RawBatch;
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawBatch, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for BatchSeed<'_, '_, 'de> {
-    type Value = RawBatch;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
+    fn hasher(&self) -> &KeyHasher {
+        self.hasher
     }
 
-    otherwise!(RawBatch::NotArray);
-
-    fn visit_unit<E>(self) -> Result<RawBatch, E> {
-        Ok(RawBatch::Null)
+    fn other(self) -> RawBatch {
+        RawBatch::NotArray
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawBatch, A::Error> {
+    fn null(self) -> RawBatch {
+        RawBatch::Null
+    }
+
+    fn array<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawBatch, A::Error> {
         let mut n = 0;
         loop {
             let more = if n < self.max_readings {
-                let seed = ObjectSeed::<RawReading>::new(self.hasher);
+                let seed = Lenient(ObjectSeed::<RawReading>::new(self.hasher));
                 seq.next_element_seed(seed)?
                     .map(|r| (self.reading)(n, r))
                     .is_some()
@@ -337,45 +271,35 @@ impl<'de> Visitor<'de> for BatchSeed<'_, '_, 'de> {
             n += 1;
         }
     }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawBatch, A::Error> {
-        skip_map(map, self.hasher).map(|()| RawBatch::NotArray)
-    }
 }
 
 /// Three finite numbers, judged element by element.
 struct VectorSeed<'k>(&'k KeyHasher);
 
-impl<'de> DeserializeSeed<'de> for VectorSeed<'_> {
+impl<'de> ValueReader<'de> for VectorSeed<'_> {
     type Value = RawVector;
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawVector, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for VectorSeed<'_> {
-    type Value = RawVector;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
+    fn hasher(&self) -> &KeyHasher {
+        self.0
     }
 
-    otherwise!(RawVector::Invalid);
-
-    fn visit_unit<E>(self) -> Result<RawVector, E> {
-        Ok(RawVector::Null)
+    fn other(self) -> RawVector {
+        RawVector::Invalid
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawVector, A::Error> {
+    fn null(self) -> RawVector {
+        RawVector::Null
+    }
+
+    fn array<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawVector, A::Error> {
         let mut v = [0.0; 3];
         let mut n = 0;
         let mut valid = true;
-        let seed = RawSeed {
+        let number = Lenient(RawSeed {
             hasher: self.0,
             chars: NO_TEXT,
-        };
-        while let Some(element) = seq.next_element_seed(seed)? {
+        });
+        while let Some(element) = seq.next_element_seed(number)? {
             match element {
                 Raw::Number(x) if n < 3 && x.is_finite() => v[n] = x,
                 _ => valid = false,
@@ -387,10 +311,6 @@ impl<'de> Visitor<'de> for VectorSeed<'_> {
         } else {
             RawVector::Invalid
         })
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawVector, A::Error> {
-        skip_map(map, self.0).map(|()| RawVector::Invalid)
     }
 }
 
@@ -421,32 +341,22 @@ impl<'k, T> ObjectSeed<'k, T> {
     }
 }
 
-impl<'de, T: Fields<'de>> DeserializeSeed<'de> for ObjectSeed<'_, T> {
+impl<'de, T: Fields<'de>> ValueReader<'de> for ObjectSeed<'_, T> {
     type Value = Nested<T>;
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Nested<T>, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de, T: Fields<'de>> Visitor<'de> for ObjectSeed<'_, T> {
-    type Value = Nested<T>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
+    fn hasher(&self) -> &KeyHasher {
+        self.hasher
     }
 
-    otherwise!(Nested::Other);
-
-    fn visit_unit<E>(self) -> Result<Nested<T>, E> {
-        Ok(Nested::Null)
+    fn other(self) -> Nested<T> {
+        Nested::Other
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Nested<T>, A::Error> {
-        skip_seq(seq, self.hasher).map(|()| Nested::Other)
+    fn null(self) -> Nested<T> {
+        Nested::Null
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Nested<T>, A::Error> {
+    fn object<A: MapAccess<'de>>(self, map: A) -> Result<Nested<T>, A::Error> {
         let mut fields = T::default();
         read_object(map, self.hasher, T::NAMES, |i, map| {
             fields.field(i, map, self.hasher)
@@ -455,91 +365,73 @@ impl<'de, T: Fields<'de>> Visitor<'de> for ObjectSeed<'_, T> {
     }
 }
 
-fn raw<'de, A: MapAccess<'de>>(
+fn vector<'de, A: MapAccess<'de>>(
     map: &mut A,
     hasher: &KeyHasher,
-    chars: usize,
-) -> Result<Option<Raw<'de>>, A::Error> {
-    map.next_value_seed(RawSeed { hasher, chars }).map(Some)
+) -> Result<Option<RawVector>, A::Error> {
+    map.next_value_seed(Lenient(VectorSeed(hasher))).map(Some)
 }
 
-impl<'de> Fields<'de> for RawReading<'de> {
-    const NAMES: &'static [&'static str] = &[
-        "t", "light", "accel", "gyro", "magnet", "pressure", "quality",
-    ];
+fn object<'de, A: MapAccess<'de>, T: Fields<'de>>(
+    map: &mut A,
+    hasher: &KeyHasher,
+) -> Result<Option<Nested<T>>, A::Error> {
+    map.next_value_seed(Lenient(ObjectSeed::new(hasher)))
+        .map(Some)
+}
 
-    fn field<A: MapAccess<'de>>(
-        &mut self,
-        i: usize,
-        map: &mut A,
-        hasher: &KeyHasher,
-    ) -> Result<(), A::Error> {
-        match i {
-            0 => self.t = raw(map, hasher, DATE_CHARS)?,
-            1 => self.light = raw(map, hasher, NO_TEXT)?,
-            2 => self.accel = Some(map.next_value_seed(VectorSeed(hasher))?),
-            3 => self.gyro = Some(map.next_value_seed(VectorSeed(hasher))?),
-            4 => self.magnet = Some(map.next_value_seed(VectorSeed(hasher))?),
-            5 => self.pressure = raw(map, hasher, NO_TEXT)?,
-            _ => self.quality = Some(map.next_value_seed(ObjectSeed::new(hasher))?),
+/// The [`Fields`] of a struct, as a table: each name, the field it fills, and how
+/// its value is read (`raw(chars)`, `vector`, `object`).
+macro_rules! fields {
+    ($ty:ident { $($name:literal => $field:ident: $read:ident $(($arg:expr))?),+ $(,)? }) => {
+        impl<'de> Fields<'de> for $ty<'de> {
+            const NAMES: &'static [&'static str] = &[$($name),+];
+
+            #[allow(unused_assignments)]
+            fn field<A: MapAccess<'de>>(
+                &mut self,
+                i: usize,
+                map: &mut A,
+                hasher: &KeyHasher,
+            ) -> Result<(), A::Error> {
+                let mut at = 0;
+                $(
+                    if i == at {
+                        self.$field = $read(map, hasher $(, $arg)?)?;
+                        return Ok(());
+                    }
+                    at += 1;
+                )+
+                unreachable!("{i} is not an index of NAMES")
+            }
         }
-        Ok(())
-    }
+    };
 }
 
-impl<'de> Fields<'de> for RawQuality<'de> {
-    const NAMES: &'static [&'static str] = &[
-        "orientation",
-        "tilt_deg",
-        "motion_state",
-        "motion_confidence",
-        "pocket",
-        "location_quality",
-    ];
+fields!(RawReading {
+    "t" => t: raw(DATE_CHARS),
+    "light" => light: raw(NO_TEXT),
+    "accel" => accel: vector,
+    "gyro" => gyro: vector,
+    "magnet" => magnet: vector,
+    "pressure" => pressure: raw(NO_TEXT),
+    "quality" => quality: object,
+});
 
-    fn field<A: MapAccess<'de>>(
-        &mut self,
-        i: usize,
-        map: &mut A,
-        hasher: &KeyHasher,
-    ) -> Result<(), A::Error> {
-        match i {
-            0 => self.orientation = raw(map, hasher, NAME_CHARS)?,
-            1 => self.tilt_deg = raw(map, hasher, NO_TEXT)?,
-            2 => self.motion_state = raw(map, hasher, NAME_CHARS)?,
-            3 => self.motion_confidence = raw(map, hasher, NO_TEXT)?,
-            4 => self.pocket = raw(map, hasher, NAME_CHARS)?,
-            _ => self.location_quality = raw(map, hasher, NAME_CHARS)?,
-        }
-        Ok(())
-    }
-}
+fields!(RawQuality {
+    "orientation" => orientation: raw(NAME_CHARS),
+    "tilt_deg" => tilt_deg: raw(NO_TEXT),
+    "motion_state" => motion_state: raw(NAME_CHARS),
+    "motion_confidence" => motion_confidence: raw(NO_TEXT),
+    "pocket" => pocket: raw(NAME_CHARS),
+    "location_quality" => location_quality: raw(NAME_CHARS),
+});
 
-impl<'de> Fields<'de> for RawLocation<'de> {
-    const NAMES: &'static [&'static str] = &[
-        "lat",
-        "lon",
-        "altitude",
-        "accuracy_m",
-        "speed_mps",
-        "bearing_deg",
-    ];
-
-    fn field<A: MapAccess<'de>>(
-        &mut self,
-        i: usize,
-        map: &mut A,
-        hasher: &KeyHasher,
-    ) -> Result<(), A::Error> {
-        let value = raw(map, hasher, NO_TEXT)?;
-        match i {
-            0 => self.lat = value,
-            1 => self.lon = value,
-            2 => self.altitude = value,
-            3 => self.accuracy_m = value,
-            4 => self.speed_mps = value,
-            _ => self.bearing_deg = value,
-        }
-        Ok(())
-    }
-}
+fields!(RawLocation {
+    "lat" => lat: raw(NO_TEXT),
+    "lon" => lon: raw(NO_TEXT),
+    "altitude" => altitude: raw(NO_TEXT),
+    "accuracy_m" => accuracy_m: raw(NO_TEXT),
+    "speed_mps" => speed_mps: raw(NO_TEXT),
+    "bearing_deg" => bearing_deg: raw(NO_TEXT),
+});
