@@ -3,7 +3,9 @@
 //! the device secret's stored form, the body's bytes, parsing, derived values, and
 //! the stored payload encoded as the `jsonb` parameter (what tokio-postgres sends).
 //! Bodies are the workload's app-shaped uploads (`--readings`, 100 by default), on
-//! the device-secret path. CPU time of this thread (`CLOCK_THREAD_CPUTIME_ID`),
+//! the device-secret path. Stages in parentheses are references, not part of an
+//! upload: serde_json's syntax check alone (the floor of any parse), plus our
+//! duplicate-key check; the payload written to a plain `Vec`. CPU time of this thread (`CLOCK_THREAD_CPUTIME_ID`),
 //! after a warm-up; single-threaded, so other processes' load only adds noise.
 
 use bytes::BytesMut;
@@ -122,6 +124,19 @@ pub fn run(p: &Params) -> Result<Value, String> {
         }),
     );
     stage(
+        "(floor: JSON syntax only)",
+        per_call(|i| {
+            serde_json::from_slice::<serde::de::IgnoredAny>(&bodies[i]).unwrap();
+        }),
+    );
+    stage(
+        "(syntax and duplicate keys)",
+        per_call(|i| {
+            let hasher = shared::json::KeyHasher::new();
+            shared::json::read(&bodies[i], shared::json::Skip(&hasher)).unwrap();
+        }),
+    );
+    stage(
         "parse",
         per_call(|i| drop(Upload::parse(&bodies[i], c.max_readings).unwrap())),
     );
@@ -140,6 +155,14 @@ pub fn run(p: &Params) -> Result<Value, String> {
     stage(
         "payload as jsonb parameter",
         per_call(|i| stages.encode(&batches[i], &mut out)),
+    );
+    let mut text = Vec::new();
+    stage(
+        "(payload into a Vec)",
+        per_call(|i| {
+            text.clear();
+            serde_json::to_writer(&mut text, &batches[i].batch_json).unwrap();
+        }),
     );
     stage(
         "all of the above",
