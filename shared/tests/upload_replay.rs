@@ -53,7 +53,9 @@ fn differences(path: &str, stored: &Value, expected: &Value, out: &mut Vec<Strin
                 differences(&format!("{path}[{i}]"), x, y, out);
             }
         }
-        _ if stored != expected => out.push(format!("{path}: stored {stored}, expected {expected}")),
+        _ if stored != expected => {
+            out.push(format!("{path}: stored {stored}, expected {expected}"))
+        }
         _ => {}
     }
 }
@@ -103,7 +105,12 @@ async fn uploads_of_the_real_uploaders_shape_are_stored_as_the_old_server_stored
         if !(equal && same_text) {
             let mut diff = Vec::new();
             let expected: Value = serde_json::from_str(&case.expected).unwrap();
-            differences("", &serde_json::from_str(&stored).unwrap(), &expected, &mut diff);
+            differences(
+                "",
+                &serde_json::from_str(&stored).unwrap(),
+                &expected,
+                &mut diff,
+            );
             failures.push(format!(
                 "{}: stored batch_json differs (equal {equal}, same text {same_text}):\n  {}",
                 case.name,
