@@ -9,6 +9,7 @@ use std::borrow::Cow;
 
 use serde::de::{MapAccess, SeqAccess};
 
+use super::request::has_control_chars;
 use crate::json::{self, read_object, KeyHasher, Lenient, Skip, ValueReader};
 
 /// A field's value as far as the rules care. Strings are kept only when they
@@ -212,9 +213,10 @@ impl<'de> ValueReader<'de> for RawSeed<'_> {
     }
 
     fn text(self, s: &str, borrowed: Option<&'de str>) -> Raw<'de> {
-        if s.chars().any(char::is_control) {
+        if has_control_chars(s) {
             Raw::ControlText
-        } else if s.chars().nth(self.chars).is_some() {
+        } else if s.len() > self.chars && s.chars().nth(self.chars).is_some() {
+            // (No more bytes than allowed characters: short enough, uncounted.)
             Raw::LongText
         } else {
             // A string with escapes is copied, and only when it is kept.
