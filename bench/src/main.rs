@@ -4,6 +4,7 @@
 //!   bench [--quick] [--no-peer] [--reset-scale] [--no-cold-start] [--out DIR]
 //!         [--users N --devices N --readings N --requests N --warmup N --concurrency N --seed N]
 //!   bench --cold-start-tls [LABEL=BINARY ...]   (get-daily-pot over verified TLS only)
+//!   bench --upload-cpu [--readings N]   (the upload's own CPU per stage, no database)
 
 mod benchdb;
 mod coldstart;
@@ -13,6 +14,7 @@ mod phases;
 mod report;
 mod resetscale;
 mod stats;
+mod upload_cpu;
 mod workload;
 
 use std::path::PathBuf;
@@ -30,6 +32,7 @@ struct Options {
     peer: bool,
     cold_start: bool,
     reset_scale: bool,
+    upload_cpu: bool,
     out: PathBuf,
     /// The workload flags as given, passed on to the peer.
     workload_flags: Vec<String>,
@@ -47,6 +50,7 @@ fn parse_args() -> Result<Options, String> {
         peer: true,
         cold_start: true,
         reset_scale: false,
+        upload_cpu: false,
         out: repo_root().join("target/bench"),
         workload_flags: Vec::new(),
     };
@@ -58,6 +62,7 @@ fn parse_args() -> Result<Options, String> {
             "--no-peer" => o.peer = false,
             "--no-cold-start" => o.cold_start = false,
             "--reset-scale" => o.reset_scale = true,
+            "--upload-cpu" => o.upload_cpu = true,
             "--out" => o.out = PathBuf::from(value("--out")?),
             flag @ ("--users" | "--devices" | "--readings" | "--requests" | "--warmup"
             | "--concurrency" | "--seed") => {
@@ -147,6 +152,11 @@ async fn main() {
 }
 
 async fn run(o: Options) -> Result<(), String> {
+    if o.upload_cpu {
+        let figures = upload_cpu::run(&o.params)?;
+        std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
+        return write_json(&o.out.join("upload_cpu.json"), &figures);
+    }
     let started = std::time::Instant::now();
     let p = o.params;
     std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;

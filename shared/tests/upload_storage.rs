@@ -65,7 +65,8 @@ async fn the_stored_payload_and_stats_equal_values_computed_independently() {
             "period_end": "2026-03-01T10:59:59.999Z",
             "light": {"avg": light_avg, "min": 0, "max": 120.5},
             "accel_rms": accel_rms,
-            "gyro_rms": gyro_rms
+            "gyro_rms": gyro_rms,
+            "pressure": {"avg": 1013.2, "min": 1013.2, "max": 1013.2}
         },
         "batch": [
             {"t": "2026-03-01T10:59:10.250Z", "light": 120.5, "accel": [0.1, 9.8, 0.2],

@@ -3,7 +3,8 @@
 //! real RS256 tokens and a local key server; a local stand-in for Secrets
 //! Manager; requests from the event fixtures; the old server's statements, to run
 //! beside ours; clusters of a test's own, PgBouncer, test certificates and
-//! captured logs for the infrastructure tests.
+//! captured logs for the infrastructure tests; a local Lambda Runtime API
+//! to drive the real function binaries.
 
 pub mod certs;
 pub mod cluster;
@@ -16,6 +17,7 @@ pub mod logs;
 pub mod pgbouncer;
 pub mod proxy;
 pub mod requests;
+pub mod runtime_api;
 pub mod secrets;
 
 pub use db::TestDb;
