@@ -129,7 +129,9 @@ async fn upload(app: &UploadApp, request: &Request) -> Result<Response<Body>, Ap
         &batch,
         batch.batch_json.upload.device_id.as_str(),
         &sender,
-    ).await? {
+    )
+    .await?
+    {
         Stored::Accepted => Ok(accepted(batch.samples, false)),
         Stored::Duplicate => Ok(accepted(0, true)),
         Stored::UnknownSecret => Err(ApiError::Unauthorized("Invalid Device Secret")),
