@@ -221,23 +221,23 @@ async fn an_old_server_bumping_uploads_today_gets_its_count_stamped_with_today()
     let client = test.client().await;
     client
         .batch_execute(
-            "UPDATE daily_pots SET uploads_day = DATE '2026-01-01' WHERE user_id = 'user-eli';
-             UPDATE daily_pots SET uploads_today = uploads_today + 1 WHERE user_id = 'user-eli'",
+            "UPDATE daily_pots SET uploads_day = DATE '2026-01-01' WHERE user_id = 'user-bob';
+             UPDATE daily_pots SET uploads_today = uploads_today + 1 WHERE user_id = 'user-bob'",
         )
         .await
         .unwrap();
     let stamped = count(
         &client,
-        "SELECT count(*) FROM daily_pots WHERE user_id = 'user-eli'
-         AND uploads_day = (now() AT TIME ZONE 'UTC')::date AND uploads_today = 7",
+        "SELECT count(*) FROM daily_pots WHERE user_id = 'user-bob'
+         AND uploads_day = (now() AT TIME ZONE 'UTC')::date AND uploads_today = 8",
     )
     .await;
     assert_eq!(stamped, 1);
     // A statement that sets the day itself keeps its own value.
     client
-        .batch_execute("UPDATE daily_pots SET uploads_today = 0, uploads_day = DATE '2026-01-02' WHERE user_id = 'user-eli'")
+        .batch_execute("UPDATE daily_pots SET uploads_today = 0, uploads_day = DATE '2026-01-02' WHERE user_id = 'user-bob'")
         .await
         .unwrap();
-    let kept = count(&client, "SELECT count(*) FROM daily_pots WHERE user_id = 'user-eli' AND uploads_day = DATE '2026-01-02'").await;
+    let kept = count(&client, "SELECT count(*) FROM daily_pots WHERE user_id = 'user-bob' AND uploads_day = DATE '2026-01-02'").await;
     assert_eq!(kept, 1);
 }

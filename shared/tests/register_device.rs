@@ -172,24 +172,27 @@ async fn the_live_tables_plain_text_secrets_are_hashed_and_keep_working() {
     let plain = count(
         &client,
         "SELECT count(*) FROM device_secrets WHERE secret NOT LIKE 'sha256:%'
-            OR secret IN ('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa',
-                          'short-legacy-secret')",
+            OR secret IN ('9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08',
+                          '60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752')",
     )
     .await;
     assert_eq!(plain, 0, "no plain text remains");
     assert_eq!(
         count(&client, "SELECT count(*) FROM device_secrets").await,
-        3
+        2
     );
 
     // The legacy devices still authenticate with the secrets they hold.
     let app = upload_app(&test, &[]);
     for (secret, user) in [
         (
-            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-            "user-dana",
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "user-alice",
         ),
-        ("short-legacy-secret", "user-eli"),
+        (
+            "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752",
+            "user-bob",
+        ),
     ] {
         let mut body = fixture_upload();
         body["device_id"] = json!(format!("device-of-{user}"));
@@ -223,7 +226,7 @@ async fn plain_text_the_old_server_still_writes_is_hashed_on_the_way_in() {
         .unwrap();
     client
         .execute(
-            "UPDATE device_secrets SET secret = $1 WHERE device_id = 'android-eli-1'",
+            "UPDATE device_secrets SET secret = $1 WHERE device_id = 'android-7f3a'",
             &[&plain],
         )
         .await
@@ -239,7 +242,7 @@ async fn plain_text_the_old_server_still_writes_is_hashed_on_the_way_in() {
     let expected = shared::device::DeviceSecret::from_header(plain).stored_form();
     let rows = client
         .query(
-            "SELECT secret FROM device_secrets WHERE device_id IN ('old-1', 'android-eli-1')",
+            "SELECT secret FROM device_secrets WHERE device_id IN ('old-1', 'android-7f3a')",
             &[],
         )
         .await
