@@ -9,6 +9,7 @@
 //! - [`reset`]: the nightly reset of daily upload counts;
 //! - [`json`]: request bodies read strictly (a key named twice is refused);
 //! - [`telemetry`]: logs and metrics;
+//! - [`tiles`]: `GET /api/user/tiles`, the app's coverage map;
 //! - [`upload`], [`device`]: `POST /upload` and `POST /register-device`.
 
 pub mod audit;
@@ -23,4 +24,5 @@ pub mod json;
 pub mod migrations;
 pub mod reset;
 pub mod telemetry;
+pub mod tiles;
 pub mod upload;
