@@ -58,12 +58,14 @@ CREATE INDEX IF NOT EXISTS sensor_aggregation_batches_bucket
 
 -- A JSON number the job uses; NULL for anything else (strings are ignored, as the
 -- old job ignored them) and for magnitudes no sensor reports (above 1e15, which
--- also keeps every sum finite). Rounding to 300 places turns the tiniest values
--- into 0 instead of a float underflow error.
+-- also keeps every sum finite). The tiniest values read as 0 instead of failing
+-- the cast with a float underflow.
 CREATE OR REPLACE FUNCTION sensor_aggregation_number(v jsonb) RETURNS double precision
 LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE WHEN jsonb_typeof(v) = 'number' THEN
-               CASE WHEN abs(v::numeric) <= 1e15 THEN round(v::numeric, 300)::double precision END
+               CASE WHEN abs(v::numeric) > 1e15 THEN NULL
+                    WHEN abs(v::numeric) < 1e-300 THEN 0
+                    ELSE v::double precision END
            END
 $$;
 
@@ -117,9 +119,9 @@ SELECT CASE
        coalesce(f.gyro_rms * f.samples, 0),
        CASE WHEN f.battery >= 0 THEN f.battery END,
        CASE WHEN f.location IS NOT NULL AND f.location <> 'null' THEN f.samples ELSE 0 END,
-       q.total,
-       q.valid,
-       q.pocket
+       f.quality[1],
+       f.quality[2],
+       f.quality[3]
 FROM (
     SELECT jsonb_typeof(batch) = 'object' AS is_object,
            raw.g AS geohash,
@@ -136,18 +138,48 @@ FROM (
                          THEN raw.c::numeric::bigint END
                 ELSE coalesce(jsonb_array_length(raw.r), 0)
            END AS samples,
-           batch #> '{summary,period_end}' AS period_end,
-           sensor_aggregation_number(batch #> '{summary,light,avg}') AS light_avg,
-           sensor_aggregation_number(batch #> '{summary,light,min}') AS light_min,
-           sensor_aggregation_number(batch #> '{summary,light,max}') AS light_max,
-           sensor_aggregation_number(batch #> '{summary,accel_rms}') AS accel_rms,
-           sensor_aggregation_number(batch #> '{summary,gyro_rms}') AS gyro_rms,
-           sensor_aggregation_number(batch -> 'battery_level') AS battery,
-           batch -> 'location' AS location,
-           raw.r AS readings
+           raw.period_end,
+           sensor_aggregation_number(raw.light_avg) AS light_avg,
+           sensor_aggregation_number(raw.light_min) AS light_min,
+           sensor_aggregation_number(raw.light_max) AS light_max,
+           sensor_aggregation_number(raw.accel_rms) AS accel_rms,
+           sensor_aggregation_number(raw.gyro_rms) AS gyro_rms,
+           sensor_aggregation_number(raw.battery) AS battery,
+           raw.location,
+           raw.quality
+    -- Each value taken out of the batch once (OFFSET 0 keeps the planner from
+    -- repeating the extraction in every expression that uses it).
     FROM (SELECT batch -> 'geohash' AS g,
                  batch #> '{summary,count}' AS c,
-                 CASE WHEN jsonb_typeof(batch -> 'batch') = 'array' THEN batch -> 'batch' END AS r) raw
+                 batch #> '{summary,period_end}' AS period_end,
+                 batch #> '{summary,light,avg}' AS light_avg,
+                 batch #> '{summary,light,min}' AS light_min,
+                 batch #> '{summary,light,max}' AS light_max,
+                 batch #> '{summary,accel_rms}' AS accel_rms,
+                 batch #> '{summary,gyro_rms}' AS gyro_rms,
+                 batch -> 'battery_level' AS battery,
+                 batch -> 'location' AS location,
+                 CASE WHEN jsonb_typeof(batch -> 'batch') = 'array' THEN batch -> 'batch' END AS r,
+                 -- The readings' quality objects (§4.3), as [total, valid, pocket]:
+                 -- each JavaScript-truthy `quality` counts.
+                 (SELECT ARRAY[count(*),
+                               count(*) FILTER (WHERE x.pocket <> 'likely'
+                                                  AND (x.loc IN ('high', 'medium', 'low')
+                                                       OR (x.motion <> 'unknown' AND x.confidence >= 0.2)
+                                                       OR x.pocket = 'unlikely')),
+                               count(*) FILTER (WHERE x.pocket = 'likely')]
+                  FROM jsonb_array_elements(CASE WHEN jsonb_typeof(batch -> 'batch') = 'array'
+                                                 THEN batch -> 'batch' END) AS e(reading)
+                  CROSS JOIN LATERAL (
+                      SELECT lower(coalesce(e.reading #>> '{quality,pocket}', '')) AS pocket,
+                             lower(coalesce(e.reading #>> '{quality,location_quality}', '')) AS loc,
+                             lower(coalesce(e.reading #>> '{quality,motion_state}', '')) AS motion,
+                             coalesce(sensor_aggregation_number(e.reading #> '{quality,motion_confidence}'), 0)
+                                 AS confidence
+                  ) x
+                  WHERE e.reading -> 'quality' IS NOT NULL
+                    AND e.reading -> 'quality' NOT IN ('null', 'false', '0', '""')) AS quality
+          OFFSET 0) raw
 ) f
 -- When the batch ended. JavaScript-falsy values meant "use the row's time".
 CROSS JOIN LATERAL (
@@ -181,30 +213,25 @@ CROSS JOIN LATERAL (
                               CASE length(m[8]) WHEN 6 THEN substr(m[8], 5, 2)::int
                                                 WHEN 5 THEN substr(m[8], 4, 2)::int
                                                 ELSE 0 END AS zone_m
-                       FROM regexp_match(f.period_end #>> '{}',
-                                '^([0-9]{4})-([0-9]{2})-([0-9]{2})(?:T([0-9]{2}):([0-9]{2})(?::([0-9]{2})(\.[0-9]+)?)?(Z|[+-][0-9]{2}(?::?[0-9]{2})?)?)?$') AS m
+                       FROM (SELECT f.period_end #>> '{}' AS text) v
+                       -- The fields, as text: the form our uploads (and the old
+                       -- server's) store is cut apart directly; any other goes
+                       -- through the regular expression.
+                       CROSS JOIN LATERAL (SELECT CASE
+                           WHEN length(v.text) = 24
+                                AND translate(v.text, '0123456789', '##########') = '####-##-##T##:##:##.###Z'
+                           THEN ARRAY[substr(v.text, 1, 4), substr(v.text, 6, 2), substr(v.text, 9, 2),
+                                      substr(v.text, 12, 2), substr(v.text, 15, 2), substr(v.text, 18, 2),
+                                      substr(v.text, 20, 4), 'Z']
+                           ELSE regexp_match(v.text,
+                                '^([0-9]{4})-([0-9]{2})-([0-9]{2})(?:T([0-9]{2}):([0-9]{2})(?::([0-9]{2})(\.[0-9]+)?)?(Z|[+-][0-9]{2}(?::?[0-9]{2})?)?)?$')
+                       END AS m OFFSET 0) fields
                    ) p
                )
            END AS ended_at
+    -- Evaluated once per batch, not once per use of ended_at.
+    OFFSET 0
 ) t
--- The readings' quality objects (§4.3): each JavaScript-truthy `quality` counts.
-CROSS JOIN LATERAL (
-    SELECT count(*) AS total,
-           count(*) FILTER (WHERE x.pocket = 'likely') AS pocket,
-           count(*) FILTER (WHERE x.pocket <> 'likely'
-                              AND (x.loc IN ('high', 'medium', 'low')
-                                   OR (x.motion <> 'unknown' AND x.confidence >= 0.2)
-                                   OR x.pocket = 'unlikely')) AS valid
-    FROM jsonb_array_elements(f.readings) AS e(reading)
-    CROSS JOIN LATERAL (
-        SELECT lower(coalesce(e.reading #>> '{quality,pocket}', '')) AS pocket,
-               lower(coalesce(e.reading #>> '{quality,location_quality}', '')) AS loc,
-               lower(coalesce(e.reading #>> '{quality,motion_state}', '')) AS motion,
-               coalesce(sensor_aggregation_number(e.reading #> '{quality,motion_confidence}'), 0) AS confidence
-    ) x
-    WHERE e.reading -> 'quality' IS NOT NULL
-      AND e.reading -> 'quality' NOT IN ('null', 'false', '0', '""')
-) q
 $$;
 
 -- Where the job is, one row. `seen` is the snapshot of the last run: every batch

@@ -692,6 +692,12 @@ async fn an_unreadable_batch_is_skipped_counted_once_and_never_stops_the_job() {
             r#"{"geohash":"u09tvw","summary":{"count":1,"period_end":"2026-02-30T10:00:00Z"}}"#,
             "summary.period_end is not a date",
         ),
+        (
+            "bad6",
+            "2026-03-10T10:00:06Z",
+            r#"{"geohash":"u09tvw","summary":{"count":1,"period_end":"2026-13-01T10:00:00.000Z"}}"#,
+            "summary.period_end is not a date",
+        ),
     ];
     for (device, at, json, _) in &bad {
         store(&c, device, at, json).await;
@@ -705,7 +711,7 @@ async fn an_unreadable_batch_is_skipped_counted_once_and_never_stops_the_job() {
     store_example_1(&c, 1..=1).await;
 
     let summary = run(&db, 100).await;
-    assert_eq!(summary.batches_skipped, 5, "{summary:?}");
+    assert_eq!(summary.batches_skipped, 6, "{summary:?}");
     let skipped: Vec<(&str, &str)> = summary
         .skipped
         .iter()
