@@ -1,9 +1,10 @@
 //! `bench`: the daily-pot functions measured side by side with the Node backend.
 //! See BENCHMARKS.md for what each figure means; `scripts/bench` runs it.
 //!
-//!   bench [--quick] [--no-peer] [--reset-scale] [--no-cold-start] [--out DIR]
+//!   bench [--quick] [--no-peer] [--reset-scale] [--no-cold-start] [--out DIR] | bench --aggregate
 //!         [--users N --devices N --readings N --requests N --warmup N --concurrency N --seed N]
 
+mod aggregate;
 mod benchdb;
 mod coldstart;
 mod harness;
@@ -29,6 +30,8 @@ struct Options {
     peer: bool,
     cold_start: bool,
     reset_scale: bool,
+    /// Only the tiles route and the aggregation job over a realistic day.
+    aggregate: bool,
     out: PathBuf,
     /// The workload flags as given, passed on to the peer.
     workload_flags: Vec<String>,
@@ -46,6 +49,7 @@ fn parse_args() -> Result<Options, String> {
         peer: true,
         cold_start: true,
         reset_scale: false,
+        aggregate: false,
         out: repo_root().join("target/bench"),
         workload_flags: Vec::new(),
     };
@@ -57,6 +61,7 @@ fn parse_args() -> Result<Options, String> {
             "--no-peer" => o.peer = false,
             "--no-cold-start" => o.cold_start = false,
             "--reset-scale" => o.reset_scale = true,
+            "--aggregate" => o.aggregate = true,
             "--out" => o.out = PathBuf::from(value("--out")?),
             flag @ ("--users" | "--devices" | "--readings" | "--requests" | "--warmup"
             | "--concurrency" | "--seed") => {
@@ -121,6 +126,18 @@ async fn main() {
 
 async fn run(o: Options) -> Result<(), String> {
     let started = std::time::Instant::now();
+    if o.aggregate {
+        std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
+        let result = aggregate::run(&testkit::db::server_url(), o.params.devices as i64).await?;
+        let path = o.out.join("aggregate.json");
+        write_json(&path, &result)?;
+        println!(
+            "{}\nsummary: {}",
+            serde_json::to_string_pretty(&result).unwrap(),
+            path.display()
+        );
+        return Ok(());
+    }
     let p = o.params;
     std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
     let all_phases = workload::phases(&p);
