@@ -333,8 +333,7 @@ async fn tiles(url: &str, client: &tokio_postgres::Client) -> Result<Value, Stri
         .await
         .map_err(chain)?
         .get(0);
-    let mut indexes = Vec::new();
-    index_names(&plan, &mut indexes);
+    let indexes = testkit::plan::index_names(&plan);
     Ok(json!({
         "user": TILES_USER, "hours": 72, "batches_in_window": 3 * SLOTS + 1, "tiles": tile_count,
         "requests": TILE_REQUESTS, "warmup": TILE_WARMUP,
@@ -348,17 +347,4 @@ async fn tiles(url: &str, client: &tokio_postgres::Client) -> Result<Value, Stri
             "shared_buffers_hit": plan[0]["Plan"]["Shared Hit Blocks"],
         },
     }))
-}
-
-fn index_names(plan: &Value, out: &mut Vec<String>) {
-    match plan {
-        Value::Object(map) => {
-            if let Some(Value::String(name)) = map.get("Index Name") {
-                out.push(name.clone());
-            }
-            map.values().for_each(|v| index_names(v, out));
-        }
-        Value::Array(items) => items.iter().for_each(|v| index_names(v, out)),
-        _ => {}
-    }
 }

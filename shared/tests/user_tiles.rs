@@ -496,20 +496,6 @@ async fn a_missing_or_invalid_token_is_401_and_another_method_405() {
     }
 }
 
-/// The `Index Name`s of a JSON plan.
-fn index_names(plan: &Value, out: &mut Vec<String>) {
-    match plan {
-        Value::Object(map) => {
-            if let Some(Value::String(name)) = map.get("Index Name") {
-                out.push(name.clone());
-            }
-            map.values().for_each(|v| index_names(v, out));
-        }
-        Value::Array(items) => items.iter().for_each(|v| index_names(v, out)),
-        _ => {}
-    }
-}
-
 #[tokio::test]
 async fn the_statement_is_served_through_the_users_time_index() {
     let s = setup().await;
@@ -532,8 +518,7 @@ async fn the_statement_is_served_through_the_users_time_index() {
         .await
         .unwrap()
         .get(0);
-    let mut names = Vec::new();
-    index_names(&plan, &mut names);
+    let names = testkit::plan::index_names(&plan);
     assert_eq!(names, ["idx_sensor_batches_user_time"], "{plan}");
 }
 
