@@ -277,7 +277,7 @@ async fn the_worked_example_fills_every_window_and_the_whole_day() {
                 None,
             ),
         ),
-        // B7 came late for this window (after 10:10): it is counted with B3 and B6.
+        // B7, stamped 10:10:30, ended at 10:09:50: it counts here with B3 and B6.
         (
             w("2026-03-10T10:05:00Z", "u09tvw"),
             row(
@@ -292,7 +292,7 @@ async fn the_worked_example_fills_every_window_and_the_whole_day() {
                 None,
             ),
         ),
-        // B5's readings ended after the window it was uploaded in: it counts in its own.
+        // B5 ended at 10:10:05, in the window still open when the old job ran: not lost.
         (
             w("2026-03-10T10:10:00Z", "u09tvx"),
             row(
