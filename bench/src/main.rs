@@ -1,11 +1,12 @@
 //! `bench`: the daily-pot functions measured side by side with the Node backend.
 //! See BENCHMARKS.md for what each figure means; `scripts/bench` runs it.
 //!
-//!   bench [--quick] [--no-peer] [--reset-scale] [--no-cold-start] [--out DIR]
+//!   bench [--quick] [--no-peer] [--reset-scale] [--no-cold-start] [--out DIR] | bench --aggregate
 //!         [--users N --devices N --readings N --requests N --warmup N --concurrency N --seed N]
 //!   bench --cold-start-tls [LABEL=BINARY ...]   (get-daily-pot over verified TLS only)
 //!   bench --upload-cpu [--readings N]   (the upload's own CPU per stage, no database)
 
+mod aggregate;
 mod benchdb;
 mod coldstart;
 mod harness;
@@ -33,6 +34,8 @@ struct Options {
     cold_start: bool,
     reset_scale: bool,
     upload_cpu: bool,
+    /// Only the tiles route and the aggregation job over a realistic day.
+    aggregate: bool,
     out: PathBuf,
     /// The workload flags as given, passed on to the peer.
     workload_flags: Vec<String>,
@@ -51,6 +54,7 @@ fn parse_args() -> Result<Options, String> {
         cold_start: true,
         reset_scale: false,
         upload_cpu: false,
+        aggregate: false,
         out: repo_root().join("target/bench"),
         workload_flags: Vec::new(),
     };
@@ -63,6 +67,7 @@ fn parse_args() -> Result<Options, String> {
             "--no-cold-start" => o.cold_start = false,
             "--reset-scale" => o.reset_scale = true,
             "--upload-cpu" => o.upload_cpu = true,
+            "--aggregate" => o.aggregate = true,
             "--out" => o.out = PathBuf::from(value("--out")?),
             flag @ ("--users" | "--devices" | "--readings" | "--requests" | "--warmup"
             | "--concurrency" | "--seed") => {
@@ -158,6 +163,18 @@ async fn run(o: Options) -> Result<(), String> {
         return write_json(&o.out.join("upload_cpu.json"), &figures);
     }
     let started = std::time::Instant::now();
+    if o.aggregate {
+        std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
+        let result = aggregate::run(&testkit::db::server_url(), o.params.devices as i64).await?;
+        let path = o.out.join("aggregate.json");
+        write_json(&path, &result)?;
+        println!(
+            "{}\nsummary: {}",
+            serde_json::to_string_pretty(&result).unwrap(),
+            path.display()
+        );
+        return Ok(());
+    }
     let p = o.params;
     std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
     let all_phases = workload::phases(&p);

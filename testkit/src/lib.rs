@@ -4,7 +4,7 @@
 //! Manager; requests from the event fixtures; the old server's statements, to run
 //! beside ours; clusters of a test's own, PgBouncer, test certificates and
 //! captured logs for the infrastructure tests; a local Lambda Runtime API
-//! to drive the real function binaries.
+//! to drive the real function binaries; the indexes of a query plan.
 
 pub mod certs;
 pub mod cluster;
@@ -15,6 +15,7 @@ pub mod keys;
 pub mod legacy;
 pub mod logs;
 pub mod pgbouncer;
+pub mod plan;
 pub mod proxy;
 pub mod requests;
 pub mod runtime_api;
