@@ -17,13 +17,8 @@ SET LOCAL lock_timeout = '5s';
 ALTER TABLE sensor_batches ADD COLUMN IF NOT EXISTS received_xid xid8;
 ALTER TABLE sensor_batches ALTER COLUMN received_xid SET DEFAULT pg_current_xact_id();
 
--- Finds the arrivals after a run's snapshot. On the live table it MUST be built
--- CONCURRENTLY, outside this migration's transaction: here a plain CREATE INDEX
--- would hold the lock taken by the ALTERs above (which blocks every read and
--- write of sensor_batches) for the whole build. It stays here until the
--- migration runner has a step without a transaction to move it to.
-CREATE INDEX IF NOT EXISTS idx_sensor_batches_received_xid
-    ON sensor_batches (received_xid) WHERE received_xid IS NOT NULL;
+-- The index that finds the arrivals after a run's snapshot is V7's: it is built
+-- CONCURRENTLY, outside a transaction, so the old server's uploads go on meanwhile.
 
 -- What the job read of each batch that counts in a window (it has a geohash and
 -- at least one reading), one row per (device_hash, timestamp_utc): a batch stored

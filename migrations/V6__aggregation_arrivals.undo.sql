@@ -6,5 +6,4 @@ DROP TABLE IF EXISTS sensor_aggregation_progress;
 DROP TABLE IF EXISTS sensor_aggregation_batches;
 DROP FUNCTION IF EXISTS sensor_aggregation_read(jsonb, timestamptz);
 DROP FUNCTION IF EXISTS sensor_aggregation_number(jsonb);
-DROP INDEX IF EXISTS idx_sensor_batches_received_xid;
 ALTER TABLE sensor_batches DROP COLUMN IF EXISTS received_xid;

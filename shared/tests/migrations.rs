@@ -368,7 +368,7 @@ async fn dropping_the_gin_indexes_waits_a_bounded_time_for_a_long_query_and_is_t
         reader.batch_execute("COMMIT").await.unwrap();
     });
     // The first attempt gives up after 3 s (changing nothing); a later one applies it.
-    let report = migrate(&test).await;
+    let report = try_migrate(&test, Some(5)).await.unwrap();
     release.await.unwrap();
     assert_eq!(report.applied, ["V5__drop_unused_batch_json_indexes"]);
 }
@@ -557,4 +557,41 @@ async fn the_application_role_gets_the_rights_on_the_tables_we_create_and_no_mor
     // Running again grants again (a no-op) and applies nothing.
     let again = migrations::run(&db, &config).await.unwrap();
     assert!(again.applied.is_empty());
+}
+
+#[tokio::test]
+async fn the_arrival_index_is_built_concurrently_and_an_invalid_leftover_is_built_again() {
+    let test = TestDb::legacy().await;
+    try_migrate(&test, Some(6)).await.unwrap();
+    let client = test.client().await;
+    // A concurrent build that failed half-way leaves an INVALID index of the name
+    // (here: a unique build over the fixture's duplicate device_hash).
+    let failed = client
+        .batch_execute(
+            "CREATE UNIQUE INDEX CONCURRENTLY idx_sensor_batches_received_xid ON sensor_batches (device_hash)",
+        )
+        .await;
+    assert!(failed.is_err());
+    let valid = "SELECT count(*) FROM pg_index WHERE indexrelid = to_regclass('idx_sensor_batches_received_xid') AND indisvalid";
+    assert_eq!(count(&client, valid).await, 0, "left INVALID");
+
+    // V7 cannot run in a transaction (CONCURRENTLY), so this applying it at all
+    // shows the runner sent it on its own; and it built the index again.
+    let report = migrate(&test).await;
+    assert_eq!(report.applied, ["V7__index_batch_arrivals"]);
+    assert_eq!(count(&client, valid).await, 1);
+    let definition: String = client
+        .query_one(
+            "SELECT pg_get_indexdef(to_regclass('idx_sensor_batches_received_xid'))",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        definition,
+        "CREATE INDEX idx_sensor_batches_received_xid ON public.sensor_batches USING btree (received_xid) WHERE (received_xid IS NOT NULL)"
+    );
+    // Recorded as applied: the next run has nothing to do.
+    assert!(migrate(&test).await.applied.is_empty());
 }

@@ -175,10 +175,20 @@ async fn rolling_back_from_v5_restores_the_old_schema_and_keeps_every_row() {
     roll_back_from(5).await;
 }
 
+#[tokio::test]
+async fn rolling_back_from_v6_restores_the_old_schema_and_keeps_every_row() {
+    roll_back_from(6).await;
+}
+
+#[tokio::test]
+async fn rolling_back_from_v7_restores_the_old_schema_and_keeps_every_row() {
+    roll_back_from(7).await;
+}
+
 #[test]
 fn every_migration_has_a_rollback_test() {
     // One roll_back_from(k) test above per migration: a new migration needs one.
-    assert_eq!(migrations::undo_files().len(), 5);
+    assert_eq!(migrations::undo_files().len(), 7);
 }
 
 #[tokio::test]
@@ -261,14 +271,14 @@ async fn a_history_this_build_cannot_undo_is_refused_and_nothing_changes() {
         .await
         .batch_execute(
             "INSERT INTO refinery_schema_history (version, name, applied_on, checksum)
-             VALUES (6, 'from_a_newer_build', '2026-01-01T00:00:00Z', '1')",
+             VALUES (8, 'from_a_newer_build', '2026-01-01T00:00:00Z', '1')",
         )
         .await
         .unwrap();
     let before = test.shape().await;
     let err = rollback(&test).await.unwrap_err();
     assert!(
-        matches!(err, MigrateError::UnknownMigration { version: 6, .. }),
+        matches!(err, MigrateError::UnknownMigration { version: 8, .. }),
         "{err}"
     );
     assert_eq!(test.shape().await, before);

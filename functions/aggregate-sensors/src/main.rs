@@ -8,12 +8,15 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 use shared::aggregate::{AggregateConfig, Aggregation};
 use shared::config::{DbConfig, ProcessEnv};
 use shared::db::Database;
+use shared::secrets;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let db = Database::new(&DbConfig::from_env(&ProcessEnv)?)?;
-    let job = &Aggregation::new(db, AggregateConfig::from_env(&ProcessEnv)?);
+    // The database password, when named by ARN, is read first.
+    let env = secrets::resolve(&ProcessEnv).await?;
+    let db = Database::new(&DbConfig::from_env(&env)?)?;
+    let job = &Aggregation::new(db, AggregateConfig::from_env(&env)?);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent>| async move { job.handle(event.payload).await },
     ))

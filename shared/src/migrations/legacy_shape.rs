@@ -124,6 +124,8 @@ const ADDED: &[(u32, &str)] = &[
     (2, "comment on index daily_pots.idx_daily_pots_last_claim"),
     (3, "column daily_pots.uploads_day"),
     (3, "trigger daily_pots.daily_pots_stamp_uploads_day"),
+    (6, "column sensor_batches.received_xid"),
+    (7, "index sensor_batches.idx_sensor_batches_received_xid"),
 ];
 
 /// Facts of the old server's schema a migration of ours drops (absent once it ran).
@@ -136,10 +138,15 @@ const DROPPED: &[(u32, &str)] = &[
 
 /// Whether `difference` is what our migrations up to `applied_version` made. Before
 /// a migration ran, what it would add or drop is a real difference.
+///
+/// A migration that runs outside a transaction (a concurrent index build) can stop
+/// half-way, leaving what it adds (an INVALID index, or a valid one not yet
+/// recorded): that is expected of the next one too, which `migrate` resumes.
 pub fn ours(difference: &Difference, applied_version: u32) -> bool {
+    let resumable = |v: u32| v == applied_version + 1 && super::runs_without_transaction(v);
     let made_by = |list: &[(u32, &str)]| {
         list.iter()
-            .any(|(v, key)| *v <= applied_version && *key == difference.key())
+            .any(|(v, key)| (*v <= applied_version || resumable(*v)) && *key == difference.key())
     };
     match difference {
         Difference::Unexpected { .. } => made_by(ADDED),

@@ -15,10 +15,8 @@
 
 use tokio_postgres::Client;
 
+use super::no_transaction::{self, NO_TRANSACTION};
 use super::{MigrateError, Undo, UNDO};
-
-/// The first line of an undo file whose statements run outside a transaction.
-pub const NO_TRANSACTION: &str = "-- dailypot: no transaction";
 
 /// What a rollback did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
@@ -67,17 +65,9 @@ pub(super) async fn run(client: &mut Client) -> Result<RollbackReport, MigrateEr
     for undo in plan {
         let label = format!("V{}__{}", undo.version, undo.name);
         if undo.sql.starts_with(NO_TRANSACTION) {
-            for statement in statements(undo.sql) {
-                if let Some(index) = concurrent_index_name(statement) {
-                    if drop_if_invalid(client, index, &label).await? {
-                        report.invalid_indexes_rebuilt.push(index.to_string());
-                    }
-                }
-                client
-                    .batch_execute(statement)
-                    .await
-                    .map_err(|e| MigrateError::sql(format!("undo of {label}"), e))?;
-            }
+            let rebuilt =
+                no_transaction::run(client, undo.sql, &format!("undo of {label}")).await?;
+            report.invalid_indexes_rebuilt.extend(rebuilt);
             client
                 .execute(
                     "DELETE FROM refinery_schema_history WHERE version = $1",
@@ -111,139 +101,4 @@ pub(super) async fn run(client: &mut Client) -> Result<RollbackReport, MigrateEr
         .await
         .map_err(|e| MigrateError::sql("dropping the migration history", e))?;
     Ok(report)
-}
-
-/// Drops `index` if it exists and is INVALID; true if it did.
-async fn drop_if_invalid(client: &Client, index: &str, label: &str) -> Result<bool, MigrateError> {
-    let invalid = client
-        .query_opt(
-            "SELECT NOT x.indisvalid FROM pg_index x WHERE x.indexrelid = to_regclass($1)",
-            &[&index],
-        )
-        .await
-        .map_err(|e| MigrateError::sql(format!("undo of {label}"), e))?
-        .is_some_and(|r| r.get::<_, bool>(0));
-    if invalid {
-        tracing::warn!(
-            index,
-            "an earlier build left this index INVALID; rebuilding it"
-        );
-        // The name comes from our own undo file, never from input.
-        client
-            .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"))
-            .await
-            .map_err(|e| MigrateError::sql(format!("undo of {label}"), e))?;
-    }
-    Ok(invalid)
-}
-
-/// The statements of a no-transaction undo file: comment lines dropped, split at `;`
-/// (such files hold no function bodies or quoted semicolons).
-fn statements(sql: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    for (i, c) in sql.char_indices() {
-        if c == ';' {
-            out.push(&sql[start..i]);
-            start = i + 1;
-        }
-    }
-    out.push(&sql[start..]);
-    out.into_iter()
-        .map(str::trim)
-        .filter(|s| {
-            s.lines()
-                .any(|l| !l.trim().is_empty() && !l.trim().starts_with("--"))
-        })
-        .collect()
-}
-
-/// The index a `CREATE [UNIQUE] INDEX CONCURRENTLY [IF NOT EXISTS] <name>` builds.
-fn concurrent_index_name(statement: &str) -> Option<&str> {
-    let code = statement
-        .lines()
-        .filter(|l| !l.trim().starts_with("--"))
-        .collect::<Vec<_>>();
-    let first = code.first()?;
-    // The name must be on the statement's first code line (as in our files).
-    let words: Vec<&str> = first.split_whitespace().collect();
-    let upper: Vec<String> = words.iter().map(|w| w.to_ascii_uppercase()).collect();
-    let mut i = 0;
-    let mut expect = |word: &str, optional: bool| {
-        if upper.get(i).map(String::as_str) == Some(word) {
-            i += 1;
-            true
-        } else {
-            optional
-        }
-    };
-    if !(expect("CREATE", false)
-        && expect("UNIQUE", true)
-        && expect("INDEX", false)
-        && expect("CONCURRENTLY", false))
-    {
-        return None;
-    }
-    if upper.get(i).map(String::as_str) == Some("IF") {
-        i += 3; // IF NOT EXISTS
-    }
-    let name = words.get(i)?;
-    (!name.eq_ignore_ascii_case("ON")).then_some(*name)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_no_transaction_file_splits_into_its_statements_without_comments() {
-        let sql = "-- dailypot: no transaction\n-- why\nCREATE INDEX CONCURRENTLY IF NOT EXISTS a ON t (x);\n\n-- more\nCOMMENT ON INDEX b IS NULL;\n";
-        assert_eq!(
-            statements(sql),
-            [
-                "-- dailypot: no transaction\n-- why\nCREATE INDEX CONCURRENTLY IF NOT EXISTS a ON t (x)",
-                "-- more\nCOMMENT ON INDEX b IS NULL"
-            ]
-        );
-    }
-
-    #[test]
-    fn the_index_of_a_concurrent_build_is_found() {
-        assert_eq!(
-            concurrent_index_name("-- c\nCREATE INDEX CONCURRENTLY IF NOT EXISTS idx_a ON t (x)"),
-            Some("idx_a")
-        );
-        assert_eq!(
-            concurrent_index_name("create unique index concurrently idx_b on t (x)"),
-            Some("idx_b")
-        );
-        assert_eq!(concurrent_index_name("CREATE INDEX idx_c ON t (x)"), None);
-        assert_eq!(
-            concurrent_index_name("CREATE INDEX CONCURRENTLY ON t (x)"),
-            None
-        );
-        assert_eq!(concurrent_index_name("COMMENT ON INDEX x IS NULL"), None);
-    }
-
-    #[test]
-    fn every_undo_file_with_the_marker_has_only_statements_safe_outside_a_transaction() {
-        for undo in UNDO.iter().filter(|u| u.sql.starts_with(NO_TRANSACTION)) {
-            for statement in statements(undo.sql) {
-                let upper = statement.to_ascii_uppercase();
-                assert!(
-                    !upper.contains("SET LOCAL") && !upper.contains("$$"),
-                    "V{}: {statement}",
-                    undo.version
-                );
-                if upper.contains("CREATE INDEX") {
-                    assert!(
-                        concurrent_index_name(statement).is_some()
-                            && upper.contains("IF NOT EXISTS"),
-                        "V{}: an index build there must be CONCURRENTLY IF NOT EXISTS: {statement}",
-                        undo.version
-                    );
-                }
-            }
-        }
-    }
 }
