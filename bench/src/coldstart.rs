@@ -347,3 +347,124 @@ async fn serve(socket: TcpStream, state: Arc<Mutex<State>>, done: Arc<Notify>) {
         }
     }
 }
+
+/// Starts per binary and condition of the TLS comparison; the median is reported.
+const TLS_STARTS: usize = 41;
+
+/// The first answer of `get-daily-pot` against a database it reaches over verified
+/// TLS, beside the same database in plain text: a cluster of our own with `ssl = on`
+/// and a certificate for `db.test` from a test CA (`hostaddr=127.0.0.1` carries the
+/// connection, the name is what the certificate must match, as for RDS), the CA in
+/// `DB_CA_FILE`. Each binary in `binaries` (label, path) is measured the same way,
+/// interleaved, so a before/after pair shares the machine's load.
+pub async fn run_tls(binaries: &[(String, PathBuf)]) -> Result<Value, String> {
+    let ca = testkit::certs::Ca::new("bench CA");
+    let server = ca.issue(&["db.test"]);
+    let cluster = testkit::cluster::Cluster::start_with_tls(&server.cert_pem, &server.key_pem)
+        .map_err(|m| format!("TLS cold start needs {}", m.0))?;
+    cluster.migrated_database("coldstart").await;
+    let dir = testkit::infra::temp_dir("bench-tls");
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).map_err(|e| e.to_string())?;
+    let keys = testkit::keys::KeyServer::start(3600).await;
+    let event = event_for("get-daily-pot");
+    let plain = env_for(&cluster.url("coldstart"), &keys.url);
+    let mut tls = env_for(
+        &format!(
+            "postgres://postgres@db.test:{}/coldstart?hostaddr=127.0.0.1",
+            cluster.port
+        ),
+        &keys.url,
+    );
+    tls.push(("DB_CA_FILE".into(), ca_file.display().to_string()));
+    let mut times: BTreeMap<(String, &'static str), Vec<Duration>> = BTreeMap::new();
+    for _ in 0..TLS_STARTS {
+        for (label, binary) in binaries {
+            for (condition, env) in [("plain", &plain), ("tls", &tls)] {
+                let run = start(binary, env, &event, 1).await?;
+                if run.statuses.get("200") != Some(&1) {
+                    return Err(format!("{label} {condition}: {:?}", run.statuses));
+                }
+                times
+                    .entry((label.clone(), condition))
+                    .or_default()
+                    .push(run.first);
+            }
+        }
+    }
+    let connector_build = connector_build_ms(&ca_file);
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut rows = Vec::new();
+    for (label, _) in binaries {
+        let plain = &times[&(label.clone(), "plain")];
+        let tls = &times[&(label.clone(), "tls")];
+        // Paired by round (the same moment's load): what TLS adds to a first answer.
+        let mut extra: Vec<f64> = tls
+            .iter()
+            .zip(plain)
+            .map(|(t, p)| ms(*t) - ms(*p))
+            .collect();
+        extra.sort_by(f64::total_cmp);
+        let row = json!({
+            "binary": label,
+            "plain_first_answer_ms": quartiles(plain),
+            "tls_first_answer_ms": quartiles(tls),
+            "tls_extra_ms_paired": [round3(extra[extra.len() / 4]), round3(extra[extra.len() / 2]), round3(extra[extra.len() * 3 / 4])],
+        });
+        println!("cold start tls {row}");
+        rows.push(row);
+    }
+    Ok(json!({
+        "function": "get-daily-pot (token checked, key fetched, pot read)",
+        "starts": TLS_STARTS,
+        "figures": "[p25, median, p75] in ms",
+        "tls": "DATABASE_URL=postgres://postgres@db.test:<port>/coldstart?hostaddr=127.0.0.1, DB_CA_FILE=<test CA>",
+        "connector_build_ms": connector_build?,
+        "results": rows,
+    }))
+}
+
+/// [p25, median, p75] in ms.
+fn quartiles(xs: &[Duration]) -> Value {
+    let mut xs = xs.to_vec();
+    xs.sort();
+    json!([
+        ms(xs[xs.len() / 4]),
+        ms(xs[xs.len() / 2]),
+        ms(xs[xs.len() * 3 / 4])
+    ])
+}
+
+/// In-process: how long building native-tls's connector takes (median of 7, after
+/// one for OpenSSL's own start-up), with the system store and with
+/// `disable_built_in_roots` (which, in native-tls 0.2, empties the store only after
+/// loading it); beside it, rustls reading the same system store.
+fn connector_build_ms(ca_file: &std::path::Path) -> Result<Value, String> {
+    let pem = std::fs::read(ca_file).map_err(|e| e.to_string())?;
+    let ca = native_tls::Certificate::from_pem(&pem).map_err(|e| e.to_string())?;
+    let time = |disable: bool| -> Result<f64, String> {
+        let mut t = Vec::new();
+        for _ in 0..8 {
+            let started = Instant::now();
+            native_tls::TlsConnector::builder()
+                .add_root_certificate(ca.clone())
+                .disable_built_in_roots(disable)
+                .build()
+                .map_err(|e| e.to_string())?;
+            t.push(started.elapsed());
+        }
+        Ok(ms(median(&mut t[1..])))
+    };
+    let mut rustls = Vec::new();
+    for _ in 0..8 {
+        let started = Instant::now();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        rustls.push(started.elapsed());
+    }
+    Ok(json!({
+        "system_store_plus_ca": time(false)?,
+        "disable_built_in_roots_plus_ca": time(true)?,
+        "rustls_native_certs_for_comparison": ms(median(&mut rustls[1..])),
+    }))
+}

@@ -1,9 +1,12 @@
 //! `bench`: the daily-pot functions measured side by side with the Node backend.
 //! See BENCHMARKS.md for what each figure means; `scripts/bench` runs it.
 //!
-//!   bench [--quick] [--no-peer] [--reset-scale] [--no-cold-start] [--out DIR]
+//!   bench [--quick] [--no-peer] [--reset-scale] [--no-cold-start] [--out DIR] | bench --aggregate
 //!         [--users N --devices N --readings N --requests N --warmup N --concurrency N --seed N]
+//!   bench --cold-start-tls [LABEL=BINARY ...]   (get-daily-pot over verified TLS only)
+//!   bench --upload-cpu [--readings N]   (the upload's own CPU per stage, no database)
 
+mod aggregate;
 mod benchdb;
 mod coldstart;
 mod harness;
@@ -12,6 +15,7 @@ mod phases;
 mod report;
 mod resetscale;
 mod stats;
+mod upload_cpu;
 mod workload;
 
 use std::path::PathBuf;
@@ -29,6 +33,9 @@ struct Options {
     peer: bool,
     cold_start: bool,
     reset_scale: bool,
+    upload_cpu: bool,
+    /// Only the tiles route and the aggregation job over a realistic day.
+    aggregate: bool,
     out: PathBuf,
     /// The workload flags as given, passed on to the peer.
     workload_flags: Vec<String>,
@@ -46,6 +53,8 @@ fn parse_args() -> Result<Options, String> {
         peer: true,
         cold_start: true,
         reset_scale: false,
+        upload_cpu: false,
+        aggregate: false,
         out: repo_root().join("target/bench"),
         workload_flags: Vec::new(),
     };
@@ -57,6 +66,8 @@ fn parse_args() -> Result<Options, String> {
             "--no-peer" => o.peer = false,
             "--no-cold-start" => o.cold_start = false,
             "--reset-scale" => o.reset_scale = true,
+            "--upload-cpu" => o.upload_cpu = true,
+            "--aggregate" => o.aggregate = true,
             "--out" => o.out = PathBuf::from(value("--out")?),
             flag @ ("--users" | "--devices" | "--readings" | "--requests" | "--warmup"
             | "--concurrency" | "--seed") => {
@@ -106,6 +117,32 @@ async fn main() {
         std::env::set_var("RUST_LOG", "error");
     }
     shared::telemetry::init();
+    // `bench --cold-start-tls [LABEL=BINARY ...]`: only the TLS cold start, of the
+    // release get-daily-pot or of the binaries given (e.g. before=/tmp/old after=…).
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--cold-start-tls") {
+        let mut binaries: Vec<(String, PathBuf)> = args[1..]
+            .iter()
+            .map(|a| match a.split_once('=') {
+                Some((label, path)) => (label.to_string(), PathBuf::from(path)),
+                None => (a.clone(), PathBuf::from(a)),
+            })
+            .collect();
+        if binaries.is_empty() {
+            binaries.push((
+                "release".into(),
+                repo_root().join("target/release/get-daily-pot"),
+            ));
+        }
+        match coldstart::run_tls(&binaries).await {
+            Ok(summary) => println!("{summary:#}"),
+            Err(e) => {
+                eprintln!("bench: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
     let options = match parse_args() {
         Ok(o) => o,
         Err(e) => {
@@ -120,7 +157,24 @@ async fn main() {
 }
 
 async fn run(o: Options) -> Result<(), String> {
+    if o.upload_cpu {
+        let figures = upload_cpu::run(&o.params)?;
+        std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
+        return write_json(&o.out.join("upload_cpu.json"), &figures);
+    }
     let started = std::time::Instant::now();
+    if o.aggregate {
+        std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
+        let result = aggregate::run(&testkit::db::server_url(), o.params.devices as i64).await?;
+        let path = o.out.join("aggregate.json");
+        write_json(&path, &result)?;
+        println!(
+            "{}\nsummary: {}",
+            serde_json::to_string_pretty(&result).unwrap(),
+            path.display()
+        );
+        return Ok(());
+    }
     let p = o.params;
     std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
     let all_phases = workload::phases(&p);
@@ -162,6 +216,10 @@ async fn run(o: Options) -> Result<(), String> {
     // 3. Cold starts and memory of the release binaries.
     if o.cold_start {
         summary["cold_start"] = coldstart::run(&admin_url, &p).await?;
+        let binary = repo_root().join("target/release/get-daily-pot");
+        if binary.is_file() {
+            summary["cold_start_tls"] = coldstart::run_tls(&[("release".into(), binary)]).await?;
+        }
     }
     // 4. The nightly reset at scale (not in CI: a million rows).
     if o.reset_scale {
@@ -207,8 +265,14 @@ async fn measure(
     }
 
     // Where the upload's WAL goes: the same upload with and without the GIN index
-    // over the whole payload, and what the audit says about that index.
-    let audit = audit_of(db, JSON_PATHS_INDEX).await?;
+    // over the whole payload, and what the audit says about that index. Migration V5
+    // dropped it, so it is built again here as the old server had it.
+    db.ctl
+        .batch_execute(&format!(
+            "CREATE INDEX IF NOT EXISTS {JSON_PATHS_INDEX} ON sensor_batches USING GIN (batch_json jsonb_path_ops)"
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
     let extra = |name: &str, slot| Phase {
         name: name.into(),
         endpoint: Endpoint::Upload {
@@ -231,6 +295,7 @@ async fn measure(
         "{}",
         report::phase_line("upload_secret_with_json_paths_index", &with)
     );
+    let audit = audit_of(db, JSON_PATHS_INDEX).await?;
     db.ctl
         .batch_execute(&format!("DROP INDEX {JSON_PATHS_INDEX}"))
         .await

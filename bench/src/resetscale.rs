@@ -137,10 +137,10 @@ async fn seed(client: &tokio_postgres::Client) -> Result<f64, String> {
 /// event, sent for every statement): the longest single statement is exact,
 /// without copying the reset's SQL into the bench.
 #[derive(Clone, Default)]
-struct StatementTimings(Arc<Mutex<Vec<(String, f64)>>>);
+pub(crate) struct StatementTimings(Arc<Mutex<Vec<(String, f64)>>>);
 
 impl StatementTimings {
-    fn of(&self, query: &str) -> Vec<f64> {
+    pub(crate) fn of(&self, query: &str) -> Vec<f64> {
         let all = self.0.lock().unwrap();
         all.iter()
             .filter(|(q, _)| q == query)

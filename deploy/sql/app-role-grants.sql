@@ -17,3 +17,7 @@ GRANT SELECT, INSERT, UPDATE ON user_stats TO :"app_user";
 -- register-device creates or replaces a device's secret; the upload looks it up
 -- and touches last_used_at.
 GRANT SELECT, INSERT, UPDATE ON device_secrets TO :"app_user";
+-- The upload keys each batch it stores, so a retry is recognised (V4). `migrate`
+-- grants this to DB_APP_ROLE itself when it creates the table; listed here so the
+-- file is the role's whole set.
+GRANT SELECT, INSERT ON upload_keys TO :"app_user";

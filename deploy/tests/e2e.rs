@@ -1,8 +1,8 @@
 //! End to end, the way a developer runs it: `cargo lambda watch` serves every
 //! function (the router of the workspace's Cargo.toml, the local environment of its
 //! metadata) against a fresh migrated database; the test calls every route over
-//! HTTP, invokes the reset and the migrations with `cargo lambda invoke`, and checks
-//! the answers and the database.
+//! HTTP, invokes the reset, the aggregation and the migrations with `cargo lambda
+//! invoke`, and checks the answers and the database.
 //!
 //! Needs cargo-lambda on PATH (scripts/test installs the pinned version); a missing
 //! one fails the test rather than skipping it.
@@ -175,11 +175,27 @@ async fn every_route_and_the_reset_work_through_cargo_lambda_watch() {
 
     every_route_over_http(&watch, &c).await;
 
+    // The aggregation job reads every batch once: the five uploads and the map's
+    // batch (none has a geohash, so no window changes), then finds nothing new.
+    let summary = watch.invoke("aggregate-sensors");
+    assert_eq!(
+        (
+            summary["lockedOut"].clone(),
+            summary["batchesRead"].clone(),
+            summary["caughtUp"].clone()
+        ),
+        (json!(false), json!(6), json!(true)),
+        "{summary}"
+    );
+    let again = watch.invoke("aggregate-sensors");
+    assert_eq!(again["batchesRead"], 0, "{again}");
+
     // Every function answers its own fixture through `cargo lambda invoke`.
     for (function, status) in [
         ("get-daily-pot", 200),
         ("claim-daily-pot", 400), // the fixture's user has no pot yet
         ("upload-batch", 202),
+        ("get-user-tiles", 200),
         // The fixture's token is signed (RS256): locally the signing keys are
         // unreachable on purpose (FIREBASE_JWKS_URL), which is a 503.
         ("register-device", 503),
@@ -299,6 +315,43 @@ async fn every_route_over_http(watch: &Watch, c: &tokio_postgres::Client) {
         .get(0);
     assert_eq!(stored, 5);
 
+    // GET /api/user/tiles: a batch stored a minute ago at 48.8566, 2.3522.
+    c.execute(
+        "INSERT INTO sensor_batches (device_hash, timestamp_utc, batch_json, user_id)
+         VALUES ('e2e-map', now() - interval '1 minute',
+                 '{\"summary\":{\"count\":1,\"light\":{\"avg\":5}},\"location\":{\"lat\":48.8566,\"lon\":2.3522}}',
+                 'e2e-alice')",
+        &[],
+    )
+    .await
+    .unwrap();
+    let r = http
+        .get(watch.url("/api/user/tiles?hours=72"))
+        .header("authorization", &bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let tiles: Value = r.json().await.unwrap();
+    assert_eq!(tiles["tiles"][0]["h3Index"], "tile_48.857_2.352", "{tiles}");
+    assert_eq!(tiles["tiles"][0]["sampleCount"], 1, "{tiles}");
+    let r = http.get(watch.url("/api/user/tiles")).send().await.unwrap();
+    assert_eq!(r.status(), 401, "no token");
+    let r = http
+        .get(watch.url("/api/user/tiles?hours=1.5"))
+        .header("authorization", &bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "hours is an integer");
+    let r = http
+        .post(watch.url("/api/user/tiles"))
+        .header("authorization", &bearer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405, "wrong method");
+
     // POST /daily-pot/upload (old apps): the pot, counting nothing more.
     let r = http
         .post(watch.url("/daily-pot/upload"))
@@ -375,11 +428,14 @@ async fn a_device_registers_over_http_and_uploads_as_its_user() {
     assert_eq!(row.get::<_, String>(0), "e2e-bob");
     assert_ne!(row.get::<_, String>(1), secret, "only a hash is stored");
 
+    // A secret is valid for the device it was issued for only.
+    let mut body = upload_body(1);
+    body["device_id"] = json!("e2e-bob-phone");
     let r = http
         .post(watch.url("/upload"))
         .header("x-api-key", "test-app-key")
         .header("x-device-secret", &secret)
-        .json(&upload_body(1))
+        .json(&body)
         .send()
         .await
         .unwrap();

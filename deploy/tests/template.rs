@@ -317,7 +317,8 @@ fn the_routes_of_the_contract_are_deployed_and_served_locally_alike() {
             "/daily-pot/claim",
             "/daily-pot/upload",
             "/upload",
-            "/register-device"
+            "/register-device",
+            "/api/user/tiles"
         ])
     );
     assert_eq!(local_routes(), deployed);
@@ -739,4 +740,55 @@ fn the_dashboard_graphs_only_metrics_the_code_emits() {
             "the dashboard graphs {name:?}, which no code emits"
         );
     }
+}
+
+/// The name a `!Ref` names, if `v` is one.
+fn reference(v: &Value) -> Option<&str> {
+    match v {
+        Value::Tagged(t) if t.tag == "Ref" => t.value.as_str(),
+        _ => None,
+    }
+}
+
+#[test]
+fn the_aggregation_job_runs_every_minute_one_at_a_time_and_is_created_disabled() {
+    let t = template();
+    let job = &t["Resources"]["AggregateSensorsFunction"]["Properties"];
+    let schedule = &job["Events"]["EveryMinute"];
+    assert_eq!(schedule["Type"].as_str(), Some("ScheduleV2"));
+    let schedule = &schedule["Properties"];
+    assert_eq!(
+        schedule["ScheduleExpression"].as_str(),
+        Some("rate(1 minute)")
+    );
+    // Its state is a parameter whose default keeps it off while the old server's
+    // own job writes the same tables.
+    let state = reference(&schedule["State"]).expect("State is a !Ref to a parameter");
+    let parameter = &t["Parameters"][state];
+    assert_eq!(parameter["Default"].as_str(), Some("DISABLED"));
+    let allowed: Vec<String> =
+        serde_yaml_ng::from_value(parameter["AllowedValues"].clone()).unwrap();
+    assert_eq!(allowed, ["ENABLED", "DISABLED"]);
+    // A failed run is redone by the next tick, never by a retry overlapping it.
+    assert_eq!(number(&job["ReservedConcurrentExecutions"]), Some(1));
+    assert_eq!(
+        number(&job["EventInvokeConfig"]["MaximumRetryAttempts"]),
+        Some(0)
+    );
+    assert_eq!(
+        number(&schedule["RetryPolicy"]["MaximumRetryAttempts"]),
+        Some(0)
+    );
+    // Its failures raise an alarm.
+    let alarmed = t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .filter(|r| r["Type"].as_str() == Some("AWS::CloudWatch::Alarm"))
+        .any(|a| {
+            a["Properties"]["MetricName"].as_str() == Some("Errors")
+                && reference(&a["Properties"]["Dimensions"][0]["Value"])
+                    == Some("AggregateSensorsFunction")
+        });
+    assert!(alarmed, "an errors alarm on AggregateSensorsFunction");
 }

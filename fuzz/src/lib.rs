@@ -14,7 +14,9 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 const MAX_READINGS: usize = 50;
 
 /// Upload parsing: the body's bytes (the first input byte picks identity or
-/// gzip), strict JSON, the typed upload, and the derived values.
+/// gzip), the streamed typed upload, the derived values and the stored payload.
+/// The stream must judge syntax and duplicate keys exactly as the strict tree
+/// parser does (`json::from_slice`, a different code path).
 pub fn upload_parse(data: &[u8]) {
     let (gzip, body) = match data.split_first() {
         Some((first, rest)) => (first & 1 == 1, rest),
@@ -24,27 +26,44 @@ pub fn upload_parse(data: &[u8]) {
     if gzip {
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
-    let Ok(bytes) =
-        shared::upload::body::decoded(&headers, &Body::Binary(body.to_vec()), MAX_BODY_BYTES)
-    else {
+    let body = Body::Binary(body.to_vec());
+    let Ok(bytes) = shared::upload::body::decoded(&headers, &body, MAX_BODY_BYTES) else {
         return;
     };
     assert!(bytes.len() <= MAX_BODY_BYTES * shared::upload::body::GZIP_EXPANSION_LIMIT);
-    let Ok(json) = shared::json::from_slice(&bytes) else {
-        return;
-    };
-    match Upload::parse(&json, MAX_READINGS) {
+    let tree = shared::json::from_slice(&bytes);
+    match Upload::parse(&bytes, MAX_READINGS) {
         Ok(upload) => {
-            assert!((1..=MAX_READINGS).contains(&upload.batch.len()));
-            let batch = SensorBatch::derive(&upload, b"fuzz-hash-secret");
-            assert_eq!(batch.samples as usize, upload.batch.len());
+            assert!(tree.is_ok(), "the stream accepted what the tree refused");
+            let readings = upload.batch.len();
+            assert!((1..=MAX_READINGS).contains(&readings));
+            let batch = SensorBatch::derive(upload, b"fuzz-hash-secret");
+            assert_eq!(batch.samples as usize, readings);
             assert!(batch.uptime_seconds >= 0);
             assert!(batch.quality.valid + batch.quality.pocket_likely <= batch.samples);
             assert_eq!(batch.device_hash.len(), 64);
+            let stored = serde_json::to_string(&batch.batch_json).expect("serializable");
             // What is stored must be storable: jsonb refuses U+0000.
-            assert!(!batch.batch_json.to_string().contains("\\u0000"));
+            assert!(!stored.contains("\\u0000"));
+            let stored: serde_json::Value = serde_json::from_str(&stored).expect("JSON");
+            assert_eq!(stored["summary"]["count"], readings);
+            assert_eq!(stored["batch"].as_array().map(Vec::len), Some(readings));
         }
-        Err(problems) => assert!(!problems.is_empty()),
+        Err(problems) => {
+            assert!(!problems.is_empty() && problems.len() <= 100);
+            let json_error = problems.iter().find(|p| p.path.is_empty());
+            match &tree {
+                Err(e) => assert_eq!(
+                    json_error.map(|p| p.message.as_str()),
+                    Some(e.to_string().as_str()),
+                    "the stream and the tree disagree"
+                ),
+                Ok(_) => assert!(
+                    json_error.is_none_or(|p| p.message == "expected a JSON object"),
+                    "the stream refused what the tree accepted: {json_error:?}"
+                ),
+            }
+        }
     }
 }
 

@@ -8,10 +8,14 @@
 //! - [`daily_pot`]: the daily-pot routes' handlers;
 //! - [`http`]: typed failures and their HTTP answers; [`init`]: start-up errors;
 //! - [`reset`]: the nightly reset of daily upload counts;
+//! - [`aggregate`]: the aggregation job (5-minute and daily sensor aggregates);
+//! - [`job`]: what the scheduled jobs share;
 //! - [`json`]: request bodies read strictly (a key named twice is refused);
 //! - [`telemetry`]: logs and metrics;
+//! - [`tiles`]: `GET /api/user/tiles`, the app's coverage map;
 //! - [`upload`], [`device`]: `POST /upload` and `POST /register-device`.
 
+pub mod aggregate;
 pub mod audit;
 pub mod auth;
 pub mod config;
@@ -20,9 +24,11 @@ pub mod db;
 pub mod device;
 pub mod http;
 pub mod init;
+pub mod job;
 pub mod json;
 pub mod migrations;
 pub mod reset;
 pub mod secrets;
 pub mod telemetry;
+pub mod tiles;
 pub mod upload;

@@ -67,15 +67,7 @@ pub struct ResetFailed(#[from] pub DbError);
 
 impl From<ResetFailed> for Diagnostic {
     fn from(err: ResetFailed) -> Self {
-        let error_type = if err.0.is_unavailable() {
-            "DatabaseUnavailable"
-        } else {
-            "DatabaseError"
-        };
-        Diagnostic {
-            error_type: error_type.into(),
-            error_message: crate::http::chain(&err),
-        }
+        crate::job::diagnostic(&err.0, &err)
     }
 }
 

@@ -41,7 +41,7 @@ fn file_name(path: &Path) -> String {
 /// mistake would show in the snapshot.
 async fn upload_setup() -> (TestDb, String) {
     let test = TestDb::migrated().await;
-    let secret = insert_secret(&test.client().await, "victim-device", "victim").await;
+    let secret = insert_secret(&test.client().await, &fixture_device(), "victim").await;
     (test, secret)
 }
 

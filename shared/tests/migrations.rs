@@ -1,16 +1,23 @@
-//! Migrations against real databases: empty, already migrated, and the live
-//! schema the Node backend left behind.
+//! Migrations against real databases: empty, already migrated, the live schema the
+//! Node backend left behind, and databases of some other shape (refused).
 
-use shared::migrations;
+mod upload_helpers;
+
+use shared::migrations::{self, legacy_shape, Difference, MigrateError, Shape};
 use testkit::TestDb;
 use tokio_postgres::Client;
 
 async fn migrate(test: &TestDb) -> migrations::MigrationReport {
+    try_migrate(test, None).await.expect("migrations apply")
+}
+
+async fn try_migrate(
+    test: &TestDb,
+    target: Option<u32>,
+) -> Result<migrations::MigrationReport, MigrateError> {
     let config = test.config(&[]);
     let db = shared::db::Database::new(&config).unwrap();
-    migrations::run(&db, &config)
-        .await
-        .expect("migrations apply")
+    migrations::run_to(&db, &config, target).await
 }
 
 async fn count(client: &Client, sql: &str) -> i64 {
@@ -39,16 +46,111 @@ async fn index_comment(client: &Client, name: &str) -> Option<String> {
         .get(0)
 }
 
-/// Every migration file in the repo, as refinery names them.
-fn all_migrations() -> Vec<String> {
-    let mut names: Vec<String> =
+/// The migration files in the repo (undo files left out), as `(version, name)`.
+fn migration_files() -> Vec<(u32, String)> {
+    let mut found: Vec<(u32, String)> =
         std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations"))
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter_map(|f| f.strip_suffix(".sql").map(str::to_string))
+            .filter(|f| !f.ends_with(".undo.sql"))
+            .map(|f| {
+                let stem = f.strip_suffix(".sql").expect("only .sql files");
+                let (v, name) = stem[1..].split_once("__").unwrap();
+                (v.parse().unwrap(), name.to_string())
+            })
             .collect();
-    names.sort_by_key(|n| n[1..n.find("__").unwrap()].parse::<u32>().unwrap());
-    names
+    found.sort();
+    found
+}
+
+fn all_migrations() -> Vec<String> {
+    migration_files()
+        .iter()
+        .map(|(v, n)| format!("V{v}__{n}"))
+        .collect()
+}
+
+/// The shape of the fixture as loaded, i.e. the old server's schema.
+async fn legacy_shape() -> Shape {
+    TestDb::legacy().await.shape().await
+}
+
+/// `shape` without refinery's own history table.
+fn without_history(shape: &Shape) -> Shape {
+    Shape(
+        shape
+            .0
+            .iter()
+            .filter(|(k, _)| !k.contains("refinery_schema_history"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    )
+}
+
+/// The files the old server's migration runner lists as applied.
+async fn old_runner_files(test: &TestDb) -> Vec<String> {
+    test.client()
+        .await
+        .query(
+            "SELECT filename FROM schema_migrations ORDER BY filename",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+fn show(differences: &[Difference]) -> String {
+    differences.iter().map(|d| format!("  {d}\n")).collect()
+}
+
+#[test]
+fn versions_are_exactly_one_to_n_and_every_migration_has_its_undo_beside_it() {
+    let files = migration_files();
+    let versions: Vec<u32> = files.iter().map(|(v, _)| *v).collect();
+    assert_eq!(versions, (1..=files.len() as u32).collect::<Vec<_>>());
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations");
+    for (v, name) in &files {
+        let undo = format!("{dir}/V{v}__{name}.undo.sql");
+        assert!(std::path::Path::new(&undo).is_file(), "{undo} is missing");
+    }
+    let embedded: Vec<(u32, String)> = migrations::undo_files()
+        .iter()
+        .map(|u| (u.version, u.name.to_string()))
+        .collect();
+    assert_eq!(embedded, files, "the build embeds one undo per migration");
+}
+
+#[test]
+fn undo_files_are_not_migrations() {
+    // What refinery's embed_migrations! really took from the directory.
+    let runner = migrations::migrations::runner();
+    let embedded: Vec<(u32, String)> = runner
+        .get_migrations()
+        .iter()
+        .map(|m| (m.version() as u32, m.name().to_string()))
+        .collect();
+    assert_eq!(embedded, migration_files());
+    assert!(embedded.iter().all(|(_, n)| !n.contains("undo")));
+}
+
+#[tokio::test]
+async fn the_facts_of_the_old_servers_schema_are_those_of_the_fixture() {
+    let shape = legacy_shape().await;
+    let expected = Shape(
+        legacy_shape::LEGACY
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
+    assert!(
+        shape == expected,
+        "legacy_shape::LEGACY differs from the fixture:\n{}\nthe fixture's facts:\n{}",
+        show(&shape.diff(&expected)),
+        shape.render()
+    );
 }
 
 #[tokio::test]
@@ -58,53 +160,158 @@ async fn an_empty_database_gets_every_migration_and_a_second_run_is_a_no_op() {
     assert_eq!(first.applied, all_migrations());
     let second = migrate(&test).await;
     assert!(second.applied.is_empty(), "{:?}", second.applied);
-
-    let client = test.client().await;
-    for table in [
-        "daily_pots",
-        "sensor_batches",
-        "user_stats",
-        "device_secrets",
-        "schema_migrations",
-    ] {
-        let found = count(
-            &client,
-            &format!("SELECT count(*) FROM pg_tables WHERE tablename = '{table}'"),
-        )
-        .await;
-        assert_eq!(found, 1, "{table} exists");
-    }
 }
 
 #[tokio::test]
-async fn the_live_schema_is_adopted_with_its_rows_intact() {
+async fn on_an_empty_database_v1_creates_exactly_the_old_servers_schema() {
+    let test = TestDb::empty().await;
+    let report = try_migrate(&test, Some(1)).await.unwrap();
+    assert_eq!(report.applied, ["V1__baseline_live_schema"]);
+    let created = without_history(&test.shape().await);
+    let legacy = legacy_shape().await;
+    assert!(
+        created == legacy,
+        "V1 differs from the old server's schema:\n{}",
+        show(&created.diff(&legacy))
+    );
+    // The old runner's record lists every one of its files, as the live one does,
+    // so an old server started here re-applies none of them.
+    let files = old_runner_files(&test).await;
+    let expected = old_runner_files(&TestDb::legacy().await).await;
+    assert_eq!(files, expected);
+    assert!(files.contains(&"20260119_add_user_query_indexes.sql".to_string()));
+}
+
+#[tokio::test]
+async fn the_live_schema_is_adopted_with_every_row_intact_duplicates_included() {
     let test = TestDb::legacy().await;
     let client = test.client().await;
-    let snapshot = "SELECT md5(string_agg(t::text, '|' ORDER BY t::text)) FROM (
-        SELECT (to_jsonb(p) - 'uploads_day')::text AS t FROM daily_pots p
-        -- V20 removes the fixture's duplicated batch on purpose: compare distinct rows.
-        UNION ALL SELECT DISTINCT row_to_json(s)::text FROM sensor_batches s
-        UNION ALL SELECT row_to_json(u)::text FROM user_stats u
-        UNION ALL SELECT row_to_json(a)::text FROM sensor_aggregates_daily a) x";
-    let rows_before: Option<String> = client.query_one(snapshot, &[]).await.unwrap().get(0);
-    let pots = count(&client, "SELECT count(*) FROM daily_pots").await;
-    let batches = count(&client, "SELECT count(*) FROM sensor_batches").await;
+    let before = testkit::legacy::rows(&client).await;
+    assert_eq!(before["sensor_batches"].len(), 3, "the fixture's duplicate");
 
     let report = migrate(&test).await;
     assert_eq!(report.applied, all_migrations());
 
-    let rows_after: Option<String> = client.query_one(snapshot, &[]).await.unwrap().get(0);
+    let mut after = testkit::legacy::rows(&client).await;
+    // V2 records the seed's file in the old runner's table: the one row added.
+    let added = after["schema_migrations"]
+        .iter()
+        .position(|r| r.contains("20260113_remove_redundant_index.sql"))
+        .expect("V2's record");
+    after.get_mut("schema_migrations").unwrap().remove(added);
     assert_eq!(
-        pots,
-        count(&client, "SELECT count(*) FROM daily_pots").await
+        before, after,
+        "every old column of every row reads the same"
     );
-    assert!(batches <= count(&client, "SELECT count(*) FROM sensor_batches").await + 1);
-    // The columns we add are left out of the snapshot: every old column of every
-    // row must read the same.
-    assert_eq!(rows_before, rows_after);
-    // The old runner's record is kept and now knows the seed's migration too.
-    let old_files = count(&client, "SELECT count(*) FROM schema_migrations WHERE filename IN ('20260111_create_daily_pots.sql', '20260113_remove_redundant_index.sql')").await;
-    assert_eq!(old_files, 2);
+}
+
+#[tokio::test]
+async fn an_adopted_or_created_database_passes_the_shape_check_at_every_version() {
+    for k in 0..=migration_files().len() as u32 {
+        for test in [TestDb::legacy().await, TestDb::empty().await] {
+            if k > 0 {
+                try_migrate(&test, Some(k)).await.unwrap();
+            }
+            let check = migrations::check_shape(&test.database()).await.unwrap();
+            assert!(
+                check.is_adoptable(),
+                "at V{k}:\n{}",
+                show(&check.differences)
+            );
+            assert_eq!(check.applied_version, k);
+        }
+    }
+}
+
+/// Changes a database's schema, then checks that `migrate` refuses it, names
+/// `expected` among the differences, and changed nothing; and that the audit shows
+/// the same report.
+async fn refused(test: &TestDb, change: &str, expected: &str) {
+    let client = test.client().await;
+    client.batch_execute(change).await.unwrap();
+    let before = test.shape().await;
+    let rows = testkit::legacy::every_row(&client).await;
+    match try_migrate(test, None).await {
+        Err(MigrateError::Shape(differences)) => {
+            assert!(
+                differences.iter().any(|d| d.to_string().contains(expected)),
+                "{change}: expected a difference naming {expected:?}, got:\n{}",
+                show(&differences)
+            );
+            let message = MigrateError::Shape(differences.clone()).to_string();
+            assert!(message.contains("nothing was changed"), "{message}");
+            let audit = migrations::check_shape(&test.database()).await.unwrap();
+            assert_eq!(audit.differences, differences, "the audit shows the same");
+        }
+        other => panic!("{change}: expected a refusal, got {other:?}"),
+    }
+    assert_eq!(
+        test.shape().await,
+        before,
+        "{change}: the schema is unchanged"
+    );
+    assert_eq!(
+        testkit::legacy::every_row(&client).await,
+        rows,
+        "{change}: no row changed"
+    );
+}
+
+#[tokio::test]
+async fn a_database_of_another_shape_is_refused_before_anything_changes() {
+    let cases = [
+        ("DROP TABLE user_stats", "missing table user_stats"),
+        (
+            "ALTER TABLE daily_pots ALTER COLUMN total_credits TYPE bigint",
+            "column daily_pots.total_credits: expected `#2 integer NOT NULL DEFAULT 0`, found `#2 bigint NOT NULL DEFAULT 0`",
+        ),
+        (
+            "ALTER TABLE sensor_batches ENABLE ROW LEVEL SECURITY",
+            "table sensor_batches: expected `table`, found `table, row-level security enabled`",
+        ),
+        (
+            "ALTER TABLE device_secrets DROP CONSTRAINT device_secrets_pkey",
+            "missing constraint device_secrets.device_secrets_pkey",
+        ),
+        (
+            // One user has several devices: the old upsert would fail for the second.
+            "CREATE UNIQUE INDEX user_stats_user_key ON user_stats (user_id)",
+            "unexpected index user_stats.user_stats_user_key",
+        ),
+        (
+            "ALTER TABLE sensor_aggregates_5m DROP COLUMN avg_light_min",
+            "missing column sensor_aggregates_5m.avg_light_min",
+        ),
+        (
+            "CREATE FUNCTION no_op() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
+             CREATE TRIGGER hash_it BEFORE INSERT ON device_secrets FOR EACH ROW EXECUTE FUNCTION no_op()",
+            "unexpected trigger device_secrets.hash_it",
+        ),
+    ];
+    futures_util::future::join_all(cases.into_iter().map(|(change, expected)| async move {
+        let test = TestDb::legacy().await;
+        refused(&test, change, expected).await;
+    }))
+    .await;
+    // The same holds for a database we migrated: later drift is refused too.
+    let test = TestDb::legacy_migrated().await;
+    refused(
+        &test,
+        "ALTER TABLE user_stats ENABLE ROW LEVEL SECURITY",
+        "row-level security enabled",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn other_tables_of_the_database_are_no_difference() {
+    let test = TestDb::legacy().await;
+    test.client()
+        .await
+        .batch_execute("CREATE TABLE someone_elses (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    migrate(&test).await;
 }
 
 #[tokio::test]
@@ -124,12 +331,55 @@ async fn the_redundant_index_is_dropped_and_the_claim_index_is_commented() {
 }
 
 #[tokio::test]
+async fn the_unused_gin_indexes_are_dropped_and_the_ones_in_use_stay() {
+    let test = TestDb::legacy().await;
+    let client = test.client().await;
+    migrate(&test).await;
+    for gone in [
+        "idx_sensor_batches_json_paths",
+        "idx_sensor_batches_json_geohash",
+        "idx_sensor_batches_location",
+    ] {
+        assert!(!index_exists(&client, gone).await, "{gone}");
+    }
+    for kept in [
+        "idx_sensor_batches_timestamp",
+        "idx_sensor_batches_device",
+        "idx_sensor_batches_user_id",
+        "idx_sensor_batches_user_time",
+    ] {
+        assert!(index_exists(&client, kept).await, "{kept}");
+    }
+}
+
+#[tokio::test]
+async fn dropping_the_gin_indexes_waits_a_bounded_time_for_a_long_query_and_is_tried_again() {
+    let test = TestDb::legacy().await;
+    try_migrate(&test, Some(4)).await.unwrap();
+    // A long statement of the old server's reading sensor_batches (its lock is held
+    // until the transaction ends), released after longer than V5's lock_timeout.
+    let reader = test.client().await;
+    reader
+        .batch_execute("BEGIN; SELECT count(*) FROM sensor_batches")
+        .await
+        .unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+        reader.batch_execute("COMMIT").await.unwrap();
+    });
+    // The first attempt gives up after 3 s (changing nothing); a later one applies it.
+    let report = try_migrate(&test, Some(5)).await.unwrap();
+    release.await.unwrap();
+    assert_eq!(report.applied, ["V5__drop_unused_batch_json_indexes"]);
+}
+
+#[tokio::test]
 async fn the_updated_at_trigger_exists_once_on_a_fresh_and_an_adopted_database() {
     for test in [TestDb::legacy().await, TestDb::empty().await] {
         migrate(&test).await;
         let client = test.client().await;
-        let triggers = count(&client, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'daily_pots'::regclass AND NOT tgisinternal").await;
-        assert!(triggers >= 1);
+        let triggers = count(&client, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'daily_pots'::regclass AND tgname = 'daily_pots_updated_at'").await;
+        assert_eq!(triggers, 1);
         client
             .batch_execute("INSERT INTO daily_pots (user_id, updated_at) VALUES ('t', '2000-01-01'); UPDATE daily_pots SET total_credits = 1 WHERE user_id = 't'")
             .await
@@ -166,14 +416,7 @@ async fn two_concurrent_runs_both_succeed_and_apply_each_migration_once() {
 async fn behind_the_proxy_the_statement_timeout_becomes_the_role_default() {
     let test = TestDb::empty().await;
     let admin = test.client().await;
-    let role = format!("app_{}", &test.name[test.name.len() - 8..]);
-    admin
-        .batch_execute(&format!(
-            "CREATE ROLE {role} LOGIN; GRANT ALL ON DATABASE {} TO {role}",
-            test.name
-        ))
-        .await
-        .unwrap();
+    let role = test.app_role().await;
     let config = test.config(&[
         ("DB_PROXY", "true"),
         ("DB_STATEMENT_TIMEOUT_MS", "4321"),
@@ -192,52 +435,163 @@ async fn behind_the_proxy_the_statement_timeout_becomes_the_role_default() {
         .unwrap()
         .get(0);
     assert_eq!(setting, vec!["statement_timeout=4321".to_string()]);
-    admin
-        .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
-        .await
-        .ok();
 }
 
 #[tokio::test]
-async fn the_audit_prints_its_three_reports_on_a_migrated_database() {
-    let test = TestDb::migrated().await;
+async fn the_audit_shows_the_shape_check_and_the_three_index_and_table_reports() {
+    let test = TestDb::legacy_migrated().await;
     let db = test.database();
-    let reports = shared::audit::run(&db).await.unwrap();
-    let titles: Vec<&str> = reports.iter().map(|r| r.title).collect();
-    assert_eq!(reports.len(), 3, "{titles:?}");
-    assert!(titles[0].starts_with("Index usage"));
-    assert!(titles[1].starts_with("Unused indexes"));
-    assert!(titles[2].starts_with("Table bloat"));
-    let usage = shared::audit::render(&reports[0]);
-    assert!(usage.contains("idx_sensor_batches_json_paths"), "{usage}");
-    let bloat = shared::audit::render(&reports[2]);
-    assert!(bloat.contains("daily_pots"), "{bloat}");
+    let config = test.config(&[]);
+    let out = migrations::perform(&db, &config, migrations::Action::Audit)
+        .await
+        .unwrap();
+    let titles: Vec<&str> = out["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles.len(), 4, "{titles:?}");
+    assert!(titles[0].starts_with("Schema shape"));
+    assert!(titles[1].starts_with("Index usage"));
+    assert!(titles[2].starts_with("Unused indexes"));
+    assert!(titles[3].starts_with("Table bloat"));
+    assert_eq!(out["shape"]["differences"], serde_json::json!([]));
+    let text = out["text"].as_str().unwrap();
+    assert!(text.contains("idx_sensor_batches_device"), "{text}");
+    assert!(!text.contains("idx_sensor_batches_json_paths"), "{text}");
+    assert!(text.contains("daily_pots"), "{text}");
+
+    // On a database of another shape the audit lists what differs (and changes nothing).
+    test.client()
+        .await
+        .batch_execute("ALTER TABLE daily_pots ENABLE ROW LEVEL SECURITY")
+        .await
+        .unwrap();
+    let out = migrations::perform(&db, &config, migrations::Action::Audit)
+        .await
+        .unwrap();
+    let text = out["text"].as_str().unwrap();
+    assert!(
+        text.contains(
+            "table daily_pots: expected `table`, found `table, row-level security enabled`"
+        ),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn an_old_server_bumping_uploads_today_gets_its_count_stamped_with_today() {
-    let test = TestDb::legacy().await;
-    migrate(&test).await;
+    let test = TestDb::legacy_migrated().await;
     let client = test.client().await;
     client
         .batch_execute(
-            "UPDATE daily_pots SET uploads_day = DATE '2026-01-01' WHERE user_id = 'user-eli';
-             UPDATE daily_pots SET uploads_today = uploads_today + 1 WHERE user_id = 'user-eli'",
+            "UPDATE daily_pots SET uploads_day = DATE '2026-01-01' WHERE user_id = 'user-bob';
+             UPDATE daily_pots SET uploads_today = uploads_today + 1 WHERE user_id = 'user-bob'",
         )
         .await
         .unwrap();
     let stamped = count(
         &client,
-        "SELECT count(*) FROM daily_pots WHERE user_id = 'user-eli'
-         AND uploads_day = (now() AT TIME ZONE 'UTC')::date AND uploads_today = 7",
+        "SELECT count(*) FROM daily_pots WHERE user_id = 'user-bob'
+         AND uploads_day = (now() AT TIME ZONE 'UTC')::date AND uploads_today = 8",
     )
     .await;
     assert_eq!(stamped, 1);
     // A statement that sets the day itself keeps its own value.
     client
-        .batch_execute("UPDATE daily_pots SET uploads_today = 0, uploads_day = DATE '2026-01-02' WHERE user_id = 'user-eli'")
+        .batch_execute("UPDATE daily_pots SET uploads_today = 0, uploads_day = DATE '2026-01-02' WHERE user_id = 'user-bob'")
         .await
         .unwrap();
-    let kept = count(&client, "SELECT count(*) FROM daily_pots WHERE user_id = 'user-eli' AND uploads_day = DATE '2026-01-02'").await;
+    let kept = count(&client, "SELECT count(*) FROM daily_pots WHERE user_id = 'user-bob' AND uploads_day = DATE '2026-01-02'").await;
     assert_eq!(kept, 1);
+}
+
+#[tokio::test]
+async fn the_application_role_gets_the_rights_on_the_tables_we_create_and_no_more() {
+    let test = TestDb::legacy().await;
+    let role = test.app_role().await;
+    let config = test.config(&[("DB_APP_ROLE", &role)]);
+    let db = shared::db::Database::new(&config).unwrap();
+    let report = migrations::run(&db, &config).await.unwrap();
+    assert_eq!(report.grants.len(), 1, "{:?}", report.grants);
+    let client = test.client().await;
+    let right = |right: &'static str| {
+        let (client, role) = (&client, &role);
+        async move {
+            client
+                .query_one(
+                    "SELECT has_table_privilege($1, 'upload_keys', $2)",
+                    &[role, &right],
+                )
+                .await
+                .unwrap()
+                .get::<_, bool>(0)
+        }
+    };
+    assert!(right("SELECT").await && right("INSERT").await);
+    assert!(!right("UPDATE").await && !right("DELETE").await);
+
+    // With the DML rights on the old server's tables, our upload works as that role.
+    client
+        .batch_execute(&format!(
+            "GRANT SELECT, INSERT, UPDATE ON daily_pots, user_stats, device_secrets TO {role};
+             GRANT SELECT, INSERT ON sensor_batches TO {role}"
+        ))
+        .await
+        .unwrap();
+    let mut as_role = url::Url::parse(&test.url).unwrap();
+    as_role.set_username(&role).unwrap();
+    let app_config =
+        shared::config::DbConfig::from_env(&[("DATABASE_URL", as_role.as_str())]).unwrap();
+    let app = upload_helpers::upload_app_on(shared::db::Database::new(&app_config).unwrap(), &[]);
+    let alice = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    let (status, answer) = upload_helpers::upload(
+        &app,
+        &upload_helpers::upload_of("android-7f3a"),
+        &[("x-device-secret", Some(alice))],
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+
+    // Running again grants again (a no-op) and applies nothing.
+    let again = migrations::run(&db, &config).await.unwrap();
+    assert!(again.applied.is_empty());
+}
+
+#[tokio::test]
+async fn the_arrival_index_is_built_concurrently_and_an_invalid_leftover_is_built_again() {
+    let test = TestDb::legacy().await;
+    try_migrate(&test, Some(6)).await.unwrap();
+    let client = test.client().await;
+    // A concurrent build that failed half-way leaves an INVALID index of the name
+    // (here: a unique build over the fixture's duplicate device_hash).
+    let failed = client
+        .batch_execute(
+            "CREATE UNIQUE INDEX CONCURRENTLY idx_sensor_batches_received_xid ON sensor_batches (device_hash)",
+        )
+        .await;
+    assert!(failed.is_err());
+    let valid = "SELECT count(*) FROM pg_index WHERE indexrelid = to_regclass('idx_sensor_batches_received_xid') AND indisvalid";
+    assert_eq!(count(&client, valid).await, 0, "left INVALID");
+
+    // V7 cannot run in a transaction (CONCURRENTLY), so this applying it at all
+    // shows the runner sent it on its own; and it built the index again.
+    let report = migrate(&test).await;
+    assert_eq!(report.applied, ["V7__index_batch_arrivals"]);
+    assert_eq!(count(&client, valid).await, 1);
+    let definition: String = client
+        .query_one(
+            "SELECT pg_get_indexdef(to_regclass('idx_sensor_batches_received_xid'))",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        definition,
+        "CREATE INDEX idx_sensor_batches_received_xid ON public.sensor_batches USING btree (received_xid) WHERE (received_xid IS NOT NULL)"
+    );
+    // Recorded as applied: the next run has nothing to do.
+    assert!(migrate(&test).await.applied.is_empty());
 }

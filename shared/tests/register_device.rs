@@ -36,7 +36,7 @@ async fn an_issued_secret_authenticates_uploads_and_only_its_hash_is_stored() {
     let app = upload_app(&test, &[]);
     let (status, _) = upload(
         &app,
-        &fixture_upload(),
+        &upload_of("android-new"),
         &[("x-device-secret", Some(secret.expose()))],
     )
     .await;
@@ -53,7 +53,7 @@ async fn an_issued_secret_authenticates_uploads_and_only_its_hash_is_stored() {
     // Registering again replaces the secret: the old one stops working.
     let renewed = issue(&db, &device, "user-7").await.unwrap();
     assert_ne!(renewed.expose(), secret.expose());
-    let mut body = fixture_upload();
+    let mut body = upload_of("android-new");
     body["timestamp"] = json!("2026-11-26T11:00:00Z");
     assert_eq!(
         upload(&app, &body, &[("x-device-secret", Some(secret.expose()))])
@@ -106,7 +106,7 @@ async fn registering_with_a_valid_token_returns_a_secret_that_authenticates_the_
     let uploads = upload_app(&test, &[]);
     let (status, _) = upload(
         &uploads,
-        &fixture_upload(),
+        &upload_of("android-fresh"),
         &[("x-device-secret", Some(&secret))],
     )
     .await;
@@ -162,101 +162,55 @@ async fn registration_needs_the_app_key_a_valid_body_and_a_valid_token() {
 }
 
 #[tokio::test]
-async fn the_live_tables_plain_text_secrets_are_hashed_and_keep_working() {
-    let test = TestDb::legacy().await;
-    let config = test.config(&[]);
-    let db = shared::db::Database::new(&config).unwrap();
-    shared::migrations::run(&db, &config).await.unwrap();
+async fn the_live_tables_plain_text_secrets_stay_plain_and_authenticate_their_own_device() {
+    let test = TestDb::legacy_migrated().await;
     let client = test.client().await;
-
-    let plain = count(
-        &client,
-        "SELECT count(*) FROM device_secrets WHERE secret NOT LIKE 'sha256:%'
-            OR secret IN ('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa',
-                          'short-legacy-secret')",
-    )
-    .await;
-    assert_eq!(plain, 0, "no plain text remains");
+    // The fixture's secrets, as the old server issued them: still plain text after
+    // our migrations, so the old server's lookup keeps finding them.
+    let alice = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    let bob = "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752";
     assert_eq!(
-        count(&client, "SELECT count(*) FROM device_secrets").await,
-        3
+        count(
+            &client,
+            &format!("SELECT count(*) FROM device_secrets WHERE secret IN ('{alice}', '{bob}')")
+        )
+        .await,
+        2
     );
 
-    // The legacy devices still authenticate with the secrets they hold.
     let app = upload_app(&test, &[]);
-    for (secret, user) in [
-        (
-            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-            "user-dana",
-        ),
-        ("short-legacy-secret", "user-eli"),
-    ] {
-        let mut body = fixture_upload();
-        body["device_id"] = json!(format!("device-of-{user}"));
-        let (status, answer) = upload(&app, &body, &[("x-device-secret", Some(secret))]).await;
-        assert_eq!(status, 202, "{user}: {answer}");
-        let owner = count(
-            &client,
-            &format!("SELECT count(*) FROM sensor_batches WHERE user_id = '{user}' AND batch_json->>'timestamp' = '2026-11-26T10:00:00.000Z'"),
-        )
-        .await;
-        assert_eq!(owner, 1, "{user}");
-    }
-}
+    // Another device's secret: refused, nothing written.
+    let before = snapshot(&client).await;
+    let (status, answer) = upload(
+        &app,
+        &upload_of("android-7f3a"),
+        &[("x-device-secret", Some(bob))],
+    )
+    .await;
+    assert_eq!(status, 401, "{answer}");
+    assert_eq!(answer["message"], "Invalid Device Secret");
+    assert_eq!(before, snapshot(&client).await, "nothing written");
 
-#[tokio::test]
-async fn plain_text_the_old_server_still_writes_is_hashed_on_the_way_in() {
-    let test = TestDb::legacy().await;
-    let config = test.config(&[]);
-    let db = shared::db::Database::new(&config).unwrap();
-    shared::migrations::run(&db, &config).await.unwrap();
-    let client = test.client().await;
-    let plain = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
-    // The old registration route: insert, and replace on a second registration.
-    client
-        .execute(
-            "INSERT INTO device_secrets (device_id, user_id, secret) VALUES ('old-1', 'user-old', $1)
-             ON CONFLICT (device_id) DO UPDATE SET secret = EXCLUDED.secret",
-            &[&plain],
+    // Its own secret: stored for its owner, and the row converted to the hash.
+    let (status, answer) = upload(
+        &app,
+        &upload_of("android-7f3a"),
+        &[("x-device-secret", Some(alice))],
+    )
+    .await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(
+        count(
+            &client,
+            "SELECT count(*) FROM sensor_batches WHERE user_id = 'user-alice'
+             AND batch_json->>'timestamp' = '2026-11-26T10:00:00.000Z'"
         )
-        .await
-        .unwrap();
-    client
-        .execute(
-            "UPDATE device_secrets SET secret = $1 WHERE device_id = 'android-eli-1'",
-            &[&plain],
-        )
-        .await
-        .unwrap();
-    client
-        .execute(
-            "INSERT INTO device_secrets (device_id, user_id, secret) VALUES ('old-1', 'user-old', $1)
-             ON CONFLICT (device_id) DO UPDATE SET secret = EXCLUDED.secret",
-            &[&plain],
-        )
-        .await
-        .unwrap();
-    let expected = shared::device::DeviceSecret::from_header(plain).stored_form();
-    let rows = client
-        .query(
-            "SELECT secret FROM device_secrets WHERE device_id IN ('old-1', 'android-eli-1')",
-            &[],
-        )
-        .await
-        .unwrap();
-    assert_eq!(rows.len(), 2);
-    for row in rows {
-        assert_eq!(
-            row.get::<_, String>(0),
-            expected,
-            "hashed once, never twice"
-        );
-    }
-    // Our own stored form passes unchanged.
-    let ours = insert_secret(&client, "new-1", "user-new").await;
+        .await,
+        1
+    );
     let stored: String = client
         .query_one(
-            "SELECT secret FROM device_secrets WHERE device_id = 'new-1'",
+            "SELECT secret FROM device_secrets WHERE device_id = 'android-7f3a'",
             &[],
         )
         .await
@@ -264,74 +218,57 @@ async fn plain_text_the_old_server_still_writes_is_hashed_on_the_way_in() {
         .get(0);
     assert_eq!(
         stored,
-        shared::device::DeviceSecret::from_header(&ours).stored_form()
+        shared::device::DeviceSecret::from_header(alice).stored_form()
     );
+    // And it keeps working in its hashed form.
+    let mut again = upload_of("android-7f3a");
+    again["timestamp"] = json!("2026-11-26T11:00:00Z");
+    let (status, _) = upload(&app, &again, &[("x-device-secret", Some(alice))]).await;
+    assert_eq!(status, 202);
 }
 
 #[tokio::test]
-async fn the_migration_keeps_one_copy_of_each_duplicated_batch_and_builds_the_key() {
-    let test = TestDb::legacy().await;
-    let client = test.client().await;
-    let before = count(&client, "SELECT count(*) FROM sensor_batches").await;
-    let distinct = count(
-        &client,
-        "SELECT count(*) FROM (SELECT DISTINCT device_hash, timestamp_utc FROM sensor_batches) d",
-    )
-    .await;
-    assert!(distinct < before, "the fixture holds a duplicate");
-    let config = test.config(&[]);
-    let db = shared::db::Database::new(&config).unwrap();
-    let report = shared::migrations::run(&db, &config).await.unwrap();
+async fn registering_a_device_the_old_server_registered_replaces_its_plain_secret_with_a_hash() {
+    let test = TestDb::legacy_migrated().await;
+    let old = testkit::legacy::OldServer::connect(&test.url).await;
+    let plain = "c".repeat(64);
+    old.register("android-both", "user-old", &plain)
+        .await
+        .unwrap();
     assert_eq!(
-        report.batch_key,
-        Some(shared::upload::batch_key::BatchKey::Built)
+        old.owner_of(&plain).await.unwrap().as_deref(),
+        Some("user-old")
     );
-    assert_eq!(
-        count(&client, "SELECT count(*) FROM sensor_batches").await,
-        distinct
-    );
-    let valid = count(
-        &client,
-        "SELECT count(*) FROM pg_index WHERE indexrelid = 'sensor_batches_device_time_key'::regclass
-         AND indisvalid AND indisunique",
-    )
-    .await;
-    assert_eq!(valid, 1);
-    // A second run finds it in place.
-    let again = shared::migrations::run(&db, &config).await.unwrap();
-    assert_eq!(
-        again.batch_key,
-        Some(shared::upload::batch_key::BatchKey::Present)
-    );
-}
 
-#[tokio::test]
-async fn duplicates_stored_after_the_migration_are_removed_before_the_key_is_rebuilt() {
-    let test = TestDb::legacy().await;
-    let config = test.config(&[]);
-    let db = shared::db::Database::new(&config).unwrap();
-    shared::migrations::run(&db, &config).await.unwrap();
+    let db = test.database();
+    let device = DeviceId::parse("android-both").unwrap();
+    let ours = issue(&db, &device, "user-new").await.unwrap();
     let client = test.client().await;
-    // As if an earlier concurrent build had failed on a duplicate the old server
-    // stored meanwhile: no key, and a duplicate again.
-    client
-        .batch_execute(
-            "DROP INDEX sensor_batches_device_time_key;
-             INSERT INTO sensor_batches SELECT * FROM sensor_batches LIMIT 1;",
+    let row = client
+        .query_one(
+            "SELECT user_id::text, secret::text FROM device_secrets WHERE device_id = 'android-both'",
+            &[],
         )
         .await
         .unwrap();
-    let report = shared::migrations::run(&db, &config).await.unwrap();
-    assert_eq!(
-        report.batch_key,
-        Some(shared::upload::batch_key::BatchKey::Built)
-    );
-    assert_eq!(
-        count(
-            &client,
-            "SELECT count(*) FROM (SELECT 1 FROM sensor_batches GROUP BY device_hash, timestamp_utc HAVING count(*) > 1) d"
-        )
-        .await,
-        0
-    );
+    assert_eq!(row.get::<_, String>(0), "user-new");
+    assert_eq!(row.get::<_, String>(1), ours.stored_form());
+    // The old secret is gone; the device is unknown to the old server now (it
+    // registers again there on its next token refresh, if it still talks to it).
+    assert_eq!(old.owner_of(&plain).await.unwrap(), None);
+    let app = upload_app(&test, &[]);
+    let (status, _) = upload(
+        &app,
+        &upload_of("android-both"),
+        &[("x-device-secret", Some(&plain))],
+    )
+    .await;
+    assert_eq!(status, 401, "the replaced secret");
+    let (status, _) = upload(
+        &app,
+        &upload_of("android-both"),
+        &[("x-device-secret", Some(ours.expose()))],
+    )
+    .await;
+    assert_eq!(status, 202);
 }

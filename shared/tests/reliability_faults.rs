@@ -95,7 +95,7 @@ async fn pot(client: &Client, user: &str) -> (i32, i32, bool) {
 async fn an_upload_terminated_mid_statement_is_stored_once_or_not_at_all_and_the_next_works() {
     let test = TestDb::migrated().await;
     let admin = test.client().await;
-    let secret = insert_secret(&admin, "phone", "alice").await;
+    let secret = insert_secret(&admin, &fixture_device(), "alice").await;
     let app = Arc::new(upload_app(&test, &[]));
     let before = snapshot(&admin).await;
 
@@ -206,7 +206,7 @@ async fn sessions_terminated_between_invocations_are_replaced_for_every_route() 
     let keys = KeyServer::start(3600).await;
     let admin = test.client().await;
     unlocked_pot(&admin, "alice").await;
-    let secret = insert_secret(&admin, "phone", "alice").await;
+    let secret = insert_secret(&admin, &fixture_device(), "alice").await;
     let pots = App::new(test.database(), keys.verifier());
     let uploads = upload_app(&test, &[]);
     let token = keys::token("alice");
@@ -349,7 +349,7 @@ async fn a_statement_over_the_timeout_is_a_503_and_the_connection_stays_usable()
     let test = TestDb::migrated().await;
     let keys = KeyServer::start(3600).await;
     let admin = test.client().await;
-    let secret = insert_secret(&admin, "phone", "alice").await;
+    let secret = insert_secret(&admin, &fixture_device(), "alice").await;
     let db = Database::new(&test.config(&[("DB_STATEMENT_TIMEOUT_MS", "300")])).unwrap();
     let pots = App::new(db, keys.verifier());
     let uploads = upload_app_on(

@@ -16,7 +16,7 @@ use shared::upload::UploadApp;
 use testkit::keys::{self, KeyServer};
 use testkit::requests::with_token;
 use testkit::TestDb;
-use upload_helpers::{answer, event, fixture_upload};
+use upload_helpers::{answer, event, fixture_device, fixture_upload};
 
 fn random(label: &str) -> String {
     format!("{label}-{:016x}", rand::random::<u64>())
@@ -108,7 +108,8 @@ async fn no_credential_appears_in_the_logs_at_trace_level() {
     let upload_body = fixture_upload().to_string();
 
     // register-device: success, then wrong key, bad token, malformed body.
-    let registration = json!({"device_id": "phone", "firebase_token": token}).to_string();
+    // The device the upload fixture comes from: a secret is valid for its device only.
+    let registration = json!({"device_id": fixture_device(), "firebase_token": token}).to_string();
     let (status, body) = answer(
         shared::device::handle(
             &register,

@@ -19,7 +19,7 @@ async fn a_device_secret_uploads_for_its_owner_and_counts_on_the_pot() {
     let test = TestDb::migrated().await;
     let app = upload_app(&test, &[]);
     let client = test.client().await;
-    let secret = insert_secret(&client, "android-1", "user-1").await;
+    let secret = insert_secret(&client, &fixture_device(), "user-1").await;
     client
         .batch_execute("UPDATE device_secrets SET last_used_at = '2020-01-01'")
         .await
@@ -65,7 +65,7 @@ async fn a_pot_counted_on_an_earlier_day_starts_again_at_one() {
     let test = TestDb::migrated().await;
     let app = upload_app(&test, &[]);
     let client = test.client().await;
-    let secret = insert_secret(&client, "android-1", "user-1").await;
+    let secret = insert_secret(&client, &fixture_device(), "user-1").await;
     client
         .batch_execute(
             "INSERT INTO daily_pots (user_id, uploads_today, uploads_day, total_credits)
@@ -106,7 +106,7 @@ async fn an_unknown_device_secret_is_401_and_nothing_is_written() {
     let test = TestDb::migrated().await;
     let app = upload_app(&test, &[]);
     let client = test.client().await;
-    insert_secret(&client, "android-1", "user-1").await;
+    insert_secret(&client, &fixture_device(), "user-1").await;
     let before = snapshot(&client).await;
     let (status, answer) = upload(
         &app,
@@ -125,11 +125,67 @@ async fn an_unknown_device_secret_is_401_and_nothing_is_written() {
 }
 
 #[tokio::test]
+async fn another_devices_secret_is_401_and_nothing_is_written() {
+    let test = TestDb::legacy_migrated().await;
+    let app = upload_app(&test, &[]);
+    let client = test.client().await;
+    let mine = insert_secret(&client, "android-mine", "user-1").await;
+    insert_secret(&client, "android-theirs", "user-2").await;
+    // The old server's plain-text rows are bound to their device just the same.
+    let alices = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    let before = snapshot(&client).await;
+    for (device, secret) in [("android-theirs", mine.as_str()), ("android-mine", alices)] {
+        let (status, answer) = upload(
+            &app,
+            &upload_of(device),
+            &[("x-device-secret", Some(secret))],
+        )
+        .await;
+        assert_eq!(
+            (status, answer),
+            (
+                401,
+                json!({"error": "Unauthorized", "message": "Invalid Device Secret"})
+            ),
+            "{device}"
+        );
+    }
+    assert_eq!(before, snapshot(&client).await, "nothing written");
+    // Each secret still works for its own device.
+    let (status, _) = upload(
+        &app,
+        &upload_of("android-mine"),
+        &[("x-device-secret", Some(mine.as_str()))],
+    )
+    .await;
+    assert_eq!(status, 202);
+}
+
+#[tokio::test]
+async fn a_stored_hash_sent_as_the_secret_is_401() {
+    let test = TestDb::migrated().await;
+    let app = upload_app(&test, &[]);
+    let client = test.client().await;
+    let secret = insert_secret(&client, &fixture_device(), "user-1").await;
+    // What a leak of the table would give away.
+    let stored = shared::device::DeviceSecret::from_header(&secret).stored_form();
+    let before = snapshot(&client).await;
+    let (status, _) = upload(
+        &app,
+        &fixture_upload(),
+        &[("x-device-secret", Some(stored.as_str()))],
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(before, snapshot(&client).await, "nothing written");
+}
+
+#[tokio::test]
 async fn the_secret_wins_when_a_token_is_sent_too() {
     let test = TestDb::migrated().await;
     let app = upload_app(&test, &[]);
     let client = test.client().await;
-    let secret = insert_secret(&client, "android-1", "user-1").await;
+    let secret = insert_secret(&client, &fixture_device(), "user-1").await;
     // The token is not even looked at: a secret was sent.
     let (status, _) = upload(
         &app,
@@ -163,7 +219,7 @@ async fn an_anonymous_upload_keeps_the_user_a_device_is_known_for() {
     let test = TestDb::migrated().await;
     let app = upload_app(&test, &[]);
     let client = test.client().await;
-    let secret = insert_secret(&client, "android-1", "user-1").await;
+    let secret = insert_secret(&client, &fixture_device(), "user-1").await;
     let mut body = fixture_upload();
     assert_eq!(
         upload(&app, &body, &[("x-device-secret", Some(&secret))])

@@ -65,7 +65,8 @@ async fn the_stored_payload_and_stats_equal_values_computed_independently() {
             "period_end": "2026-03-01T10:59:59.999Z",
             "light": {"avg": light_avg, "min": 0, "max": 120.5},
             "accel_rms": accel_rms,
-            "gyro_rms": gyro_rms
+            "gyro_rms": gyro_rms,
+            "pressure": {"avg": 1013.2, "min": 1013.2, "max": 1013.2}
         },
         "batch": [
             {"t": "2026-03-01T10:59:10.250Z", "light": 120.5, "accel": [0.1, 9.8, 0.2],
@@ -130,7 +131,7 @@ async fn a_retried_batch_is_a_duplicate_and_counts_nothing_again() {
     let test = TestDb::migrated().await;
     let app = upload_app(&test, &[]);
     let client = test.client().await;
-    let secret = insert_secret(&client, "android-1", "user-1").await;
+    let secret = insert_secret(&client, "android-realistic", "user-1").await;
     let headers = [("x-device-secret", Some(secret.as_str()))];
     assert_eq!(upload(&app, &realistic(), &headers).await.0, 202);
     let before = snapshot(&client).await;
@@ -174,7 +175,7 @@ async fn a_failure_in_any_step_is_a_5xx_and_no_table_changes() {
     let test = TestDb::migrated().await;
     let app = upload_app(&test, &[]);
     let client = test.client().await;
-    let secret = insert_secret(&client, "android-1", "user-1").await;
+    let secret = insert_secret(&client, "android-realistic", "user-1").await;
     // The last step of the statement (the pot) fails.
     client
         .batch_execute(
@@ -269,7 +270,7 @@ async fn twenty_concurrent_uploads_from_one_device_add_up_exactly() {
 async fn twenty_concurrent_retries_of_one_batch_store_one_row_counted_once() {
     let test = TestDb::migrated().await;
     let client = test.client().await;
-    let secret = insert_secret(&client, "android-1", "user-1").await;
+    let secret = insert_secret(&client, "android-realistic", "user-1").await;
     let apps: Vec<_> = (0..5).map(|_| upload_app(&test, &[])).collect();
     let retries = (0..20).map(|i| {
         let app = &apps[i % 5];
@@ -315,7 +316,7 @@ async fn twenty_concurrent_retries_of_one_batch_store_one_row_counted_once() {
 async fn an_upload_is_one_round_trip_on_the_wire() {
     let test = TestDb::migrated().await;
     let client = test.client().await;
-    let secret = insert_secret(&client, "android-1", "user-1").await;
+    let secret = insert_secret(&client, "android-realistic", "user-1").await;
     let proxy = CountingProxy::start(&test.url).await;
     let url = proxy.url_for(&test.url);
     let config = shared::config::DbConfig::from_env(&[("DATABASE_URL", url.as_str())]).unwrap();

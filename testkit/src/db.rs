@@ -3,7 +3,9 @@
 //! The server is `DATABASE_URL` if set, else the local one on 127.0.0.1:5432. The
 //! first test of a build migrates a template database (named after a hash of the
 //! migrations, under an advisory lock so parallel test processes build it once);
-//! each test then clones it, which takes milliseconds.
+//! each test then clones it, which takes milliseconds. There are two templates: an
+//! empty database migrated, and the legacy fixture (the old server's live schema and
+//! rows) migrated, as production will be.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -56,13 +58,23 @@ pub struct TestDb {
     pub name: String,
     pub url: String,
     admin_url: String,
+    /// Roles made by [`TestDb::app_role`], dropped with the database.
+    roles: std::sync::Mutex<Vec<String>>,
 }
 
 impl TestDb {
     /// A fresh database with every migration applied.
     pub async fn migrated() -> Self {
         let admin_url = server_url();
-        let template = ensure_template(&admin_url).await;
+        let template = ensure_template(&admin_url, Base::Empty).await;
+        Self::create(admin_url, Some(&template)).await
+    }
+
+    /// The legacy fixture (see [`TestDb::legacy`]) with every migration applied: the
+    /// live database as it will be while the old server runs beside us.
+    pub async fn legacy_migrated() -> Self {
+        let admin_url = server_url();
+        let template = ensure_template(&admin_url, Base::Legacy).await;
         Self::create(admin_url, Some(&template)).await
     }
 
@@ -75,11 +87,7 @@ impl TestDb {
     /// schema and rows (`testkit/fixtures/legacy-database.sql`).
     pub async fn legacy() -> Self {
         let db = Self::empty().await;
-        db.client()
-            .await
-            .batch_execute(LEGACY_FIXTURE)
-            .await
-            .expect("legacy fixture loads");
+        load_legacy_fixture(&db.url).await;
         db
     }
 
@@ -99,7 +107,25 @@ impl TestDb {
             name,
             url,
             admin_url,
+            roles: Default::default(),
         }
+    }
+
+    /// A login role of this test's own with every right on its database (the
+    /// application's role, whose defaults `migrate` sets behind the proxy); dropped
+    /// after the database.
+    pub async fn app_role(&self) -> String {
+        let role = format!("app_{}", &self.name[self.name.len() - 8..]);
+        connect(&self.admin_url)
+            .await
+            .batch_execute(&format!(
+                "CREATE ROLE {role} LOGIN; GRANT ALL ON DATABASE {} TO {role}",
+                self.name
+            ))
+            .await
+            .expect("create the test role");
+        self.roles.lock().unwrap().push(role.clone());
+        role
     }
 
     /// The environment a function would see, pointed at this database.
@@ -125,11 +151,20 @@ impl TestDb {
     pub async fn client(&self) -> Client {
         connect(&self.url).await
     }
+
+    /// The shape of the `public` schema as the catalog describes it (columns, indexes,
+    /// constraints, triggers, functions, tables, comments), to compare databases.
+    pub async fn shape(&self) -> shared::migrations::Shape {
+        shared::migrations::shape::dump(&self.client().await)
+            .await
+            .expect("the catalog is readable")
+    }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let roles = std::mem::take(&mut *self.roles.lock().unwrap());
         // Drop runs outside any runtime we may block on: use a thread of its own.
         let dropped = std::thread::spawn(move || {
             tokio::runtime::Builder::new_current_thread()
@@ -140,7 +175,14 @@ impl Drop for TestDb {
                     let admin = connect(&admin_url).await;
                     admin
                         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await
+                        .await?;
+                    // Its rights were on that database only: nothing else holds it.
+                    for role in roles {
+                        admin
+                            .batch_execute(&format!("DROP ROLE IF EXISTS {role}"))
+                            .await?;
+                    }
+                    Ok::<(), tokio_postgres::Error>(())
                 })
         })
         .join();
@@ -150,14 +192,32 @@ impl Drop for TestDb {
     }
 }
 
-const LEGACY_FIXTURE: &str = include_str!("../fixtures/legacy-database.sql");
+/// The repo's copy of the old server's live schema and rows (the team's
+/// `legacy-schema.sql`, byte for byte).
+pub const LEGACY_FIXTURE: &str = include_str!("../fixtures/legacy-database.sql");
+
+async fn load_legacy_fixture(url: &str) {
+    connect(url)
+        .await
+        .batch_execute(LEGACY_FIXTURE)
+        .await
+        .expect("legacy fixture loads");
+}
+
+/// What a template starts from before the migrations run.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Base {
+    Empty,
+    Legacy,
+}
 
 fn migrations_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../migrations")
 }
 
-/// A name that changes whenever a migration file changes.
-fn template_name() -> String {
+/// A name that changes whenever a migration file (or, for the legacy template, the
+/// fixture) changes.
+fn template_name(base: Base) -> String {
     let mut files: Vec<_> = std::fs::read_dir(migrations_dir())
         .expect("migrations/ is readable")
         .map(|e| e.expect("entry").path())
@@ -170,13 +230,20 @@ fn template_name() -> String {
             .expect("migration readable")
             .hash(&mut hasher);
     }
-    format!("dailypot_tmpl_{:016x}", hasher.finish())
+    if base == Base::Legacy {
+        LEGACY_FIXTURE.hash(&mut hasher);
+    }
+    let kind = match base {
+        Base::Empty => "e",
+        Base::Legacy => "l",
+    };
+    format!("dailypot_tmpl_{kind}{:016x}", hasher.finish())
 }
 
 /// Builds the migrated template once per set of migrations, whichever test process
 /// gets there first; the others wait on the lock and find it done.
-async fn ensure_template(admin_url: &str) -> String {
-    let name = template_name();
+async fn ensure_template(admin_url: &str, base: Base) -> String {
+    let name = template_name(base);
     let admin = connect(admin_url).await;
     admin
         .batch_execute(&format!("SELECT pg_advisory_lock({TEMPLATE_LOCK})"))
@@ -200,11 +267,14 @@ async fn ensure_template(admin_url: &str) -> String {
             admin.batch_execute(&sql).await.expect("create template");
         }
         let url = url_for(admin_url, &building);
+        if base == Base::Legacy {
+            load_legacy_fixture(&url).await;
+        }
         let config = DbConfig::from_env(&[("DATABASE_URL", url.as_str())]).expect("config");
         let db = Database::new(&config).expect("connector");
         shared::migrations::run(&db, &config)
             .await
-            .expect("migrations apply to an empty database");
+            .expect("migrations apply to an empty or the legacy database");
         drop(db);
         // RENAME waits (up to 5 s) for the closed sessions' backends to exit.
         admin
@@ -215,8 +285,8 @@ async fn ensure_template(admin_url: &str) -> String {
         let stale = admin
             .query(
                 "SELECT datname::text FROM pg_database
-                 WHERE datname LIKE 'dailypot\\_tmpl\\_%' AND datname <> $1",
-                &[&name],
+                 WHERE datname LIKE 'dailypot\\_tmpl\\_%' AND datname NOT IN ($1, $2)",
+                &[&template_name(Base::Empty), &template_name(Base::Legacy)],
             )
             .await
             .expect("list templates");

@@ -1,14 +1,24 @@
 //! Test support shared by every crate's integration tests: real PostgreSQL
 //! databases, one per test, created from a migrated template and dropped after;
 //! real RS256 tokens and a local key server; a local stand-in for Secrets
-//! Manager; requests from the event fixtures.
+//! Manager; requests from the event fixtures; the old server's statements, to run
+//! beside ours; clusters of a test's own, PgBouncer, test certificates and
+//! captured logs for the infrastructure tests; a local Lambda Runtime API
+//! to drive the real function binaries; the indexes of a query plan.
 
+pub mod certs;
+pub mod cluster;
 pub mod db;
 pub mod http;
+pub mod infra;
 pub mod keys;
+pub mod legacy;
 pub mod logs;
+pub mod pgbouncer;
+pub mod plan;
 pub mod proxy;
 pub mod requests;
+pub mod runtime_api;
 pub mod secrets;
 
 pub use db::TestDb;

@@ -1,13 +1,17 @@
-//! Applies pending migrations (or prints the index/table audit).
+//! Migrates the schema, audits it, cuts over the device secrets, or rolls back
+//! (README, "Sharing the database with the old server: the runbook").
 //!
-//! As a Lambda function: any event migrates; `{"action": "audit"}` audits.
-//! As a CLI: `migrate` or `migrate audit`, with `DATABASE_URL` in the environment.
+//! As a Lambda function: `{}` or `{"action":"migrate"}` migrates; `{"action":"audit"}`,
+//! `{"action":"cutover"}` (`"force":true`), `{"action":"rollback"}`. As a CLI:
+//! `migrate [migrate|audit|cutover [--force]|rollback]`, with `DATABASE_URL` in the
+//! environment. An unknown action is an error, never a migration run.
 
 use lambda_runtime::{service_fn, LambdaEvent};
-use serde_json::{json, Value};
+use serde_json::Value;
 use shared::config::{DbConfig, ProcessEnv};
 use shared::db::Database;
-use shared::{audit, migrations, secrets};
+use shared::migrations::{self, Action};
+use shared::secrets;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -21,35 +25,26 @@ async fn main() -> Result<(), Error> {
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         let (db, config) = (&db, &config);
         return lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-            let audit = event.payload.get("action").and_then(Value::as_str) == Some("audit");
-            run(db, config, audit).await
+            let action = Action::from_event(&event.payload)?;
+            Ok::<Value, Error>(migrations::perform(db, config, action).await?)
         }))
         .await;
     }
 
-    let audit = match std::env::args().nth(1).as_deref() {
-        None | Some("migrate") => false,
-        Some("audit") => true,
-        Some(other) => {
-            return Err(format!("unknown command {other:?}: use migrate or audit").into())
-        }
-    };
-    let out = run(&db, &config, audit).await?;
-    if let Some(text) = out.get("text").and_then(Value::as_str) {
-        print!("{text}");
-    } else {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+    // The message, not the Debug form `main` would print: the operator reads it.
+    if let Err(e) = command_line(&db, &config).await {
+        eprintln!("migrate: {e}");
+        std::process::exit(1);
     }
     Ok(())
 }
 
-async fn run(db: &Database, config: &DbConfig, audit: bool) -> Result<Value, Error> {
-    if audit {
-        let reports = audit::run(db).await?;
-        let text: String = reports.iter().map(|r| audit::render(r) + "\n").collect();
-        return Ok(json!({ "reports": reports, "text": text }));
+async fn command_line(db: &Database, config: &DbConfig) -> Result<(), Error> {
+    let action = Action::from_args(std::env::args().skip(1))?;
+    let out = migrations::perform(db, config, action).await?;
+    match out.get("text").and_then(Value::as_str) {
+        Some(text) => print!("{text}"),
+        None => println!("{}", serde_json::to_string_pretty(&out)?),
     }
-    let report = migrations::run(db, config).await?;
-    tracing::info!(applied = ?report.applied, "migrations done");
-    Ok(serde_json::to_value(report)?)
+    Ok(())
 }

@@ -1,15 +1,19 @@
-//! Opening one connection: TLS for remote hosts, the statement timeout in the startup
-//! packet, and an RDS IAM token as the password when configured.
+//! Opening one connection: verified TLS unless it stays on this machine, the
+//! statement timeout in the startup packet, and an RDS IAM token as the password
+//! when configured.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_config::environment::EnvironmentVariableCredentialsProvider;
 use aws_config::{Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_rds::auth_token::{AuthTokenGenerator, Config as TokenConfig};
-use postgres_native_tls::MakeTlsConnector;
 use tokio_postgres::config::{Host, SslMode};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{Client, NoTls, Socket};
 
 use super::DbError;
 use crate::config::DbConfig;
@@ -20,7 +24,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// What stays the same across connects: built once per container.
 pub(crate) struct Connector {
     config: tokio_postgres::Config,
-    tls: Option<RemoteTls>,
+    tls: Option<Arc<RemoteTls>>,
     iam: Option<IamTokens>,
 }
 
@@ -40,14 +44,21 @@ impl Connector {
             };
             config.options(&options);
         }
-        let tls = if all_local(&config) {
-            // The local server may have a self-signed certificate; loopback and unix
-            // sockets never leave the machine.
+        let tls = if plain_text_allowed(&config) {
+            // Loopback and unix sockets never leave the machine, and the local server
+            // may have a self-signed certificate.
             None
         } else {
-            // Never plain text over a network, whatever sslmode says.
+            if config
+                .get_hosts()
+                .iter()
+                .any(|h| matches!(h, Host::Unix(_)))
+            {
+                return Err(ConnectorError::TlsOverUnixSocket);
+            }
+            // Over a network whatever sslmode says; locally when sslmode=require.
             config.ssl_mode(SslMode::Require);
-            Some(RemoteTls::new(db.ca_file.as_deref())?)
+            Some(Arc::new(RemoteTls::start(db.ca_file.as_deref())?))
         };
         let iam = if db.iam_auth {
             let region = db.aws_region.clone().unwrap_or_default();
@@ -76,7 +87,7 @@ impl Connector {
             }
             Some(tls) => {
                 let (client, connection) = config
-                    .connect(tls.connector()?)
+                    .connect(AwaitedTls(tls.clone()))
                     .await
                     .map_err(|e| unavailable(e.into()))?;
                 tokio::spawn(drive(connection));
@@ -108,6 +119,12 @@ pub enum ConnectorError {
     },
     #[error("RDS IAM token set-up failed: {0}")]
     Iam(String),
+    #[error("starting the TLS set-up thread: {0}")]
+    Thread(String),
+    #[error(
+        "DATABASE_URL: TLS is required (sslmode=require or a remote host) but a unix socket cannot carry it"
+    )]
+    TlsOverUnixSocket,
 }
 
 fn is_local(host: &Host) -> bool {
@@ -124,51 +141,128 @@ fn is_local(host: &Host) -> bool {
     }
 }
 
+/// The connection goes to `hostaddr` where one is given (the host name then only
+/// serves TLS verification), so both lists must stay on the machine.
 fn all_local(config: &tokio_postgres::Config) -> bool {
     config.get_hosts().iter().all(is_local)
+        && config.get_hostaddrs().iter().all(|ip| ip.is_loopback())
 }
 
+/// Plain text only to this machine, and only when `sslmode=require` does not ask
+/// for TLS; anything else gets verified TLS.
+fn plain_text_allowed(config: &tokio_postgres::Config) -> bool {
+    config.get_ssl_mode() != SslMode::Require && all_local(config)
+}
+
+type Built = Result<native_tls::TlsConnector, native_tls::Error>;
+
 /// TLS for a remote server. The extra CA file is read and checked at start-up (a
-/// broken `DB_CA_FILE` is an init error), but the connector, which loads and parses
-/// the whole system certificate store (~25 ms, measured in BENCHMARKS.md), is built
-/// at the first connect: that one waits on the network anyway, and a cold start
-/// with work that needs no database does not pay for it.
+/// broken `DB_CA_FILE` is an init error). Building the connector makes native-tls
+/// (OpenSSL 3) parse the whole system certificate store twice (~40-50 ms here,
+/// BENCHMARKS.md) and no option of it skips that (`disable_built_in_roots` empties
+/// the store only after loading it), so the build starts at init on a thread of
+/// its own, and a connect waits for it only at the TLS handshake ([`AwaitedTls`]):
+/// the first request's work before it (token check and key fetch, TCP connect,
+/// the server's answer to the SSL request) runs meanwhile instead of after.
 struct RemoteTls {
     extra_roots: Vec<native_tls::Certificate>,
-    connector: std::sync::OnceLock<MakeTlsConnector>,
+    connector: tokio::sync::OnceCell<native_tls::TlsConnector>,
+    /// The build started at init, awaited by the first handshake.
+    started: std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<Built>>>,
 }
 
 impl RemoteTls {
-    fn new(ca_file: Option<&str>) -> Result<Self, ConnectorError> {
+    fn start(ca_file: Option<&str>) -> Result<Self, ConnectorError> {
+        let extra_roots = match ca_file {
+            Some(path) => load_ca_bundle(path)?,
+            None => Vec::new(),
+        };
+        let (done, started) = tokio::sync::oneshot::channel();
+        let roots = extra_roots.clone();
+        std::thread::Builder::new()
+            .name("db-tls-init".into())
+            .spawn(move || {
+                let _ = done.send(tls_connector(&roots));
+            })
+            .map_err(|e| ConnectorError::Thread(e.to_string()))?;
         Ok(Self {
-            extra_roots: match ca_file {
-                Some(path) => load_ca_bundle(path)?,
-                None => Vec::new(),
-            },
-            connector: std::sync::OnceLock::new(),
+            extra_roots,
+            connector: tokio::sync::OnceCell::new(),
+            started: std::sync::Mutex::new(Some(started)),
         })
     }
 
-    fn connector(&self) -> Result<MakeTlsConnector, DbError> {
-        if let Some(connector) = self.connector.get() {
-            return Ok(connector.clone());
-        }
-        let connector =
-            tls_connector(&self.extra_roots).map_err(|e| DbError::Unavailable(Box::new(e)))?;
-        Ok(self.connector.get_or_init(|| connector).clone())
+    async fn connector(&self) -> Result<native_tls::TlsConnector, native_tls::Error> {
+        let connector = self
+            .connector
+            .get_or_try_init(|| async {
+                let started = self.started.lock().map(|mut s| s.take()).unwrap_or(None);
+                match started {
+                    Some(started) => match started.await {
+                        Ok(built) => built,
+                        Err(_) => tls_connector(&self.extra_roots),
+                    },
+                    // The first build failed: try again.
+                    None => tls_connector(&self.extra_roots),
+                }
+            })
+            .await?;
+        Ok(connector.clone())
+    }
+}
+
+/// What tokio-postgres is handed to connect with: it waits for the connector only
+/// when the handshake starts, then hands over to postgres-native-tls.
+struct AwaitedTls(Arc<RemoteTls>);
+
+impl MakeTlsConnect<Socket> for AwaitedTls {
+    type Stream = postgres_native_tls::TlsStream<Socket>;
+    type TlsConnect = AwaitedHandshake;
+    type Error = std::convert::Infallible;
+
+    fn make_tls_connect(&mut self, domain: &str) -> Result<AwaitedHandshake, Self::Error> {
+        Ok(AwaitedHandshake {
+            tls: self.0.clone(),
+            domain: domain.to_string(),
+        })
+    }
+}
+
+struct AwaitedHandshake {
+    tls: Arc<RemoteTls>,
+    domain: String,
+}
+
+type Handshake = Pin<
+    Box<
+        dyn Future<Output = Result<postgres_native_tls::TlsStream<Socket>, native_tls::Error>>
+            + Send,
+    >,
+>;
+
+impl TlsConnect<Socket> for AwaitedHandshake {
+    type Stream = postgres_native_tls::TlsStream<Socket>;
+    type Error = native_tls::Error;
+    type Future = Handshake;
+
+    fn connect(self, stream: Socket) -> Handshake {
+        Box::pin(async move {
+            let connector = self.tls.connector().await?;
+            postgres_native_tls::TlsConnector::new(connector, &self.domain)
+                .connect(stream)
+                .await
+        })
     }
 }
 
 /// Verifies the certificate chain and the host name (native-tls does both by
 /// default), trusting the system roots plus every certificate of `DB_CA_FILE`.
-fn tls_connector(
-    extra_roots: &[native_tls::Certificate],
-) -> Result<MakeTlsConnector, native_tls::Error> {
+fn tls_connector(extra_roots: &[native_tls::Certificate]) -> Built {
     let mut builder = native_tls::TlsConnector::builder();
     for cert in extra_roots {
         builder.add_root_certificate(cert.clone());
     }
-    Ok(MakeTlsConnector::new(builder.build()?))
+    builder.build()
 }
 
 /// Every certificate of a PEM bundle. The RDS bundle holds many; `from_pem` would
@@ -251,7 +345,18 @@ mod tests {
     }
 
     #[test]
-    fn a_remote_host_always_gets_verified_tls() {
+    fn a_local_host_name_with_a_remote_hostaddr_is_not_local() {
+        // The connection goes to hostaddr; the name only serves TLS verification.
+        assert!(!hosts("postgres://u@localhost/db?hostaddr=10.0.0.5"));
+        assert!(!hosts(
+            "postgres://u@localhost,127.0.0.1/db?hostaddr=127.0.0.1,203.0.113.7"
+        ));
+        assert!(hosts("postgres://u@localhost/db?hostaddr=127.0.0.1"));
+        assert!(hosts("postgres://u@localhost/db?hostaddr=::1"));
+    }
+
+    #[tokio::test]
+    async fn a_remote_host_always_gets_verified_tls() {
         let db = crate::config::DbConfig::from_env(&[(
             "DATABASE_URL",
             "postgres://u@db.example.internal/db?sslmode=disable",
@@ -259,8 +364,44 @@ mod tests {
         .unwrap();
         let c = Connector::new(&db).unwrap();
         let tls = c.tls.as_ref().expect("TLS for a remote host");
-        assert!(tls.connector().is_ok(), "the connector builds on first use");
+        assert!(tls.connector().await.is_ok(), "the connector is built");
         assert_eq!(c.config.get_ssl_mode(), SslMode::Require);
+    }
+
+    fn connector(url: &str) -> Result<Connector, ConnectorError> {
+        Connector::new(&crate::config::DbConfig::from_env(&[("DATABASE_URL", url)]).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_local_host_name_with_a_remote_hostaddr_gets_verified_tls() {
+        let c = connector("postgres://u@localhost/db?hostaddr=10.0.0.5&sslmode=disable").unwrap();
+        assert!(c.tls.is_some(), "plain text to 10.0.0.5");
+        assert_eq!(c.config.get_ssl_mode(), SslMode::Require);
+    }
+
+    #[tokio::test]
+    async fn sslmode_require_means_verified_tls_even_for_a_local_host() {
+        let c = connector("postgres://u@localhost/db?sslmode=require").unwrap();
+        assert!(c.tls.is_some());
+        assert_eq!(c.config.get_ssl_mode(), SslMode::Require);
+        // Without it a local host stays plain (its certificate may be self-signed).
+        assert!(connector("postgres://u@127.0.0.1/db")
+            .unwrap()
+            .tls
+            .is_none());
+        assert!(connector("postgres://u@localhost/db?sslmode=prefer")
+            .unwrap()
+            .tls
+            .is_none());
+    }
+
+    #[test]
+    fn tls_over_a_unix_socket_is_an_init_error_not_a_silent_downgrade() {
+        let err = connector("postgres://u@%2Ftmp/db?sslmode=require")
+            .err()
+            .unwrap();
+        assert!(matches!(err, ConnectorError::TlsOverUnixSocket), "{err}");
+        assert!(err.to_string().contains("DATABASE_URL"), "{err}");
     }
 
     #[test]
@@ -319,20 +460,24 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_ca_bundle_with_many_certificates_is_loaded_whole_and_garbage_is_refused() {
+    #[tokio::test]
+    async fn a_ca_bundle_with_many_certificates_is_loaded_whole_and_garbage_is_refused() {
         let bundle = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/tests/fixtures/two-test-cas.pem"
         );
         assert_eq!(load_ca_bundle(bundle).unwrap().len(), 2);
-        assert!(RemoteTls::new(Some(bundle)).unwrap().connector().is_ok());
+        assert!(RemoteTls::start(Some(bundle))
+            .unwrap()
+            .connector()
+            .await
+            .is_ok());
 
         let dir = std::env::temp_dir().join(format!("ca-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let garbage = dir.join("garbage.pem");
         std::fs::write(&garbage, "not a certificate").unwrap();
-        let err = RemoteTls::new(Some(garbage.to_str().unwrap()))
+        let err = RemoteTls::start(Some(garbage.to_str().unwrap()))
             .err()
             .unwrap();
         assert!(err.to_string().contains("DB_CA_FILE"), "{err}");
@@ -341,7 +486,7 @@ mod tests {
 
     #[test]
     fn a_ca_file_that_does_not_exist_is_named() {
-        let err = RemoteTls::new(Some("/nonexistent/ca.pem")).err().unwrap();
+        let err = RemoteTls::start(Some("/nonexistent/ca.pem")).err().unwrap();
         assert!(err.to_string().contains("DB_CA_FILE"), "{err}");
     }
 }

@@ -2,14 +2,16 @@
 //!
 //! The stored form is `sha256:` + the base64 digest (51 characters: it fits the live
 //! `varchar(64)` column, and its prefix tells a hash from the old server's 64-hex
-//! plain-text secrets). Migration V21 hashes the plain-text rows into exactly this
-//! form, and its trigger hashes any plain text the old server still writes.
+//! plain-text secrets). The old server, while it runs beside us, keeps writing plain
+//! text (it can match nothing else); those rows are converted to this form when one
+//! of our uploads uses them, and all the rest at the cut-over (`migrate cutover`,
+//! whose SQL computes exactly this form).
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-/// The prefix that marks a stored hash (the same in V21's SQL).
+/// The prefix that marks a stored hash (the same in the cut-over's SQL).
 pub const STORED_PREFIX: &str = "sha256:";
 
 /// A secret as the device holds it. Never logged: `Debug` hides it.
@@ -37,6 +39,15 @@ impl DeviceSecret {
             "{STORED_PREFIX}{}",
             STANDARD.encode(Sha256::digest(self.0.as_bytes()))
         )
+    }
+
+    /// The secret as the old server stored it (plain text), to match a row it wrote
+    /// and our cut-over has not converted yet: only a value of the form it issues
+    /// (exactly 64 lowercase hex characters). Anything else, a stored hash sent back
+    /// as the header in particular, is never compared with plain-text rows.
+    pub fn legacy_plain_form(&self) -> Option<&str> {
+        let s = self.0.as_str();
+        (s.len() == 64 && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))).then_some(s)
     }
 }
 
@@ -69,6 +80,26 @@ mod tests {
         );
         assert!(stored.len() <= 64);
         assert!(!stored.contains("abc"));
+    }
+
+    #[test]
+    fn only_a_secret_of_the_old_servers_form_is_matched_against_plain_text() {
+        let issued = DeviceSecret::generate();
+        assert_eq!(issued.legacy_plain_form(), Some(issued.expose()));
+        for other in [
+            "abc".to_string(),
+            issued.expose().to_uppercase(),
+            format!("{}0", issued.expose()),
+            issued.expose()[1..].to_string(),
+            // A stored hash sent back as the header.
+            issued.stored_form(),
+        ] {
+            assert_eq!(
+                DeviceSecret::from_header(&other).legacy_plain_form(),
+                None,
+                "{other}"
+            );
+        }
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The request body as bytes: size limit as sent, `Content-Encoding: gzip` inflated
-//! with a bound (a small gzip bomb must not exhaust the function's memory).
+//! with a bound (a small gzip bomb must not exhaust the function's memory), one
+//! gzip member that must end the body.
 
+use std::borrow::Cow;
 use std::io::Read;
 
-use flate2::read::GzDecoder;
+use flate2::bufread::GzDecoder;
 use lambda_http::http::{header, HeaderMap};
 use lambda_http::Body;
 
@@ -12,8 +14,13 @@ use crate::http::ApiError;
 /// A gzip body may inflate to this many times the limit as sent.
 pub const GZIP_EXPANSION_LIMIT: usize = 10;
 
-/// The body's bytes, decoded. `max_bytes` is `UPLOAD_MAX_BODY_BYTES`.
-pub fn decoded(headers: &HeaderMap, body: &Body, max_bytes: usize) -> Result<Vec<u8>, ApiError> {
+/// The body's bytes, decoded (borrowed when sent as is). `max_bytes` is
+/// `UPLOAD_MAX_BODY_BYTES`.
+pub fn decoded<'b>(
+    headers: &HeaderMap,
+    body: &'b Body,
+    max_bytes: usize,
+) -> Result<Cow<'b, [u8]>, ApiError> {
     let raw: &[u8] = match body {
         Body::Empty => &[],
         Body::Text(text) => text.as_bytes(),
@@ -25,8 +32,10 @@ pub fn decoded(headers: &HeaderMap, body: &Body, max_bytes: usize) -> Result<Vec
         return Err(ApiError::PayloadTooLarge);
     }
     match encoding(headers)? {
-        Encoding::Identity => Ok(raw.to_vec()),
-        Encoding::Gzip => gunzip(raw, max_bytes.saturating_mul(GZIP_EXPANSION_LIMIT)),
+        Encoding::Identity => Ok(Cow::Borrowed(raw)),
+        Encoding::Gzip => {
+            gunzip(raw, max_bytes.saturating_mul(GZIP_EXPANSION_LIMIT)).map(Cow::Owned)
+        }
     }
 }
 
@@ -53,15 +62,27 @@ fn encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
     }
 }
 
+const INVALID_GZIP: ApiError = ApiError::BadRequest("Invalid gzip body");
+
 /// Inflates at most `limit` bytes; one byte more means the body is too large.
+/// The member must end the body: bytes after it (a second member, trailing
+/// garbage) would be data nobody checked, so they make the body invalid.
 fn gunzip(raw: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
-    let mut out = Vec::new();
-    GzDecoder::new(raw)
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|_| ApiError::BadRequest("Invalid gzip body"))?;
+    // The member's size as its trailer claims (mod 2^32), capped: one allocation
+    // for an honest body, and nothing touched beyond what really inflates.
+    let claimed = raw
+        .last_chunk::<4>()
+        .map_or(0, |n| u32::from_le_bytes(*n) as usize);
+    let mut out = Vec::with_capacity(claimed.min(limit + 1));
+    // `bufread` reads from the slice exactly what the member takes, so what is
+    // left of it afterwards is what follows the member.
+    let mut member = GzDecoder::new(raw).take(limit as u64 + 1);
+    member.read_to_end(&mut out).map_err(|_| INVALID_GZIP)?;
     if out.len() > limit {
         return Err(ApiError::PayloadTooLarge);
+    }
+    if !member.into_inner().into_inner().is_empty() {
+        return Err(INVALID_GZIP);
     }
     Ok(out)
 }
@@ -87,7 +108,7 @@ mod tests {
         h
     }
 
-    fn status(r: Result<Vec<u8>, ApiError>) -> u16 {
+    fn status(r: Result<Cow<[u8]>, ApiError>) -> u16 {
         r.unwrap_err().status().as_u16()
     }
 
@@ -132,5 +153,37 @@ mod tests {
             415
         );
         assert!(decoded(&headers(Some("identity")), &Body::Text("{}".into()), 100).is_ok());
+    }
+
+    #[test]
+    fn a_gzip_body_is_one_member_that_ends_the_body() {
+        let h = headers(Some("gzip"));
+        let one = gzip(b"{\"a\":1}");
+        assert_eq!(
+            decoded(&h, &Body::Binary(one.clone()), 100)
+                .unwrap()
+                .as_ref(),
+            b"{\"a\":1}"
+        );
+        let two_members = [one.clone(), gzip(b"{\"b\":2}")].concat();
+        assert_eq!(status(decoded(&h, &Body::Binary(two_members), 100)), 400);
+        for trailing in [&b"x"[..], b"\0", b"\n", &[0u8; 512]] {
+            let body = [&one[..], trailing].concat();
+            assert_eq!(
+                status(decoded(&h, &Body::Binary(body), 1000)),
+                400,
+                "{trailing:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_lying_size_in_the_gzip_trailer_changes_nothing() {
+        let h = headers(Some("gzip"));
+        let mut body = gzip(&[b'a'; 50]);
+        let n = body.len();
+        body[n - 4..].copy_from_slice(&u32::MAX.to_le_bytes());
+        // The trailer's size is checked by the decoder: a lie is a broken body.
+        assert_eq!(status(decoded(&h, &Body::Binary(body), 100)), 400);
     }
 }

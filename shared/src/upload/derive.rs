@@ -1,12 +1,24 @@
 //! Values computed from a valid upload, exactly as the old server computed them:
 //! the existing aggregation job reads the stored `batch_json`, and `user_stats` must
 //! keep adding up the same way.
+//!
+//! The stored payload is written once, straight from the typed upload, when it is
+//! sent as the `jsonb` parameter ([`StoredPayload`]): no intermediate tree. Its
+//! fields come in the old server's order and its numbers as JavaScript's
+//! `JSON.stringify` writes them ([`JsNumber`]).
 
+use std::error::Error;
+
+use bytes::BytesMut;
 use hmac::{Hmac, Mac};
-use serde_json::{json, Map, Number, Value};
+use serde::ser::{SerializeStruct, Serializer};
+use serde::Serialize;
 use sha2::Sha256;
+use tokio_postgres::types::{to_sql_checked, IsNull, Json, ToSql, Type};
 
-use super::request::{LocationQuality, MotionState, Pocket, Quality, Reading, Upload, Vector3};
+use super::request::{
+    Location, LocationQuality, MotionState, Pocket, Quality, Reading, Upload, Vector3,
+};
 use super::time::Instant;
 
 /// What one upload stores: the `sensor_batches` row and the `user_stats` increments.
@@ -14,22 +26,23 @@ use super::time::Instant;
 pub struct SensorBatch {
     pub device_hash: String,
     pub timestamp: Instant,
-    pub batch_json: Value,
+    pub batch_json: StoredPayload,
     pub samples: i64,
     pub quality: QualityCounts,
     pub uptime_seconds: i64,
 }
 
 impl SensorBatch {
-    pub fn derive(upload: &Upload, hash_secret: &[u8]) -> Self {
+    /// Takes the upload over: its readings become the stored payload's.
+    pub fn derive(upload: Upload, hash_secret: &[u8]) -> Self {
         let summary = Summary::of(&upload.batch);
         Self {
             device_hash: device_hash(hash_secret, upload.device_id.as_str()),
             timestamp: upload.timestamp,
-            batch_json: batch_json(upload, &summary),
             samples: upload.batch.len() as i64,
             quality: QualityCounts::of(&upload.batch),
             uptime_seconds: summary.uptime_seconds(),
+            batch_json: StoredPayload { upload, summary },
         }
     }
 }
@@ -48,59 +61,70 @@ pub struct Summary {
     pub count: usize,
     pub period_start: Instant,
     pub period_end: Instant,
-    pub light_avg: f64,
-    pub light_min: f64,
-    pub light_max: f64,
+    /// Over the readings that have a light value; `None` (stored `null`) when none has.
+    pub light: Option<Stats>,
     /// Mean magnitude of the accelerometer vectors; 0 when no reading has one.
     pub accel_rms: f64,
     pub gyro_rms: f64,
+    /// Over the readings that have a pressure; not stored when none has.
+    pub pressure: Option<Stats>,
+}
+
+/// Average, minimum and maximum of a sensor's values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stats {
+    pub avg: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Stats {
+    /// Summed in order and compared as the old server did (`if (v < min) min = v`),
+    /// so every figure is the same float; `None` for no values.
+    fn of(values: impl Iterator<Item = f64>) -> Option<Self> {
+        let (mut sum, mut n) = (0.0, 0u64);
+        let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
+        for v in values {
+            sum += v;
+            n += 1;
+            if v < min {
+                min = v;
+            }
+            if v > max {
+                max = v;
+            }
+        }
+        (n > 0).then(|| Self {
+            avg: sum / n as f64,
+            min,
+            max,
+        })
+    }
 }
 
 impl Summary {
     /// `readings` is never empty (a valid upload has at least one).
     pub fn of(readings: &[Reading]) -> Self {
-        let first = &readings[0];
-        let mut s = Self {
+        let first = readings[0].t;
+        let (mut period_start, mut period_end) = (first, first);
+        for r in readings {
+            period_start = period_start.min(r.t);
+            period_end = period_end.max(r.t);
+        }
+        Self {
             count: readings.len(),
-            period_start: first.t,
-            period_end: first.t,
-            light_avg: 0.0,
-            light_min: first.light,
-            light_max: first.light,
+            period_start,
+            period_end,
+            light: Stats::of(readings.iter().filter_map(|r| r.light)),
             accel_rms: mean_magnitude(readings.iter().map(|r| r.accel)),
             gyro_rms: mean_magnitude(readings.iter().map(|r| r.gyro)),
-        };
-        // Summed in order, as the old server did, so the average is the same float.
-        let mut light_sum = 0.0;
-        for r in readings {
-            s.period_start = s.period_start.min(r.t);
-            s.period_end = s.period_end.max(r.t);
-            light_sum += r.light;
-            s.light_min = s.light_min.min(r.light);
-            s.light_max = s.light_max.max(r.light);
+            pressure: Stats::of(readings.iter().filter_map(|r| r.pressure)),
         }
-        s.light_avg = light_sum / readings.len() as f64;
-        s
     }
 
     /// Whole seconds from the first reading to the last (cut, not rounded).
     pub fn uptime_seconds(&self) -> i64 {
         (self.period_end.epoch_ms() - self.period_start.epoch_ms()) / 1000
-    }
-
-    fn to_json(&self) -> Value {
-        json!({
-            "count": self.count,
-            "period_start": self.period_start.to_iso(),
-            "period_end": self.period_end.to_iso(),
-            "light": {
-                "avg": js_number(self.light_avg),
-                "min": js_number(self.light_min),
-                "max": js_number(self.light_max),
-            },
-            "accel_rms": js_number(self.accel_rms),
-            "gyro_rms": js_number(self.gyro_rms),
-        })
     }
 }
 
@@ -156,100 +180,155 @@ fn is_valid(q: &Quality) -> bool {
     good_location || known_motion || q.pocket == Some(Pocket::Unlikely)
 }
 
-/// A number as JavaScript's `JSON.stringify` writes it: integral values without a
-/// fraction (`50`, not `50.0`), so stored payloads read as the old server's.
-pub fn js_number(n: f64) -> Value {
-    const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
-    if n.fract() == 0.0 && n.abs() <= MAX_SAFE_INTEGER {
-        // `-0` is written `0` by JavaScript too.
-        Value::Number(Number::from(n as i64))
-    } else {
-        Number::from_f64(n).map_or(Value::Null, Value::Number)
+/// A number as JavaScript's `JSON.stringify` writes it, so that `jsonb` stores the
+/// same numeric (value and scale) as from the old server: integral values without
+/// a fraction (`50`, where serde_json writes `50.0`, which `jsonb` keeps as
+/// `50.0`), others as the shortest text that reads back the same
+/// (`0.30000000000000004`). The text is JavaScript's but for the spelling of
+/// integral values from 1e16 to 1e21 (`1e+16` for `10000000000000000`) and of
+/// values from 1e-7 to 1e-5 (`1e-6` for `0.000001`): the same numerics. A
+/// non-finite value (an overflowing average) is `null`, as in JavaScript.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JsNumber(pub f64);
+
+impl Serialize for JsNumber {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let n = self.0;
+        // Below 1e16 an integral float's digits are exact, as JavaScript writes
+        // them (and `-0` is `0`); from 1e16 JavaScript writes the shortest digits
+        // padded with zeros, the value serde_json's `1.2345678901234568e+20` has.
+        if n.fract() == 0.0 && n.abs() < 1e16 {
+            serializer.serialize_i64(n as i64)
+        } else {
+            serializer.serialize_f64(n)
+        }
     }
 }
 
-/// Inserts `key` only when the value is given, as the old server's `defined()`.
-fn put(obj: &mut Map<String, Value>, key: &str, value: Option<Value>) {
-    if let Some(v) = value {
-        obj.insert(key.to_string(), v);
+/// `[x, y, z]`, each a [`JsNumber`].
+fn vector(v: &Vector3) -> [JsNumber; 3] {
+    v.map(JsNumber)
+}
+
+/// Serializes the fields given as `Some`, in order, as JavaScript's
+/// `JSON.stringify` skips `undefined` ones (the old server's `defined()`).
+macro_rules! stored_struct {
+    ($serializer:expr, $name:literal, { $($key:literal => $value:expr),+ $(,)? }) => {{
+        // The number of fields at most (serde_json writes `{}` at once for 0).
+        let mut s = $serializer.serialize_struct($name, [$($key),+].len())?;
+        $(
+            if let Some(value) = $value {
+                s.serialize_field($key, &value)?;
+            }
+        )+
+        s.end()
+    }};
+}
+
+impl Serialize for Stats {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        stored_struct!(serializer, "Stats", {
+            "avg" => Some(JsNumber(self.avg)),
+            "min" => Some(JsNumber(self.min)),
+            "max" => Some(JsNumber(self.max)),
+        })
     }
 }
 
-fn vector_json(v: &Vector3) -> Value {
-    Value::Array(v.iter().map(|n| js_number(*n)).collect())
+impl Serialize for Summary {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        stored_struct!(serializer, "Summary", {
+            "count" => Some(self.count),
+            "period_start" => Some(self.period_start),
+            "period_end" => Some(self.period_end),
+            "light" => Some(self.light),
+            "accel_rms" => Some(JsNumber(self.accel_rms)),
+            "gyro_rms" => Some(JsNumber(self.gyro_rms)),
+            "pressure" => self.pressure,
+        })
+    }
 }
 
-fn quality_json(q: &Quality) -> Value {
-    let mut obj = Map::new();
-    put(
-        &mut obj,
-        "orientation",
-        q.orientation.map(|o| o.as_str().into()),
-    );
-    put(&mut obj, "tilt_deg", q.tilt_deg.map(js_number));
-    put(
-        &mut obj,
-        "motion_state",
-        q.motion_state.map(|m| m.as_str().into()),
-    );
-    put(
-        &mut obj,
-        "motion_confidence",
-        q.motion_confidence.map(js_number),
-    );
-    put(&mut obj, "pocket", q.pocket.map(|p| p.as_str().into()));
-    put(
-        &mut obj,
-        "location_quality",
-        q.location_quality.map(|l| l.as_str().into()),
-    );
-    Value::Object(obj)
+/// A reading as stored: `t` normalised to UTC, the known fields given.
+impl Serialize for Reading {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        stored_struct!(serializer, "Reading", {
+            "t" => Some(self.t),
+            "light" => self.light.map(JsNumber),
+            "accel" => self.accel.as_ref().map(vector),
+            "gyro" => self.gyro.as_ref().map(vector),
+            "magnet" => self.magnet.as_ref().map(vector),
+            "pressure" => self.pressure.map(JsNumber),
+            "quality" => self.quality.as_ref(),
+        })
+    }
 }
 
-fn reading_json(r: &Reading) -> Value {
-    let mut obj = Map::new();
-    obj.insert("t".into(), r.t.to_iso().into());
-    obj.insert("light".into(), js_number(r.light));
-    put(&mut obj, "accel", r.accel.as_ref().map(vector_json));
-    put(&mut obj, "gyro", r.gyro.as_ref().map(vector_json));
-    put(&mut obj, "magnet", r.magnet.as_ref().map(vector_json));
-    put(&mut obj, "pressure", r.pressure.map(js_number));
-    put(&mut obj, "quality", r.quality.as_ref().map(quality_json));
-    Value::Object(obj)
+impl Serialize for Quality {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        stored_struct!(serializer, "Quality", {
+            "orientation" => self.orientation.map(|o| o.as_str()),
+            "tilt_deg" => self.tilt_deg.map(JsNumber),
+            "motion_state" => self.motion_state.map(|m| m.as_str()),
+            "motion_confidence" => self.motion_confidence.map(JsNumber),
+            "pocket" => self.pocket.map(|p| p.as_str()),
+            "location_quality" => self.location_quality.map(|l| l.as_str()),
+        })
+    }
 }
 
-/// `{timestamp, summary, batch}` plus `location`, `geohash`, `battery_level` and
-/// `is_charging` when given: the known fields only, times normalised to UTC.
-fn batch_json(upload: &Upload, summary: &Summary) -> Value {
-    let mut obj = Map::new();
-    obj.insert("timestamp".into(), upload.timestamp.to_iso().into());
-    obj.insert("summary".into(), summary.to_json());
-    obj.insert(
-        "batch".into(),
-        Value::Array(upload.batch.iter().map(reading_json).collect()),
-    );
-    put(
-        &mut obj,
-        "location",
-        upload.location.as_ref().map(|l| {
-            let mut loc = Map::new();
-            loc.insert("lat".into(), js_number(l.lat));
-            loc.insert("lon".into(), js_number(l.lon));
-            put(&mut loc, "altitude", l.altitude.map(js_number));
-            loc.insert("accuracy_m".into(), js_number(l.accuracy_m));
-            put(&mut loc, "speed_mps", l.speed_mps.map(js_number));
-            put(&mut loc, "bearing_deg", l.bearing_deg.map(js_number));
-            Value::Object(loc)
-        }),
-    );
-    put(&mut obj, "geohash", upload.geohash.clone().map(Value::from));
-    put(
-        &mut obj,
-        "battery_level",
-        upload.battery_level.map(js_number),
-    );
-    put(&mut obj, "is_charging", upload.is_charging.map(Value::from));
-    Value::Object(obj)
+impl Serialize for Location {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        stored_struct!(serializer, "Location", {
+            "lat" => Some(JsNumber(self.lat)),
+            "lon" => Some(JsNumber(self.lon)),
+            "altitude" => self.altitude.map(JsNumber),
+            "accuracy_m" => Some(JsNumber(self.accuracy_m)),
+            "speed_mps" => self.speed_mps.map(JsNumber),
+            "bearing_deg" => self.bearing_deg.map(JsNumber),
+        })
+    }
+}
+
+/// The stored `batch_json`: `{timestamp, summary, batch}` plus `location`,
+/// `geohash` (not when empty), `battery_level` and `is_charging` when given — the
+/// known fields only, times normalised to UTC. Bound as a `jsonb` parameter, it is
+/// serialized once, into the statement's message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredPayload {
+    pub upload: Upload,
+    pub summary: Summary,
+}
+
+impl Serialize for StoredPayload {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let u = &self.upload;
+        stored_struct!(serializer, "StoredPayload", {
+            "timestamp" => Some(u.timestamp),
+            "summary" => Some(&self.summary),
+            "batch" => Some(&u.batch),
+            "location" => u.location.as_ref(),
+            "geohash" => u.geohash.as_deref().filter(|g| !g.is_empty()),
+            "battery_level" => u.battery_level.map(JsNumber),
+            "is_charging" => u.is_charging,
+        })
+    }
+}
+
+impl ToSql for StoredPayload {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        Json(self).to_sql(ty, out)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <Json<Self> as ToSql>::accepts(ty)
+    }
+
+    to_sql_checked!();
 }
 
 #[cfg(test)]
@@ -260,7 +339,7 @@ mod tests {
     fn reading(t_ms: f64, light: f64) -> Reading {
         Reading {
             t: Instant::from_epoch_ms(t_ms).unwrap(),
-            light,
+            light: Some(light),
             accel: None,
             gyro: None,
             magnet: None,
@@ -276,6 +355,10 @@ mod tests {
         }
     }
 
+    fn text<T: Serialize>(value: &T) -> String {
+        serde_json::to_string(value).unwrap()
+    }
+
     #[test]
     fn the_device_hash_is_the_rfc_4231_hmac_sha256() {
         // RFC 4231 test case 2.
@@ -289,12 +372,14 @@ mod tests {
     #[test]
     fn a_single_reading_summarises_to_itself_with_zero_uptime() {
         let s = Summary::of(&[reading(1000.0, 7.0)]);
-        assert_eq!(
-            (s.count, s.light_avg, s.light_min, s.light_max),
-            (1, 7.0, 7.0, 7.0)
-        );
+        let seven = Stats {
+            avg: 7.0,
+            min: 7.0,
+            max: 7.0,
+        };
+        assert_eq!((s.count, s.light), (1, Some(seven)));
         assert_eq!(s.period_start, s.period_end);
-        assert_eq!((s.accel_rms, s.gyro_rms), (0.0, 0.0));
+        assert_eq!((s.accel_rms, s.gyro_rms, s.pressure), (0.0, 0.0, None));
         assert_eq!(s.uptime_seconds(), 0);
     }
 
@@ -308,8 +393,46 @@ mod tests {
         assert_eq!(s.period_start.epoch_ms(), 1_000);
         assert_eq!(s.period_end.epoch_ms(), 5_999);
         assert_eq!(s.uptime_seconds(), 4, "4.999 s is 4 whole seconds");
-        assert_eq!((s.light_min, s.light_max), (-2.0, 3.0));
-        assert!((s.light_avg - 2.0 / 3.0).abs() < 1e-15);
+        let light = s.light.unwrap();
+        assert_eq!((light.min, light.max), (-2.0, 3.0));
+        assert!((light.avg - 2.0 / 3.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn light_and_pressure_are_summarised_over_the_readings_that_have_them() {
+        let mut readings = [
+            reading(0.0, 10.0),
+            reading(1.0, 0.0),
+            reading(2.0, 30.0),
+            reading(3.0, 0.0),
+        ];
+        readings[1].light = None;
+        readings[3].light = None;
+        readings[1].pressure = Some(1000.5);
+        readings[2].pressure = Some(990.0);
+        let s = Summary::of(&readings);
+        assert_eq!(
+            s.light,
+            Some(Stats {
+                avg: 20.0,
+                min: 10.0,
+                max: 30.0
+            }),
+            "two of four readings have light"
+        );
+        assert_eq!(
+            s.pressure,
+            Some(Stats {
+                avg: 995.25,
+                min: 990.0,
+                max: 1000.5
+            })
+        );
+        assert_eq!(s.count, 4);
+        for r in &mut readings {
+            r.light = None;
+        }
+        assert_eq!(Summary::of(&readings).light, None);
     }
 
     #[test]
@@ -373,38 +496,104 @@ mod tests {
 
     #[test]
     fn numbers_are_written_as_javascript_writes_them() {
-        assert_eq!(js_number(50.0).to_string(), "50");
-        assert_eq!(js_number(-0.0).to_string(), "0");
-        assert_eq!(js_number(9.81).to_string(), "9.81");
-        assert_eq!(js_number(0.1 + 0.2).to_string(), "0.30000000000000004");
+        // Each right-hand side is what node's JSON.stringify prints.
+        for (n, js) in [
+            (50.0, "50"),
+            (-0.0, "0"),
+            (9.81, "9.81"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (9_007_199_254_740_992.0, "9007199254740992"),
+            (9_007_199_254_740_994.0, "9007199254740994"),
+            (-9_999_999_999_999_998.0, "-9999999999999998"),
+            (1e21, "1e+21"),
+            (1e300, "1e+300"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+            (0.00001, "0.00001"),
+            (1e-7, "1e-7"),
+            (5e-324, "5e-324"),
+            (f64::INFINITY, "null"),
+        ] {
+            assert_eq!(text(&JsNumber(n)), js, "{n:e}");
+        }
+    }
+
+    #[test]
+    fn numbers_javascript_spells_otherwise_have_the_same_value() {
+        // (JsNumber's text, node's): one numeric once jsonb has read them (the
+        // replay test compares them in PostgreSQL).
+        for (n, ours, js) in [
+            (1e16, "1e+16", "10000000000000000"),
+            (
+                123_456_789_012_345_680_000.0,
+                "1.2345678901234568e+20",
+                "123456789012345680000",
+            ),
+            (1e-6, "1e-6", "0.000001"),
+        ] {
+            assert_eq!(text(&JsNumber(n)), ours);
+            let (a, b): (f64, f64) = (ours.parse().unwrap(), js.parse().unwrap());
+            assert_eq!(a, b, "{ours} and {js}");
+        }
+    }
+
+    #[test]
+    fn the_stored_payload_has_the_old_servers_shape_and_field_order() {
+        let body = json!({"device_id": "d", "timestamp": 1_769_936_400_000u64,
+            "batch": [{"t": "2026-02-01T08:59:30Z", "light": 40.0, "junk": 1, "pressure": 1000,
+                       "quality": {"pocket": "likely", "tilt_deg": 2}},
+                      {"accel": [0, 9.81, 0], "t": "2026-02-01T09:00:00Z", "light": 60}],
+            "geohash": "gcpvj0", "unknown": true, "is_charging": true,
+            "location": {"accuracy_m": 5, "lon": 2.5, "lat": 48}});
+        let text_body = body.to_string();
+        let upload = Upload::parse(text_body.as_bytes(), 10).unwrap();
+        let batch = SensorBatch::derive(upload, b"secret");
         assert_eq!(
-            js_number(1e300).to_string(),
-            "1e+300",
-            "as JavaScript writes it"
+            text(&batch.batch_json),
+            concat!(
+                r#"{"timestamp":"2026-02-01T09:00:00.000Z","summary":{"count":2,"#,
+                r#""period_start":"2026-02-01T08:59:30.000Z","period_end":"2026-02-01T09:00:00.000Z","#,
+                r#""light":{"avg":50,"min":40,"max":60},"accel_rms":9.81,"gyro_rms":0,"#,
+                r#""pressure":{"avg":1000,"min":1000,"max":1000}},"#,
+                r#""batch":[{"t":"2026-02-01T08:59:30.000Z","light":40,"pressure":1000,"#,
+                r#""quality":{"tilt_deg":2,"pocket":"likely"}},"#,
+                r#"{"t":"2026-02-01T09:00:00.000Z","light":60,"accel":[0,9.81,0]}],"#,
+                r#""location":{"lat":48,"lon":2.5,"accuracy_m":5},"geohash":"gcpvj0","is_charging":true}"#
+            )
+        );
+        assert_eq!((batch.samples, batch.uptime_seconds), (2, 30));
+    }
+
+    #[test]
+    fn an_empty_geohash_and_an_absent_light_are_not_stored() {
+        let text_body = r#"{"device_id":"d","timestamp":0,"batch":[{"t":0},{"t":1}],"geohash":""}"#;
+        let upload = Upload::parse(text_body.as_bytes(), 10).unwrap();
+        let batch = SensorBatch::derive(upload, b"secret");
+        assert_eq!(
+            text(&batch.batch_json),
+            concat!(
+                r#"{"timestamp":"1970-01-01T00:00:00.000Z","summary":{"count":2,"#,
+                r#""period_start":"1970-01-01T00:00:00.000Z","period_end":"1970-01-01T00:00:00.001Z","#,
+                r#""light":null,"accel_rms":0,"gyro_rms":0},"#,
+                r#""batch":[{"t":"1970-01-01T00:00:00.000Z"},{"t":"1970-01-01T00:00:00.001Z"}]}"#
+            )
         );
     }
 
     #[test]
-    fn the_stored_payload_has_the_old_servers_shape() {
-        let body = json!({"device_id": "d", "timestamp": 1_769_936_400_000u64,
-            "batch": [{"t": "2026-02-01T08:59:30Z", "light": 40.0, "junk": 1},
-                      {"t": "2026-02-01T09:00:00Z", "light": 60, "accel": [0, 9.81, 0]}],
-            "geohash": "gcpvj0", "unknown": true});
-        let upload = Upload::parse(&body, 10).unwrap();
-        let batch = SensorBatch::derive(&upload, b"secret");
-        assert_eq!(
-            batch.batch_json,
-            json!({"timestamp":"2026-02-01T09:00:00.000Z","summary":{"count":2,
-                "period_start":"2026-02-01T08:59:30.000Z","period_end":"2026-02-01T09:00:00.000Z",
-                "light":{"avg":50,"min":40,"max":60},"accel_rms":9.81,"gyro_rms":0},
-                "batch":[{"t":"2026-02-01T08:59:30.000Z","light":40},
-                         {"t":"2026-02-01T09:00:00.000Z","light":60,"accel":[0,9.81,0]}],
-                "geohash":"gcpvj0"})
-        );
-        assert_eq!(
-            batch.batch_json["summary"]["light"]["avg"].to_string(),
-            "50"
-        );
-        assert_eq!((batch.samples, batch.uptime_seconds), (2, 30));
+    fn the_payload_is_sent_as_jsonb_version_1_text() {
+        let text_body = r#"{"device_id":"d","timestamp":0,"batch":[{"t":0,"light":1}]}"#;
+        let upload = Upload::parse(text_body.as_bytes(), 10).unwrap();
+        let batch = SensorBatch::derive(upload, b"secret");
+        let mut out = BytesMut::new();
+        batch
+            .batch_json
+            .to_sql_checked(&Type::JSONB, &mut out)
+            .unwrap();
+        assert_eq!(out[0], 1, "the jsonb format version");
+        assert_eq!(&out[1..], text(&batch.batch_json).as_bytes());
+        assert!(batch
+            .batch_json
+            .to_sql_checked(&Type::TEXT, &mut out)
+            .is_err());
     }
 }

@@ -1,14 +1,14 @@
 //! `POST /upload`: a batch of sensor readings (api.md, "POST /upload").
 //!
 //! - [`body`]: size limits and gzip;
-//! - [`request`], [`time`]: the typed upload and its rules;
+//! - [`raw`], [`request`], [`time`]: the body streamed into the typed upload, and
+//!   its rules;
 //! - [`derive`]: device hash, summary, quality, uptime, the stored payload;
-//! - [`store`]: the one statement that stores it all;
-//! - [`batch_key`]: the unique index that makes retries recognisable.
+//! - [`store`]: the one statement that stores it all (and recognises retries).
 
-pub mod batch_key;
 pub mod body;
 pub mod derive;
+pub mod raw;
 pub mod request;
 pub mod store;
 pub mod time;
@@ -16,13 +16,12 @@ pub mod time;
 use lambda_http::http::header::AUTHORIZATION;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use serde_json::json;
 
 use crate::auth::Verifier;
 use crate::config::{parsed, required, ConfigError, Env};
 use crate::db::Database;
 use crate::device::{AppKey, DeviceSecret};
-use crate::http::{self, ApiError, FieldError};
+use crate::http::{self, ApiError};
 use crate::init::InitError;
 use derive::SensorBatch;
 use request::Upload;
@@ -102,7 +101,7 @@ async fn upload(app: &UploadApp, request: &Request) -> Result<Response<Body>, Ap
     // The secret's owner is looked up by the storing statement itself (one round
     // trip); a token is checked here, before the body is read.
     let sender = match header(request, DEVICE_SECRET_HEADER) {
-        Some(secret) => Sender::DeviceSecret(DeviceSecret::from_header(secret).stored_form()),
+        Some(secret) => Sender::DeviceSecret(DeviceSecret::from_header(secret)),
         // An Authorization header, even an empty one, must hold a valid token.
         None if request.headers().contains_key(AUTHORIZATION) => {
             Sender::User(app.verifier.verify_request(request).await?.to_string())
@@ -110,26 +109,41 @@ async fn upload(app: &UploadApp, request: &Request) -> Result<Response<Body>, Ap
         // No credentials at all: an anonymous upload, stored for no pot.
         None => Sender::Anonymous,
     };
-    let bytes = body::decoded(request.headers(), request.body(), app.config.max_body_bytes)?;
-    let json = crate::json::from_slice(&bytes).map_err(|e| {
-        ApiError::Unprocessable(vec![FieldError {
-            path: String::new(),
-            message: e.to_string(),
-        }])
-    })?;
-    let upload = Upload::parse(&json, app.config.max_readings).map_err(ApiError::Unprocessable)?;
-    let batch = SensorBatch::derive(&upload, app.config.hash_secret.as_bytes());
-    match store::store(&app.db, &batch, &sender).await? {
-        Stored::Accepted => Ok(http::json(
+    let upload = {
+        // The inflated body (up to 10 MiB) is not kept across the database call.
+        let bytes = body::decoded(request.headers(), request.body(), app.config.max_body_bytes)?;
+        Upload::parse(&bytes, app.config.max_readings).map_err(ApiError::Unprocessable)?
+    };
+    let batch = SensorBatch::derive(upload, app.config.hash_secret.as_bytes());
+    let accepted = |accepted_records, duplicate| {
+        http::json(
             StatusCode::ACCEPTED,
-            &json!({ "accepted_records": batch.samples }),
-        )),
-        Stored::Duplicate => Ok(http::json(
-            StatusCode::ACCEPTED,
-            &json!({ "accepted_records": 0, "duplicate": true }),
-        )),
+            &Accepted {
+                accepted_records,
+                duplicate,
+            },
+        )
+    };
+    match store::store(
+        &app.db,
+        &batch,
+        batch.batch_json.upload.device_id.as_str(),
+        &sender,
+    )
+    .await?
+    {
+        Stored::Accepted => Ok(accepted(batch.samples, false)),
+        Stored::Duplicate => Ok(accepted(0, true)),
         Stored::UnknownSecret => Err(ApiError::Unauthorized("Invalid Device Secret")),
     }
+}
+
+/// `202 {"accepted_records": N}`, with `"duplicate": true` for a batch stored before.
+#[derive(serde::Serialize)]
+struct Accepted {
+    accepted_records: i64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    duplicate: bool,
 }
 
 /// A header's value when present and not empty.

@@ -1,15 +1,16 @@
 //! Storing one upload: ONE statement, so it is atomic and costs one round trip.
 
 use crate::db::{Database, DbError, Query, Replay, Type};
+use crate::device::DeviceSecret;
 
 use super::derive::SensorBatch;
 
 /// Who sent the upload, as far as it is known before the database is asked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Sender {
-    /// `X-Device-Secret`, in its stored (hashed) form; its owner is looked up by the
-    /// statement itself.
-    DeviceSecret(String),
+    /// `X-Device-Secret`; its owner is looked up by the statement itself, for the
+    /// body's `device_id` only.
+    DeviceSecret(DeviceSecret),
     /// The user of a verified bearer token.
     User(String),
     Anonymous,
@@ -27,37 +28,52 @@ pub enum Stored {
 }
 
 /// All or nothing, in one statement: find the device secret's owner (if a secret was
-/// sent), insert the batch unless it is a duplicate, and only for a new batch add to
-/// the device's stats, touch the secret, and count an upload on the user's pot.
+/// sent), claim the batch's key unless it is a duplicate, and only for a new batch
+/// insert it, add to the device's stats, touch the secret, and count an upload on the
+/// user's pot.
 ///
 /// $1 device_hash, $2 timestamp, $3 batch_json, $4 samples, $5 valid, $6 pocket,
-/// $7 uptime seconds, $8 the secret's stored form (or NULL), $9 the token's user
-/// (or NULL).
+/// $7 uptime seconds, $8 the secret's stored (hashed) form (or NULL), $9 the token's
+/// user (or NULL), $10 the body's device_id, $11 the secret as the old server stored
+/// it, plain text (NULL unless it has the form the old server issues).
 pub const STORE_UPLOAD: Query = Query::new(
     "store_upload",
     r#"
 WITH
--- The sender: the secret's owner if a secret was sent (accepted only if known),
+-- The sender: the secret's owner if a secret was sent (accepted only if it was
+-- issued for this very device, stored hashed, or as plain text by the old server),
 -- else the token's user, else nobody (anonymous).
 owner AS (
     SELECT user_id::text AS user_id
     FROM device_secrets
-    WHERE $8::text IS NOT NULL AND secret = $8::text
-    LIMIT 1
+    WHERE $8::text IS NOT NULL AND device_id = $10::text AND secret IN ($8::text, $11::text)
 ),
 sender AS (
     SELECT
         CASE WHEN $8::text IS NULL THEN $9::text ELSE (SELECT user_id FROM owner) END AS user_id,
         ($8::text IS NULL OR EXISTS (SELECT 1 FROM owner)) AS known
 ),
--- A retry of a stored batch (same device, same timestamp) inserts nothing, and
--- nothing below runs for it: every later step reads this CTE's row.
+-- The batch's key (V4: upload_keys). A retry of a stored batch (same device, same
+-- timestamp) claims nothing: its key is there already, or (stored by the old
+-- server, which keeps no keys) its batch is. An identical upload running at the
+-- same moment waits on the key's primary key and then finds it. Every later step
+-- reads this CTE's row.
+batch_key AS (
+    INSERT INTO upload_keys (device_hash, timestamp_utc)
+    SELECT $1::text, $2::timestamptz
+    FROM sender
+    WHERE sender.known
+      AND NOT EXISTS (SELECT 1 FROM sensor_batches b
+                      WHERE b.device_hash = $1::text AND b.timestamp_utc = $2::timestamptz)
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+),
+-- A plain INSERT, as the old server's: sensor_batches has no key of its own.
 batch AS (
     INSERT INTO sensor_batches (device_hash, timestamp_utc, batch_json, user_id)
     SELECT $1::text, $2::timestamptz, $3::jsonb, sender.user_id
     FROM sender
-    WHERE sender.known
-    ON CONFLICT (device_hash, timestamp_utc) DO NOTHING
+    WHERE EXISTS (SELECT 1 FROM batch_key)
     RETURNING user_id
 ),
 stats AS (
@@ -77,9 +93,13 @@ stats AS (
         updated_at     = now()
     RETURNING 1
 ),
+-- The secret's use, and a plain-text row of the old server's converted to the
+-- hashed form on the way (so plain-text rows are only ever touched by the old
+-- server: the cut-over's "used in the last 24 hours" means it still serves).
 secret_used AS (
-    UPDATE device_secrets SET last_used_at = now()
-    WHERE $8::text IS NOT NULL AND secret = $8::text AND EXISTS (SELECT 1 FROM batch)
+    UPDATE device_secrets SET last_used_at = now(), secret = $8::text
+    WHERE $8::text IS NOT NULL AND device_id = $10::text AND secret IN ($8::text, $11::text)
+      AND EXISTS (SELECT 1 FROM batch)
     RETURNING 1
 ),
 -- One more upload today on the user's pot, created if missing. A count of an
@@ -103,11 +123,18 @@ FROM sender
 
 /// Runs [`STORE_UPLOAD`]. Safe to send again after a lost connection: a batch the
 /// first attempt stored is then found as a duplicate.
-pub async fn store(db: &Database, batch: &SensorBatch, sender: &Sender) -> Result<Stored, DbError> {
-    let (secret, user) = match sender {
-        Sender::DeviceSecret(stored_form) => (Some(stored_form.as_str()), None),
-        Sender::User(user) => (None, Some(user.as_str())),
-        Sender::Anonymous => (None, None),
+pub async fn store(
+    db: &Database,
+    batch: &SensorBatch,
+    device_id: &str,
+    sender: &Sender,
+) -> Result<Stored, DbError> {
+    let (hashed, plain, user) = match sender {
+        Sender::DeviceSecret(secret) => {
+            (Some(secret.stored_form()), secret.legacy_plain_form(), None)
+        }
+        Sender::User(user) => (None, None, Some(user.as_str())),
+        Sender::Anonymous => (None, None, None),
     };
     let timestamp = batch.timestamp.as_utc();
     let row = db
@@ -121,8 +148,10 @@ pub async fn store(db: &Database, batch: &SensorBatch, sender: &Sender) -> Resul
                 (&batch.quality.valid, Type::INT8),
                 (&batch.quality.pocket_likely, Type::INT8),
                 (&batch.uptime_seconds, Type::INT8),
-                (&secret, Type::TEXT),
+                (&hashed, Type::TEXT),
                 (&user, Type::TEXT),
+                (&device_id, Type::TEXT),
+                (&plain, Type::TEXT),
             ],
             Replay::Safe,
         )

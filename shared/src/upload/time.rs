@@ -2,7 +2,9 @@
 //! milliseconds. Stored as the old server stored them: UTC with milliseconds
 //! (`2026-01-10T08:00:00.000Z`), so the aggregation job reads them unchanged.
 
-use chrono::{DateTime, FixedOffset, NaiveDate, SecondsFormat, TimeZone, Utc};
+use std::fmt;
+
+use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, TimeZone, Timelike, Utc};
 
 /// The largest instant a JavaScript `Date` holds (±8.64e15 ms): the old server's range.
 const MAX_EPOCH_MS: f64 = 8.64e15;
@@ -91,9 +93,73 @@ impl Instant {
         self.0.timestamp_millis()
     }
 
-    /// `2026-01-10T08:00:00.000Z`, as JavaScript's `toISOString`.
+    /// `2026-01-10T08:00:00.000Z`, as JavaScript's `toISOString` (also the
+    /// [`Display`](fmt::Display) and JSON form).
     pub fn to_iso(&self) -> String {
-        self.0.to_rfc3339_opts(SecondsFormat::Millis, true)
+        self.to_string()
+    }
+}
+
+/// JavaScript's `toISOString`: `YYYY-MM-DDTHH:MM:SS.mmmZ`, and outside years 0 to
+/// 9999 the extended form with a sign and six digits (`+275760-09-13T…`).
+/// Written without allocating: it runs for every stored reading.
+impl fmt::Display for Instant {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let t = &self.0;
+        let mut out = Ascii::default();
+        match t.year() {
+            year @ 0..=9999 => out.digits(year as u32, 4),
+            year => {
+                out.byte(if year < 0 { b'-' } else { b'+' });
+                out.digits(year.unsigned_abs(), 6);
+            }
+        }
+        for (separator, value, digits) in [
+            (b'-', t.month(), 2),
+            (b'-', t.day(), 2),
+            (b'T', t.hour(), 2),
+            (b':', t.minute(), 2),
+            (b':', t.second(), 2),
+            (b'.', t.timestamp_subsec_millis(), 3),
+        ] {
+            out.byte(separator);
+            out.digits(value, digits);
+        }
+        out.byte(b'Z');
+        f.write_str(out.as_str())
+    }
+}
+
+/// A short ASCII text built on the stack.
+#[derive(Default)]
+struct Ascii {
+    buf: [u8; 32],
+    len: usize,
+}
+
+impl Ascii {
+    fn byte(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    /// `value` with exactly `n` digits, zero-padded.
+    fn digits(&mut self, mut value: u32, n: usize) {
+        for i in (0..n).rev() {
+            self.buf[self.len + i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+        self.len += n;
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).expect("ASCII")
+    }
+}
+
+impl serde::Serialize for Instant {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
     }
 }
 
@@ -208,6 +274,21 @@ mod tests {
             Instant::from_epoch_ms(0.0).unwrap().to_iso(),
             "1970-01-01T00:00:00.000Z"
         );
+    }
+
+    #[test]
+    fn years_outside_four_digits_are_written_as_javascript_writes_them() {
+        // Each right-hand side is node's `new Date(ms).toISOString()`.
+        for (ms, js) in [
+            (3_093_527_980_800_000.0, "+100000-01-01T00:00:00.000Z"),
+            (-3_217_862_419_200_000.0, "-100000-01-01T00:00:00.000Z"),
+            (253_402_300_800_000.0, "+010000-01-01T00:00:00.000Z"),
+            (253_402_300_799_999.0, "9999-12-31T23:59:59.999Z"),
+            (-62_167_219_200_000.0, "0000-01-01T00:00:00.000Z"),
+            (-62_198_755_200_001.0, "-000002-12-31T23:59:59.999Z"),
+        ] {
+            assert_eq!(Instant::from_epoch_ms(ms).unwrap().to_iso(), js, "{ms}");
+        }
     }
 
     #[test]

@@ -68,6 +68,19 @@ pub fn fixture_upload() -> Value {
     serde_json::from_str(fixture("upload-batch")["body"].as_str().unwrap()).unwrap()
 }
 
+/// The device the fixture's upload body comes from.
+pub fn fixture_device() -> String {
+    fixture_upload()["device_id"].as_str().unwrap().to_string()
+}
+
+/// The fixture's upload body, sent by `device_id` (a device secret is valid only for
+/// the device it was issued for).
+pub fn upload_of(device_id: &str) -> Value {
+    let mut body = fixture_upload();
+    body["device_id"] = json!(device_id);
+    body
+}
+
 /// An API Gateway event from `events/<fn>.json` with its body and headers replaced.
 /// `None` as a header value removes it.
 pub fn event(fixture_name: &str, body: &[u8], headers: &[(&str, Option<&str>)]) -> Request {

@@ -1,0 +1,350 @@
+//! `bench --aggregate` (on its own, not in CI): `GET /api/user/tiles` and the
+//! aggregation job over a realistic day, in a database of their own: the live
+//! schema, our migrations, then 1,000 devices (`--devices`) × 288 five-minute
+//! batches (the last 24 hours, one INSERT per slot), as the old server would have
+//! stored them.
+//!
+//! - tiles: the real handler (`shared::tiles::handle`) for one of those users, with
+//!   an RS256 token, on one warm connection: latency, statements, backend CPU;
+//! - aggregation (`shared::aggregate::run`, the function's own code): the day
+//!   caught up with the default bound (several runs), the steady state (one run
+//!   after five more minutes of uploads), and the whole day in one unbounded run;
+//!   time, statements and each statement's time.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use shared::aggregate::{AggregateConfig, AggregateSummary, DEFAULT_BATCH_SIZE};
+use shared::db::{Database, Query, Replay};
+use testkit::keys::{self, KeyServer};
+use tracing::instrument::WithSubscriber;
+use tracing_subscriber::layer::SubscriberExt;
+
+use crate::resetscale::StatementTimings;
+use crate::stats::{backend_cpu_ns, process_cpu_ns, round1, Latency};
+
+const SLOTS: i64 = 288;
+const READINGS: i64 = 12;
+const TILE_REQUESTS: usize = 1_000;
+const TILE_WARMUP: usize = 100;
+/// The user whose map is measured, and their device.
+const TILES_USER: &str = "bench-user-7";
+const TILES_DEVICE: i64 = 7;
+
+/// The GIN indexes of the live table: the job and the route use none of them,
+/// and without them the 288,000-row seed takes a minute instead of many.
+const UNUSED_HERE: &str = "DROP INDEX idx_sensor_batches_json_paths;
+     DROP INDEX idx_sensor_batches_json_geohash;
+     DROP INDEX idx_sensor_batches_location";
+
+/// The job's own tables and progress back to "nothing read" (V6's state).
+const FORGET: &str =
+    "TRUNCATE sensor_aggregation_batches, sensor_aggregates_5m, sensor_aggregates_daily;
+     UPDATE sensor_aggregation_progress SET seen = '1:1:', seen_xid = NULL,
+         seen_device_hash = NULL, seen_timestamp = NULL, backlog_done = false,
+         backlog_timestamp = NULL, backlog_device_hash = NULL";
+
+/// Both tables, as one checksum: equal means the same rows.
+const CHECKSUM: &str = "SELECT md5(coalesce((SELECT string_agg((t.window_start, t.geohash, t.samples_count,
+         t.device_count, t.avg_light, t.avg_light_min, t.avg_light_max, t.avg_accel_rms, t.avg_gyro_rms,
+         t.movement_score, t.battery_avg, t.location_share, t.quality_samples, t.quality_valid_ratio,
+         t.quality_pocket_ratio)::text, '|' ORDER BY t.window_start, t.geohash) FROM sensor_aggregates_5m t), '')
+     || coalesce((SELECT string_agg((d.day, d.geohash, d.samples_count, d.device_count, d.avg_light,
+         d.device_hours, d.quality_samples)::text, '|' ORDER BY d.day, d.geohash) FROM sensor_aggregates_daily d), ''))";
+
+/// `devices` × 288 batches (`--devices`, the workload's 1,000 by default).
+pub async fn run(admin_url: &str, devices: i64) -> Result<Value, String> {
+    let name = format!("dailypot_bench_{}_aggregate", std::process::id());
+    let admin = testkit::db::connect(admin_url).await;
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        admin.batch_execute(&sql).await.map_err(|e| e.to_string())?;
+    }
+    let url = testkit::db::url_for(admin_url, &name);
+    let result = measure(&url, devices).await;
+    let _ = admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await;
+    result
+}
+
+fn chain(e: tokio_postgres::Error) -> String {
+    shared::http::chain(&e)
+}
+
+async fn measure(url: &str, devices: i64) -> Result<Value, String> {
+    // The whole day in one unbounded run takes longer than the default 30 s.
+    let config = shared::config::DbConfig::from_env(&[
+        ("DATABASE_URL", url),
+        ("DB_STATEMENT_TIMEOUT_MS", "900000"),
+    ])
+    .map_err(|e| e.to_string())?;
+    let db = Database::new(&config).map_err(|e| e.to_string())?;
+    let client = testkit::db::connect(url).await;
+    client
+        .batch_execute(crate::benchdb::OUR_SCHEMA)
+        .await
+        .map_err(|e| format!("legacy schema: {e}"))?;
+    shared::migrations::run(&db, &config)
+        .await
+        .map_err(|e| format!("migrations: {}", shared::http::chain(&e)))?;
+    client.batch_execute(UNUSED_HERE).await.map_err(chain)?;
+    let seed_s = seed(&client, 1..=devices, 0..SLOTS).await?;
+    client
+        .batch_execute("VACUUM (ANALYZE) sensor_batches")
+        .await
+        .map_err(chain)?;
+    let table: Value = client
+        .query_one(
+            "SELECT json_build_object('rows', count(*),
+                 'heap_and_toast_mb', round(pg_table_size('sensor_batches') / 1048576.0, 1),
+                 'mean_batch_json_bytes', round(avg(pg_column_size(batch_json))))
+             FROM sensor_batches",
+            &[],
+        )
+        .await
+        .map_err(chain)?
+        .get(0);
+
+    // The day caught up as the schedule would: default bound, one run after another.
+    let catch_up = runs(&db, DEFAULT_BATCH_SIZE, true).await?;
+    let caught_up_sum: String = client.query_one(CHECKSUM, &[]).await.map_err(chain)?.get(0);
+    // Five more minutes of uploads at the end of the day: what each minute costs then.
+    seed(&client, 1..=devices, SLOTS..SLOTS + 1).await?;
+    let steady = runs(&db, DEFAULT_BATCH_SIZE, false).await?;
+    let steady_sum: String = client.query_one(CHECKSUM, &[]).await.map_err(chain)?.get(0);
+    // The same day in one run without a bound, from nothing read.
+    client.batch_execute(FORGET).await.map_err(chain)?;
+    let whole = runs(&db, 1_000_000, false).await?;
+    let whole_sum: String = client.query_one(CHECKSUM, &[]).await.map_err(chain)?.get(0);
+
+    // The map's user with the six days before as well (a real user has history,
+    // and a window of 72 h: ~865 batches in it), after the job's measurements.
+    seed(&client, TILES_DEVICE..=TILES_DEVICE, -6 * SLOTS..0).await?;
+    client
+        .batch_execute("ANALYZE sensor_batches")
+        .await
+        .map_err(chain)?;
+    let tiles = tiles(url, &client).await?;
+
+    let rows: Value = client
+        .query_one(
+            "SELECT json_build_object('windows', (SELECT count(*) FROM sensor_aggregates_5m),
+                                      'days', (SELECT count(*) FROM sensor_aggregates_daily),
+                                      'recorded_batches', (SELECT count(*) FROM sensor_aggregation_batches))",
+            &[],
+        )
+        .await
+        .map_err(chain)?
+        .get(0);
+    Ok(json!({
+        "seed": {
+            "devices": devices, "batches_per_device": SLOTS, "readings_per_batch": READINGS,
+            "geohashes": 200, "seconds": round1(seed_s), "sensor_batches": table,
+            "note": "the last 24 h, one INSERT per 5-minute slot (1,000 rows, one transaction each); GIN indexes dropped for the seed (neither the job nor the route uses them)",
+        },
+        "tiles": tiles,
+        "aggregation": {
+            "catch_up_default_bound": catch_up,
+            "steady_state_one_more_slot": steady,
+            "whole_day_one_run": whole,
+            "tables_after": rows,
+            "one_run_equals_the_bounded_runs": whole_sum == steady_sum,
+            "bounded_runs_checksum_before_the_extra_slot_differs": caught_up_sum != steady_sum,
+        },
+    }))
+}
+
+/// The five-minute `slots` (slot 0 starts 24 h ago) of the `devices`, one INSERT
+/// per slot, the old server's columns. Devices with a location (two in three)
+/// have one of 200 geohashes; readings carry quality objects; some batches have
+/// no light yet.
+async fn seed(
+    client: &tokio_postgres::Client,
+    devices: std::ops::RangeInclusive<i64>,
+    slots: std::ops::Range<i64>,
+) -> Result<f64, String> {
+    let t = Instant::now();
+    for slot in slots {
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO sensor_batches (device_hash, timestamp_utc, batch_json, user_id)
+                     SELECT 'bench-device-' || d, at,
+                            jsonb_strip_nulls(jsonb_build_object(
+                                'timestamp', to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
+                                'summary', jsonb_build_object(
+                                    'count', {READINGS},
+                                    'period_start', to_char((at - interval '295 seconds') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
+                                    'period_end', to_char((at - interval '2 seconds') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
+                                    'light', CASE WHEN (d + s.slot) % 10 = 0 THEN NULL ELSE jsonb_build_object(
+                                        'avg', 100 + (d * 13 + s.slot) % 400 + 0.5, 'min', 100 + (d * 13 + s.slot) % 400,
+                                        'max', 101 + (d * 13 + s.slot) % 400) END,
+                                    'accel_rms', 9.6 + (d % 9) * 0.05,
+                                    'gyro_rms', (s.slot % 4) * 0.01),
+                                'batch', (SELECT jsonb_agg(jsonb_build_object(
+                                              't', to_char((at - (300 - r * 25) * interval '1 second') AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
+                                              'light', 100 + (d * 13 + s.slot) % 400 + r % 2,
+                                              'accel', jsonb_build_array(0.1, 9.7, 0.2),
+                                              'gyro', jsonb_build_array(0, 0, 0.01),
+                                              'quality', jsonb_build_object(
+                                                  'orientation', 'face_up',
+                                                  'motion_state', CASE WHEN r % 3 = 0 THEN 'unknown' ELSE 'stationary' END,
+                                                  'motion_confidence', (r % 10) / 10.0,
+                                                  'pocket', CASE WHEN (d + r) % 7 = 0 THEN 'likely' ELSE 'unlikely' END,
+                                                  'location_quality', CASE WHEN d % 3 = 2 THEN 'none' ELSE 'high' END)))
+                                          FROM generate_series(1, {READINGS}) AS r),
+                                'location', CASE WHEN d % 3 <> 2 THEN jsonb_build_object(
+                                    'lat', 48.8 + (d % 200) * 0.01 + (s.slot % 20) * 0.001,
+                                    'lon', 2.3 + (d % 200) * 0.01, 'accuracy_m', 12) END,
+                                'geohash', CASE WHEN d % 3 <> 2 THEN 'u09' || lpad((d % 200)::text, 3, '0') END,
+                                'battery_level', 100 - s.slot % 80,
+                                'is_charging', false)),
+                            'bench-user-' || d
+                     FROM (SELECT $1::int AS slot) s,
+                          generate_series({}, {}) AS d,
+                          LATERAL (SELECT now() - interval '24 hours' + s.slot * interval '5 minutes'
+                                          + (d % 240) * interval '1 second' AS at) t",
+                    devices.start(),
+                    devices.end()
+                ),
+                &[&(slot as i32)],
+            )
+            .await
+            .map_err(|e| format!("seed: {}", chain(e)))?;
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// Runs the job (until caught up when `until_caught_up`, else once): per-run
+/// times, statements, and each statement's own time as the job logs it.
+async fn runs(db: &Database, batch_size: i64, until_caught_up: bool) -> Result<Value, String> {
+    let config = AggregateConfig { batch_size };
+    let timings = StatementTimings::default();
+    let mut summaries: Vec<AggregateSummary> = Vec::new();
+    let mut times = Vec::new();
+    let t = Instant::now();
+    loop {
+        let started = Instant::now();
+        let summary = shared::aggregate::run(db, &config)
+            .with_subscriber(tracing_subscriber::registry().with(timings.clone()))
+            .await
+            .map_err(|e| format!("aggregate: {}", shared::http::chain(&e)))?;
+        times.push(started.elapsed());
+        let done = summary.caught_up || !until_caught_up;
+        summaries.push(summary);
+        if done {
+            break;
+        }
+    }
+    let total_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let sum = |f: fn(&AggregateSummary) -> u64| summaries.iter().map(f).sum::<u64>();
+    let statement_ms = |name: &str| {
+        let ms = timings.of(name);
+        json!({"count": ms.len(), "total_ms": round1(ms.iter().sum()),
+               "max_ms": round1(ms.iter().copied().fold(0.0, f64::max))})
+    };
+    Ok(json!({
+        "batch_size": batch_size,
+        "runs": summaries.len(),
+        "total_ms": round1(total_ms),
+        "run_ms": Latency::of(&times),
+        "statements": sum(|s| s.statements),
+        "batches_read": sum(|s| s.batches_read),
+        "batches_added": sum(|s| s.batches_added),
+        "batches_skipped": sum(|s| s.batches_skipped),
+        "windows_written": sum(|s| s.windows_written),
+        "days_written": sum(|s| s.days_written),
+        "caught_up": summaries.last().is_some_and(|s| s.caught_up),
+        "per_statement": {
+            "aggregate_lock": statement_ms("aggregate_lock"),
+            "aggregate_ingest": statement_ms("aggregate_ingest"),
+            "aggregate_rebuild": statement_ms("aggregate_rebuild"),
+        },
+    }))
+}
+
+/// `GET /api/user/tiles?hours=72` (the fixture's query, the app's) for one user
+/// with a day of batches, on one warm connection.
+async fn tiles(url: &str, client: &tokio_postgres::Client) -> Result<Value, String> {
+    let keys = KeyServer::start(3600).await;
+    let env: std::collections::HashMap<String, String> = keys
+        .env()
+        .into_iter()
+        .chain([("DATABASE_URL".to_string(), url.to_string())])
+        .collect();
+    let app = shared::daily_pot::App::from_env(&env).map_err(|e| e.to_string())?;
+    let token = keys::token(TILES_USER);
+    let request = || testkit::requests::with_token("get-user-tiles", &token);
+    let first = shared::tiles::handle(&app, request()).await;
+    let body = match first.body() {
+        lambda_http::Body::Text(t) => t.clone(),
+        _ => String::new(),
+    };
+    let answer: Value = serde_json::from_str(&body).map_err(|e| format!("tiles: {e}: {body}"))?;
+    let tile_count = answer["tiles"].as_array().map_or(0, Vec::len);
+    if first.status() != 200 || tile_count == 0 {
+        return Err(format!("tiles answered {}: {body}", first.status()));
+    }
+    for _ in 0..TILE_WARMUP {
+        shared::tiles::handle(&app, request()).await;
+    }
+    let pid: i32 = app
+        .db
+        .query_one(
+            &Query::new("backend_pid", "SELECT pg_backend_pid()"),
+            &[],
+            Replay::Safe,
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .get(0);
+    let sent = app.db.statements_sent();
+    let (backend, process) = (backend_cpu_ns(pid), process_cpu_ns(std::process::id()));
+    let mut times: Vec<Duration> = Vec::with_capacity(TILE_REQUESTS);
+    for _ in 0..TILE_REQUESTS {
+        let request = request();
+        let t = Instant::now();
+        let r = shared::tiles::handle(&app, request).await;
+        times.push(t.elapsed());
+        if r.status() != 200 {
+            return Err(format!("tiles answered {}", r.status()));
+        }
+    }
+    let per_request = |before: Option<u64>, after: Option<u64>| match (before, after) {
+        (Some(b), Some(a)) => json!(round1((a - b) as f64 / TILE_REQUESTS as f64 / 1000.0)),
+        _ => Value::Null,
+    };
+    let backend_us = per_request(backend, backend_cpu_ns(pid));
+    let process_us = per_request(process, process_cpu_ns(std::process::id()));
+    let statements = (app.db.statements_sent() - sent) as f64 / TILE_REQUESTS as f64;
+
+    // The plan and the statement's own time, as PostgreSQL measures it.
+    let plan: Value = client
+        .query_one(
+            &format!(
+                "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {}",
+                shared::tiles::USER_TILES.sql
+            ),
+            &[&TILES_USER, &72i32],
+        )
+        .await
+        .map_err(chain)?
+        .get(0);
+    let indexes = testkit::plan::index_names(&plan);
+    Ok(json!({
+        "user": TILES_USER, "hours": 72, "batches_in_window": 3 * SLOTS + 1, "tiles": tile_count,
+        "requests": TILE_REQUESTS, "warmup": TILE_WARMUP,
+        "latency_us": Latency::of(&times),
+        "statements_per_request": statements,
+        "backend_cpu_us_per_request": backend_us,
+        "bench_process_cpu_us_per_request": process_us,
+        "explain_analyze": {
+            "execution_ms": plan[0]["Execution Time"], "planning_ms": plan[0]["Planning Time"],
+            "indexes": indexes,
+            "shared_buffers_hit": plan[0]["Plan"]["Shared Hit Blocks"],
+        },
+    }))
+}

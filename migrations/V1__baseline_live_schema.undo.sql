@@ -1,0 +1,5 @@
+-- Undo of V1: nothing, by design.
+--
+-- What V1 creates is the old server's own schema (on the live database it changes
+-- nothing at all, and on an empty one it builds exactly what the old server would
+-- have). Rolling back means going back to that schema, so it stays, with every row.

@@ -1,0 +1,252 @@
+//! `GET /api/user/tiles`: the app's coverage map (api.md, "GET /api/user/tiles").
+//!
+//! The user's located batches of the last `hours` hours, grouped by latitude and
+//! longitude rounded to 3 decimals, newest group first. One read-only statement,
+//! the old server's (legacy-statements.md S10) with `hours` an integer parameter
+//! instead of interval text. The route holds what the daily-pot routes hold (a
+//! database and a token verifier), so it runs on [`crate::daily_pot::App`].
+
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
+use tokio_postgres::Row;
+
+use crate::auth::UserId;
+use crate::daily_pot::App;
+use crate::db::{Database, DbError, Query, Replay, Type};
+use crate::http::{self, ApiError};
+
+/// The window when `hours` is absent, and the largest one accepted (30 days).
+pub const DEFAULT_HOURS: i32 = 24;
+pub const MAX_HOURS: i32 = 720;
+
+/// One group of batches, with its keys in the order the old server sent them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tile {
+    /// `tile_<lat>_<lon>` with PostgreSQL's scale-3 texts (`tile_48.850_2.350`).
+    pub h3_index: String,
+    pub centroid: Centroid,
+    pub confidence: JsNumber,
+    /// Batches in the group: a JSON integer (the app reads it as `int?`).
+    pub sample_count: i64,
+    /// Always 1, as the old server hard-coded it.
+    pub device_count: i64,
+    /// The newest `timestamp_utc`, `YYYY-MM-DDTHH:MM:SS.sssZ`.
+    pub last_update: String,
+    /// `null` when no batch has a value, or when the mean is 0 (the old
+    /// server's truthiness check).
+    pub avg_light: Option<JsNumber>,
+    pub avg_accel_rms: Option<JsNumber>,
+}
+
+/// The rounded coordinates as numbers; `null` for a batch whose location has none.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Centroid {
+    pub lat: Option<JsNumber>,
+    pub lng: Option<JsNumber>,
+}
+
+/// A double written as JavaScript writes it: integral values without a fraction
+/// (`48`, `1`, not `48.0`), anything else in its shortest round-trip form, and a
+/// value JSON cannot hold as `null`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JsNumber(pub f64);
+
+impl Serialize for JsNumber {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        /// Integers up to 2^53 are exact in a double, as JavaScript prints them.
+        const EXACT: f64 = 9_007_199_254_740_992.0;
+        let x = self.0;
+        if x.is_finite() && x.fract() == 0.0 && x.abs() <= EXACT {
+            s.serialize_i64(x as i64)
+        } else if x.is_finite() {
+            s.serialize_f64(x)
+        } else {
+            s.serialize_none()
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Answer {
+    tiles: Vec<Tile>,
+}
+
+/// The old server's S10, fixed where api.md says so: `hours` is an integer
+/// (`make_interval`), not text appended to `' hours'`. PostgreSQL rounds the
+/// coordinates' decimal text (ties away from zero) and prints the scale-3 texts
+/// of the tile key; `lastUpdate`'s milliseconds are truncated, as JavaScript's
+/// `Date` did. The WHERE clause is `idx_sensor_batches_user_time`'s
+/// `(user_id, timestamp_utc DESC)`. The unused `avg_accuracy_m` is left out.
+///
+/// $1 user id, $2 hours.
+pub const USER_TILES: Query = Query::new(
+    "user_tiles",
+    r#"
+SELECT 'tile_' || coalesce(t.lat::text, 'null') || '_' || coalesce(t.lon::text, 'null') AS h3_index,
+       t.lat::float8 AS lat,
+       t.lon::float8 AS lon,
+       t.sample_count,
+       to_char(t.last_update AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS last_update,
+       nullif(t.avg_light, 0) AS avg_light,
+       nullif(t.avg_accel_rms, 0) AS avg_accel_rms
+FROM (
+    SELECT round((batch_json -> 'location' ->> 'lat')::numeric, 3) AS lat,
+           round((batch_json -> 'location' ->> 'lon')::numeric, 3) AS lon,
+           count(*) AS sample_count,
+           max(timestamp_utc) AS last_update,
+           avg((batch_json -> 'summary' -> 'light' ->> 'avg')::float8) AS avg_light,
+           avg((batch_json -> 'summary' ->> 'accel_rms')::float8) AS avg_accel_rms
+    FROM sensor_batches
+    WHERE user_id = $1
+      AND timestamp_utc > now() - make_interval(hours => $2)
+      AND batch_json -> 'location' IS NOT NULL
+    GROUP BY 1, 2
+) t
+-- Ties on last_update in a fixed order (the old server left it undefined).
+ORDER BY t.last_update DESC, t.lat, t.lon
+"#,
+);
+
+/// Handles one request; every failure is an answer made by [`ApiError`].
+pub async fn handle(app: &App, request: Request) -> Response<Body> {
+    http::respond(tiles(app, &request).await)
+}
+
+async fn tiles(app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
+    http::require_method(request, &[Method::GET])?;
+    let user = app.verifier.verify_request(request).await?;
+    let hours = hours(request.query_string_parameters().all("hours"))?;
+    let tiles = user_tiles(&app.db, &user, hours).await?;
+    Ok(http::json(StatusCode::OK, &Answer { tiles }))
+}
+
+/// `hours` from the query string: absent is [`DEFAULT_HOURS`]; otherwise one
+/// value of decimal digits from 1 to [`MAX_HOURS`]. Anything else (a fraction, a
+/// sign, interval text, a repeated key) is 400 `{"error":"Bad Request"}`.
+pub fn hours(values: Option<Vec<&str>>) -> Result<i32, ApiError> {
+    const BAD: ApiError = ApiError::BadRequest("Bad Request");
+    let Some(values) = values else {
+        return Ok(DEFAULT_HOURS);
+    };
+    let [value] = values.as_slice() else {
+        return Err(BAD);
+    };
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(BAD);
+    }
+    // Digits only, so the only parse failure is an overflow.
+    match value.parse::<i32>() {
+        Ok(h) if (1..=MAX_HOURS).contains(&h) => Ok(h),
+        _ => Err(BAD),
+    }
+}
+
+/// The user's tiles of the last `hours` hours, newest first.
+pub async fn user_tiles(db: &Database, user: &UserId, hours: i32) -> Result<Vec<Tile>, DbError> {
+    let rows = db
+        .query(
+            &USER_TILES,
+            &[(&user.as_str(), Type::TEXT), (&hours, Type::INT4)],
+            Replay::Safe,
+        )
+        .await?;
+    Ok(rows.iter().map(tile).collect())
+}
+
+fn tile(row: &Row) -> Tile {
+    let sample_count: i64 = row.get("sample_count");
+    let number = |name: &str| row.get::<_, Option<f64>>(name).map(JsNumber);
+    Tile {
+        h3_index: row.get("h3_index"),
+        centroid: Centroid {
+            lat: number("lat"),
+            lng: number("lon"),
+        },
+        confidence: JsNumber((sample_count as f64 / 100.0).min(1.0)),
+        sample_count,
+        device_count: 1,
+        last_update: row.get("last_update"),
+        avg_light: number("avg_light"),
+        avg_accel_rms: number("avg_accel_rms"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hours_defaults_to_24_and_takes_one_integer_from_1_to_720() {
+        assert_eq!(hours(None).unwrap(), 24);
+        for (text, expected) in [("1", 1), ("72", 72), ("720", 720), ("0072", 72)] {
+            assert_eq!(hours(Some(vec![text])).unwrap(), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn any_other_hours_is_a_bad_request() {
+        for bad in [
+            "",
+            "0",
+            "721",
+            "-5",
+            "+5",
+            "1.5",
+            " 5",
+            "5 ",
+            "abc",
+            "1e3",
+            "0x10",
+            "1 day",
+            "3 days 2",
+            "1,5",
+            "99999999999",
+            "2562047788",
+        ] {
+            let err = hours(Some(vec![bad])).unwrap_err();
+            assert_eq!(err.status(), 400, "{bad:?}");
+            assert!(
+                matches!(err, ApiError::BadRequest("Bad Request")),
+                "{bad:?}"
+            );
+        }
+        assert!(hours(Some(vec!["2", "3"])).is_err(), "a repeated key");
+    }
+
+    #[test]
+    fn numbers_are_written_as_javascript_writes_them() {
+        let json = |x: f64| serde_json::to_string(&JsNumber(x)).unwrap();
+        assert_eq!(json(48.0), "48");
+        assert_eq!(json(1.0), "1");
+        assert_eq!(json(0.0), "0");
+        assert_eq!(json(-33.868), "-33.868");
+        assert_eq!(json(48.85), "48.85");
+        assert_eq!(json(0.03), "0.03");
+        assert_eq!(json(43.333333333333336), "43.333333333333336");
+        assert_eq!(json(f64::NAN), "null");
+        assert_eq!(json(f64::INFINITY), "null");
+    }
+
+    #[test]
+    fn a_tile_has_the_old_servers_keys_in_order() {
+        let tile = Tile {
+            h3_index: "tile_48.000_7.000".into(),
+            centroid: Centroid {
+                lat: Some(JsNumber(48.0)),
+                lng: Some(JsNumber(7.0)),
+            },
+            confidence: JsNumber(0.01),
+            sample_count: 1,
+            device_count: 1,
+            last_update: "2026-12-01T02:11:50.301Z".into(),
+            avg_light: None,
+            avg_accel_rms: Some(JsNumber(9.81)),
+        };
+        assert_eq!(
+            serde_json::to_string(&tile).unwrap(),
+            r#"{"h3Index":"tile_48.000_7.000","centroid":{"lat":48,"lng":7},"confidence":0.01,"sampleCount":1,"deviceCount":1,"lastUpdate":"2026-12-01T02:11:50.301Z","avgLight":null,"avgAccelRms":9.81}"#
+        );
+    }
+}
