@@ -792,3 +792,34 @@ fn the_aggregation_job_runs_every_minute_one_at_a_time_and_is_created_disabled()
         });
     assert!(alarmed, "an errors alarm on AggregateSensorsFunction");
 }
+
+#[test]
+fn every_alarm_on_our_metrics_watches_one_the_code_emits_by_its_deployed_function() {
+    let t = template();
+    let ours: Vec<&Value> = t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .filter(|r| r["Type"].as_str() == Some("AWS::CloudWatch::Alarm"))
+        .filter(|r| r["Properties"]["Namespace"].as_str() == Some("DailyPot"))
+        .collect();
+    assert!(ours.len() >= 2, "the stale-key and skipped-batch alarms");
+    for alarm in ours {
+        let p = &alarm["Properties"];
+        let name = p["MetricName"].as_str().unwrap();
+        assert!(
+            shared::telemetry::Metric::NAMES.contains(&name),
+            "an alarm on {name}, which no code emits"
+        );
+        // The Function dimension is the deployed name (AWS_LAMBDA_FUNCTION_NAME),
+        // never a literal that no data point would carry.
+        for dimension in p["Dimensions"].as_sequence().into_iter().flatten() {
+            if dimension["Name"].as_str() == Some("Function") {
+                let Value::Tagged(r) = &dimension["Value"] else {
+                    panic!("{name}: the Function dimension is a !Ref to the function");
+                };
+                assert_eq!(r.tag, "Ref", "{name}");
+            }
+        }
+    }
+}

@@ -34,6 +34,8 @@ pub enum Metric<'a> {
     TokenRejected { class: &'static str },
     /// Pots reset by one nightly run.
     ResetRows { rows: u64 },
+    /// Stored batches one aggregation run could not read (logged by key).
+    AggregationSkippedBatches { batches: u64 },
     /// A statement slower than `SLOW_QUERY_MS`, by query name; the value in ms.
     SlowQuery { query: &'a str, ms: f64 },
     /// A token checked with a signing key past its `max-age` (the key server is out
@@ -44,7 +46,7 @@ pub enum Metric<'a> {
 
 impl Metric<'_> {
     /// Every metric name the code emits (the dashboard and alarms may graph only these).
-    pub const NAMES: [&'static str; 9] = [
+    pub const NAMES: [&'static str; 10] = [
         "UploadAccepted",
         "UploadDuplicate",
         "UploadRejected",
@@ -52,6 +54,7 @@ impl Metric<'_> {
         "ClaimRefused",
         "TokenRejected",
         "ResetRows",
+        "AggregationSkippedBatches",
         "SlowQuery",
         "StaleSigningKeyUsed",
     ];
@@ -90,6 +93,9 @@ impl Metric<'_> {
                 Some(("Class", class.to_string())),
             ),
             Self::ResetRows { rows } => ("ResetRows", *rows as f64, "Count", None),
+            Self::AggregationSkippedBatches { batches } => {
+                ("AggregationSkippedBatches", *batches as f64, "Count", None)
+            }
             Self::SlowQuery { query, ms } => (
                 "SlowQuery",
                 *ms,
@@ -218,6 +224,7 @@ mod tests {
             },
             Metric::TokenRejected { class: "expired" },
             Metric::ResetRows { rows: 1 },
+            Metric::AggregationSkippedBatches { batches: 1 },
             Metric::SlowQuery {
                 query: "q",
                 ms: 1.0,
