@@ -645,11 +645,101 @@ fn an_alarm_watches_the_use_of_expired_signing_keys() {
     let watched = t["Resources"].as_mapping().unwrap().values().any(|r| {
         r["Type"].as_str() == Some("AWS::CloudWatch::Alarm")
             && r["Properties"]["Namespace"].as_str() == Some("DailyPot")
-            && r["Properties"]["MetricName"].as_str() == Some(shared::auth::STALE_KEY_METRIC)
+            && r["Properties"]["MetricName"].as_str()
+                == Some(shared::telemetry::Metric::StaleSigningKeyUsed.name())
             && r["Properties"]["Dimensions"].is_null()
             && !r["Properties"]["AlarmActions"].is_null()
     });
-    assert!(watched, "no alarm on {}", shared::auth::STALE_KEY_METRIC);
+    assert!(
+        watched,
+        "no alarm on {}",
+        shared::telemetry::Metric::StaleSigningKeyUsed.name()
+    );
+}
+
+#[test]
+fn every_function_is_traced_by_x_ray() {
+    let t = template();
+    for (id, f) in functions(&t) {
+        assert_eq!(
+            property(&t, &f, "Tracing").as_str(),
+            Some("Active"),
+            "{id} is not traced"
+        );
+    }
+}
+
+/// The dashboard's body as JSON, with every `${…}` of its `!Sub` replaced by "X".
+fn dashboard_body(t: &Value) -> serde_json::Value {
+    let dashboards: Vec<&Value> = t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .filter(|r| r["Type"].as_str() == Some("AWS::CloudWatch::Dashboard"))
+        .collect();
+    assert_eq!(dashboards.len(), 1, "one operations dashboard");
+    let Value::Tagged(sub) = &dashboards[0]["Properties"]["DashboardBody"] else {
+        panic!("DashboardBody is a !Sub");
+    };
+    let text = sub.value.as_str().expect("a !Sub of a string");
+    let mut plain = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        plain.push_str(&rest[..start]);
+        plain.push('X');
+        rest = &rest[start + rest[start..].find('}').unwrap() + 1..];
+    }
+    plain.push_str(rest);
+    serde_json::from_str(&plain).expect("the dashboard body is JSON")
+}
+
+#[test]
+fn the_dashboard_shows_what_an_operator_opens_first() {
+    let body = dashboard_body(&template());
+    let titles: Vec<String> = body["widgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["properties"]["title"].as_str().unwrap().to_lowercase())
+        .collect();
+    for wanted in [
+        "requests",
+        "4xx and 5xx by route",
+        "p50",
+        "p99",
+        "cold starts",
+        "uploads: accepted, duplicate",
+        "claims paid",
+        "reset",
+        "slow queries",
+    ] {
+        assert!(
+            titles.iter().any(|t| t.contains(wanted)),
+            "no graph of {wanted:?} in {titles:?}"
+        );
+    }
+}
+
+#[test]
+fn the_dashboard_graphs_only_metrics_the_code_emits() {
+    let body = dashboard_body(&template()).to_string();
+    // Plain metric rows (["DailyPot", "<name>", …]) and SEARCH expressions
+    // (MetricName=\"<name>\") of our namespace.
+    let mut graphed = BTreeSet::new();
+    for part in body.split("[\"DailyPot\",\"").skip(1) {
+        graphed.insert(part.split('"').next().unwrap().to_string());
+    }
+    for part in body.split("{DailyPot,").skip(1) {
+        let name = part.split("MetricName=\\\"").nth(1).unwrap();
+        graphed.insert(name.split('\\').next().unwrap().to_string());
+    }
+    assert!(graphed.len() >= 7, "{graphed:?}");
+    for name in &graphed {
+        assert!(
+            shared::telemetry::Metric::NAMES.contains(&name.as_str()),
+            "the dashboard graphs {name:?}, which no code emits"
+        );
+    }
 }
 
 /// The name a `!Ref` names, if `v` is one.
@@ -701,4 +791,35 @@ fn the_aggregation_job_runs_every_minute_one_at_a_time_and_is_created_disabled()
                     == Some("AggregateSensorsFunction")
         });
     assert!(alarmed, "an errors alarm on AggregateSensorsFunction");
+}
+
+#[test]
+fn every_alarm_on_our_metrics_watches_one_the_code_emits_by_its_deployed_function() {
+    let t = template();
+    let ours: Vec<&Value> = t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .filter(|r| r["Type"].as_str() == Some("AWS::CloudWatch::Alarm"))
+        .filter(|r| r["Properties"]["Namespace"].as_str() == Some("DailyPot"))
+        .collect();
+    assert!(ours.len() >= 2, "the stale-key and skipped-batch alarms");
+    for alarm in ours {
+        let p = &alarm["Properties"];
+        let name = p["MetricName"].as_str().unwrap();
+        assert!(
+            shared::telemetry::Metric::NAMES.contains(&name),
+            "an alarm on {name}, which no code emits"
+        );
+        // The Function dimension is the deployed name (AWS_LAMBDA_FUNCTION_NAME),
+        // never a literal that no data point would carry.
+        for dimension in p["Dimensions"].as_sequence().into_iter().flatten() {
+            if dimension["Name"].as_str() == Some("Function") {
+                let Value::Tagged(r) = &dimension["Value"] else {
+                    panic!("{name}: the Function dimension is a !Ref to the function");
+                };
+                assert_eq!(r.tag, "Ref", "{name}");
+            }
+        }
+    }
 }

@@ -8,7 +8,8 @@
 //! - [`rollback`]: the undo files (`V<n>__<name>.undo.sql`), newest first;
 //! - `no_transaction`: files (migration or undo) whose statements run one by one,
 //!   outside a transaction (concurrent index builds);
-//! - [`cutover`]: the remaining plain-text device secrets converted.
+//! - [`cutover`]: the remaining plain-text device secrets converted;
+//! - [`progress`]: what long work is doing, logged at intervals.
 //!
 //! Every action that writes holds one advisory lock, so two runs at once never
 //! interleave.
@@ -17,6 +18,7 @@ pub mod action;
 pub mod cutover;
 pub mod legacy_shape;
 mod no_transaction;
+pub mod progress;
 pub mod rollback;
 pub mod shape;
 
@@ -142,11 +144,31 @@ pub async fn run_to(
     config: &DbConfig,
     target: Option<u32>,
 ) -> Result<MigrationReport, MigrateError> {
+    run_reporting(db, config, target, progress::EVERY).await
+}
+
+/// [`run_to`], reporting progress every `every` ([`progress`]).
+pub async fn run_reporting(
+    db: &Database,
+    config: &DbConfig,
+    target: Option<u32>,
+    every: Duration,
+) -> Result<MigrationReport, MigrateError> {
     let mut client = db.open_session().await?;
     lock(&client).await?;
-    let result = apply(&mut client, config, target).await;
+    let pid = backend_pid(&client).await?;
+    let result = progress::watched(db, pid, every, apply(&mut client, config, target)).await;
     unlock(&client).await;
     result
+}
+
+/// The backend of `client`'s session, as `pg_stat_activity` knows it.
+async fn backend_pid(client: &Client) -> Result<i32, MigrateError> {
+    Ok(client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .map_err(|e| MigrateError::sql("reading the session's backend", e))?
+        .get(0))
 }
 
 async fn apply(
@@ -284,16 +306,26 @@ fn lock_timed_out(e: &refinery::Error) -> bool {
 /// Undoes every migration of ours, newest first, under the migration lock (see
 /// [`rollback`]); behind RDS Proxy also resets the role default [`run`] set.
 pub async fn rollback(db: &Database, config: &DbConfig) -> Result<RollbackReport, MigrateError> {
+    rollback_reporting(db, config, progress::EVERY).await
+}
+
+/// [`rollback`], reporting progress every `every` ([`progress`]).
+pub async fn rollback_reporting(
+    db: &Database,
+    config: &DbConfig,
+    every: Duration,
+) -> Result<RollbackReport, MigrateError> {
     let mut client = db.open_session().await?;
     lock(&client).await?;
-    let result = async {
+    let pid = backend_pid(&client).await?;
+    let work = async {
         let mut report = rollback::run(&mut client).await?;
         if config.proxy {
             report.role_defaults = reset_role_defaults(&client, config).await?;
         }
         Ok(report)
-    }
-    .await;
+    };
+    let result = progress::watched(db, pid, every, work).await;
     unlock(&client).await;
     result
 }

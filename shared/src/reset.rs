@@ -170,6 +170,10 @@ pub async fn run(db: &Database, config: &ResetConfig) -> Result<ResetSummary, Db
         elapsed_ms = summary.elapsed_ms,
         "daily reset done"
     );
+    crate::telemetry::Metric::ResetRows {
+        rows: summary.rows_reset,
+    }
+    .record();
     Ok(summary)
 }
 

@@ -226,16 +226,19 @@ async fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(String, Stri
     Some((method, path, body))
 }
 
-/// A function binary running against a [`RuntimeApi`]; killed when dropped.
+/// A function binary running against a [`RuntimeApi`]; killed when dropped. What
+/// it prints on stdout (its log lines and EMF metric documents, as Lambda would
+/// ship them to CloudWatch) is kept for [`FunctionProcess::output`].
 pub struct FunctionProcess {
     child: Child,
+    output: Arc<Mutex<String>>,
 }
 
 impl FunctionProcess {
     /// Starts `binary` with the environment Lambda gives a function plus `env`.
     pub fn spawn(binary: &Path, env: &[(String, String)], api: &RuntimeApi) -> Self {
         let name = binary.file_name().unwrap().to_string_lossy().to_string();
-        let child = Command::new(binary)
+        let mut child = Command::new(binary)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("AWS_LAMBDA_RUNTIME_API", api.address())
@@ -246,11 +249,46 @@ impl FunctionProcess {
             .env("AWS_LAMBDA_LOG_GROUP_NAME", "local")
             .env("AWS_REGION", "eu-west-1")
             .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
-        Self { child }
+        let output = Arc::new(Mutex::new(String::new()));
+        let mut stdout = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+        let sink = output.clone();
+        // Read as it comes, so a chatty function never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while std::io::BufRead::read_line(&mut stdout, &mut line).is_ok_and(|n| n > 0) {
+                sink.lock().unwrap().push_str(&line);
+                line.clear();
+            }
+        });
+        Self { child, output }
+    }
+
+    /// Everything the function printed on stdout so far.
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// The JSON lines of stdout (log lines and metric documents) for which
+    /// `wanted` holds, waiting up to 5 s for at least one: the reader thread may
+    /// lag behind the answer the function sent.
+    pub async fn json_lines(&self, wanted: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let found: Vec<Value> = self
+                .output()
+                .lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .filter(|v| wanted(v))
+                .collect();
+            if !found.is_empty() || std::time::Instant::now() > deadline {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn pid(&self) -> u32 {

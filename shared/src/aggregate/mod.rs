@@ -250,12 +250,10 @@ fn report(summary: &AggregateSummary) {
             "unreadable batch skipped"
         );
     }
-    crate::telemetry::emit_metric(
-        "AggregationSkippedBatches",
-        summary.batches_skipped as f64,
-        "Count",
-        &[("Function", "aggregate-sensors")],
-    );
+    crate::telemetry::Metric::AggregationSkippedBatches {
+        batches: summary.batches_skipped,
+    }
+    .record();
     tracing::info!(
         locked_out = summary.locked_out,
         batches_read = summary.batches_read,

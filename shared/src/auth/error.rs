@@ -43,6 +43,17 @@ impl AuthError {
             Self::Invalid(_) | Self::KeysUnavailable(_) => "Invalid token",
         }
     }
+
+    /// The class of a refused token, as the `TokenRejected` metric names it.
+    pub fn class(&self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Malformed(_) => "malformed",
+            Self::Expired => "expired",
+            Self::Invalid(_) => "invalid",
+            Self::KeysUnavailable(_) => "keys_unavailable",
+        }
+    }
 }
 
 impl From<AuthError> for ApiError {
@@ -52,6 +63,10 @@ impl From<AuthError> for ApiError {
             refused => {
                 // The detail (which check failed) is for us; the client gets the class.
                 tracing::info!(reason = %refused, "token refused");
+                crate::telemetry::Metric::TokenRejected {
+                    class: refused.class(),
+                }
+                .record();
                 ApiError::Unauthorized(refused.reason())
             }
         }

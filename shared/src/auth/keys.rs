@@ -253,7 +253,7 @@ impl KeyCache {
 
 /// A token is about to be checked with a key past its `max-age`: the key server
 /// has not answered for that long. Logged (with the `kid`) and counted each time,
-/// as one metric without dimensions, so that one alarm (the template's
+/// as one metric that is also published without dimensions, so that one alarm (the template's
 /// StaleSigningKeysAlarm) sees the grace being spent before it runs out.
 fn stale_key_used(kid: &str, late: Duration) {
     tracing::warn!(
@@ -261,11 +261,8 @@ fn stale_key_used(kid: &str, late: Duration) {
         expired_secs = late.as_secs(),
         "signing key used past its max-age: the key server cannot be reached"
     );
-    crate::telemetry::emit_metric(STALE_KEY_METRIC, 1.0, "Count", &[]);
+    crate::telemetry::Metric::StaleSigningKeyUsed.record();
 }
-
-/// The EMF metric (namespace DailyPot) of each use of an expired key.
-pub const STALE_KEY_METRIC: &str = "StaleSigningKeyUsed";
 
 /// The smallest RSA modulus trusted (NIST SP 800-131A; Google's keys are 2048).
 pub const MIN_RSA_BITS: usize = 2048;

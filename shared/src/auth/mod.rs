@@ -22,7 +22,6 @@ pub use config::AuthConfig;
 pub use error::AuthError;
 pub use keys::KeyCachePolicy;
 pub use keys::KeyFetchError;
-pub use keys::STALE_KEY_METRIC;
 pub use verifier::{check_shape, InitError, Verifier, MAX_TOKEN_BYTES};
 
 use lambda_http::http::header::AUTHORIZATION;

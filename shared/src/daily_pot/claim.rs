@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::{queries, App, DailyPot};
 use crate::db::{Replay, Type};
 use crate::http::{self, ApiError};
+use crate::telemetry::Metric;
 
 /// The answer to a successful claim: the pot after it, and the amount under both
 /// spellings (the app reads `claimed_amount`, the old server sent `claimedAmount`).
@@ -43,9 +44,18 @@ async fn claim(app: &App, request: &Request) -> Result<Response<Body>, ApiError>
             Replay::Unsafe,
         )
         .await?
-        .ok_or(ApiError::BadRequest("Daily pot not initialized"))?;
+        .ok_or_else(|| {
+            refused(
+                "not_initialized",
+                ApiError::BadRequest("Daily pot not initialized"),
+            )
+        })?;
     let pot = DailyPot::from_row(&row);
     if row.get::<_, bool>("claimed") {
+        Metric::ClaimPaid {
+            amount: i64::from(amount),
+        }
+        .record();
         return Ok(http::json(
             StatusCode::OK,
             &Claimed {
@@ -56,11 +66,23 @@ async fn claim(app: &App, request: &Request) -> Result<Response<Body>, ApiError>
         ));
     }
     if !pot.has_claimed_today && !pot.is_unlocked {
-        return Err(ApiError::BadRequest("Daily pot not unlocked yet"));
+        return Err(refused(
+            "not_unlocked",
+            ApiError::BadRequest("Daily pot not unlocked yet"),
+        ));
     }
     // Claimed today: either before, or by a concurrent claim that won the row
     // after this statement's snapshot (which then still looks unlocked).
-    Err(ApiError::Conflict("Already claimed today"))
+    Err(refused(
+        "already_claimed",
+        ApiError::Conflict("Already claimed today"),
+    ))
+}
+
+/// A claim the rules refuse, counted by `reason` (ClaimRefused).
+fn refused(reason: &'static str, answer: ApiError) -> ApiError {
+    Metric::ClaimRefused { reason }.record();
+    answer
 }
 
 #[cfg(test)]

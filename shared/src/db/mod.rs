@@ -160,12 +160,11 @@ impl Database {
         if elapsed >= self.slow_query {
             // Name and duration only: parameters may hold user data.
             tracing::warn!(query = query.name, ms, "slow query");
-            crate::telemetry::emit_metric(
-                "SlowQuery",
+            crate::telemetry::Metric::SlowQuery {
+                query: query.name,
                 ms,
-                "Milliseconds",
-                &[("Query", query.name)],
-            );
+            }
+            .record();
         } else {
             tracing::debug!(query = query.name, ms, "query");
         }

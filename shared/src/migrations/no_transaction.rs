@@ -24,7 +24,15 @@ pub(super) async fn run(
     step: &str,
 ) -> Result<Vec<String>, MigrateError> {
     let mut rebuilt = Vec::new();
-    for statement in statements(sql) {
+    let statements = statements(sql);
+    let total = statements.len();
+    for (n, statement) in statements.into_iter().enumerate() {
+        tracing::info!(
+            step,
+            statement = n + 1,
+            of = total,
+            "migrate: running a statement"
+        );
         if let Some(index) = concurrent_index_name(&statement) {
             if drop_if_invalid(client, index, step).await? {
                 rebuilt.push(index.to_string());

@@ -62,8 +62,10 @@ pub(super) async fn run(client: &mut Client) -> Result<RollbackReport, MigrateEr
             None => return Err(MigrateError::UnknownMigration { version, name }),
         }
     }
-    for undo in plan {
+    let steps = plan.len();
+    for (n, undo) in plan.into_iter().enumerate() {
         let label = format!("V{}__{}", undo.version, undo.name);
+        tracing::info!(migration = %label, step = n + 1, of = steps, "undoing");
         if undo.sql.starts_with(NO_TRANSACTION) {
             let rebuilt =
                 no_transaction::run(client, undo.sql, &format!("undo of {label}")).await?;

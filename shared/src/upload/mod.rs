@@ -23,6 +23,7 @@ use crate::db::Database;
 use crate::device::{AppKey, DeviceSecret};
 use crate::http::{self, ApiError};
 use crate::init::InitError;
+use crate::telemetry::Metric;
 use derive::SensorBatch;
 use request::Upload;
 use store::{Sender, Stored};
@@ -81,7 +82,14 @@ impl UploadApp {
 
 /// Handles one request; every failure is an answer made by [`ApiError`].
 pub async fn handle(app: &UploadApp, request: Request) -> Response<Body> {
-    http::respond(upload(app, &request).await)
+    let result = upload(app, &request).await;
+    if let Err(refused) = &result {
+        Metric::UploadRejected {
+            status: refused.status().as_u16(),
+        }
+        .record();
+    }
+    http::respond(result)
 }
 
 async fn upload(app: &UploadApp, request: &Request) -> Result<Response<Body>, ApiError> {
@@ -132,8 +140,17 @@ async fn upload(app: &UploadApp, request: &Request) -> Result<Response<Body>, Ap
     )
     .await?
     {
-        Stored::Accepted => Ok(accepted(batch.samples, false)),
-        Stored::Duplicate => Ok(accepted(0, true)),
+        Stored::Accepted => {
+            Metric::UploadAccepted {
+                readings: batch.samples as u64,
+            }
+            .record();
+            Ok(accepted(batch.samples, false))
+        }
+        Stored::Duplicate => {
+            Metric::UploadDuplicate.record();
+            Ok(accepted(0, true))
+        }
         Stored::UnknownSecret => Err(ApiError::Unauthorized("Invalid Device Secret")),
     }
 }
