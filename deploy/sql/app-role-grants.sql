@@ -7,6 +7,8 @@
 -- the role's name as a psql variable (README, "Database roles"):
 --   psql "$OWNER_URL" -v app_user=dailypot_app -f deploy/sql/app-role-grants.sql
 
+-- GET /api/user/tiles reads the batches (below) and nothing else.
+--
 -- GET /daily-pot and the upload create pots, the upload counts on them, the claim
 -- pays, the reset zeroes stale counts (ON CONFLICT DO UPDATE and RETURNING read).
 GRANT SELECT, INSERT, UPDATE ON daily_pots TO :"app_user";
@@ -21,3 +23,10 @@ GRANT SELECT, INSERT, UPDATE ON device_secrets TO :"app_user";
 -- grants this to DB_APP_ROLE itself when it creates the table; listed here so the
 -- file is the role's whole set.
 GRANT SELECT, INSERT ON upload_keys TO :"app_user";
+-- The aggregation job (aggregate-sensors) reads the batches (above) and rebuilds the
+-- old job's tables (upserts: RETURNING and ON CONFLICT read them).
+GRANT SELECT, INSERT, UPDATE ON sensor_aggregates_5m, sensor_aggregates_daily TO :"app_user";
+-- Its own bookkeeping (V6), which `migrate` grants to DB_APP_ROLE itself too: what
+-- each batch contributed (inserted once, never changed), and where it is.
+GRANT SELECT, INSERT ON sensor_aggregation_batches TO :"app_user";
+GRANT SELECT, UPDATE ON sensor_aggregation_progress TO :"app_user";

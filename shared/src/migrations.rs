@@ -259,22 +259,30 @@ async fn refinery_up(
     }
 }
 
-/// The tables our migrations create. The old server's tables are its own, and its
-/// rights on them are the DBA's; these are ours to grant.
-const OUR_TABLES: &[&str] = &["upload_keys"];
+/// The tables our migrations create, and what our statements do to each. The old
+/// server's tables are its own, and its rights on them are the DBA's; these are ours
+/// to grant.
+const OUR_TABLES: &[(&str, &str)] = &[
+    // The upload inserts a key, ON CONFLICT DO NOTHING (V4).
+    ("upload_keys", "SELECT, INSERT"),
+    // The aggregation job records what each batch contributes, and where it is (V6).
+    ("sensor_aggregation_batches", "SELECT, INSERT"),
+    ("sensor_aggregation_progress", "SELECT, UPDATE"),
+];
 
 /// When the functions connect as another role than `migrate` (`DB_APP_ROLE`), that
-/// role needs rights on our tables too: only what the storing statement uses (it
-/// inserts a key, ON CONFLICT DO NOTHING). Granting again is a no-op.
+/// role needs rights on our tables too: only what our statements use. Granting
+/// again is a no-op.
 async fn grant_our_tables(client: &Client, role: &str) -> Result<Vec<String>, MigrateError> {
     let mut grants = Vec::new();
-    for table in OUR_TABLES {
-        // No row: the table does not exist (yet) at the target version.
+    for (table, privileges) in OUR_TABLES {
+        // No row: the table does not exist (yet) at the target version. The
+        // privileges are ours (above); names are quoted by PostgreSQL.
         let statement: Option<String> = client
             .query_opt(
-                "SELECT format('GRANT SELECT, INSERT ON %I TO %I', $1::text, $2::text)
+                "SELECT format('GRANT %s ON %I TO %I', $3::text, $1::text, $2::text)
                  WHERE to_regclass($1::text) IS NOT NULL",
-                &[table, &role],
+                &[table, &role, privileges],
             )
             .await
             .map_err(|e| MigrateError::sql("granting rights", e))?

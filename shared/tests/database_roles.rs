@@ -6,6 +6,7 @@
 mod upload_helpers;
 
 use serde_json::json;
+use shared::aggregate::AggregateConfig;
 use shared::config::DbConfig;
 use shared::daily_pot::{claim, get, App};
 use shared::db::Database;
@@ -75,7 +76,7 @@ fn grants(role: &str) -> String {
 }
 
 #[tokio::test]
-async fn every_route_and_the_reset_work_as_the_dml_only_role() {
+async fn every_route_and_job_works_as_the_dml_only_role() {
     let test = TestDb::migrated().await;
     let role = Role::create(&test).await;
     let admin = test.client().await;
@@ -132,6 +133,25 @@ async fn every_route_and_the_reset_work_as_the_dml_only_role() {
     assert_eq!(summary.rows_reset, 1);
     let response = get::handle(&pots, with_token("get-daily-pot", &token)).await;
     assert_eq!(response.status(), 200);
+
+    // The coverage map reads what was uploaded.
+    let response = shared::tiles::handle(&pots, with_token("get-user-tiles", &token)).await;
+    assert_eq!(response.status(), 200);
+
+    // The aggregation job reads the batches and writes both aggregate tables.
+    let summary = shared::aggregate::run(&db(), &AggregateConfig { batch_size: 100 })
+        .await
+        .unwrap();
+    assert!(
+        summary.batches_read >= 6 && summary.windows_written >= 1,
+        "{summary:?}"
+    );
+    let days: i64 = admin
+        .query_one("SELECT count(*) FROM sensor_aggregates_daily", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(days >= 1);
 }
 
 #[tokio::test]
