@@ -1,11 +1,12 @@
 //! `bench`: the daily-pot functions measured side by side with the Node backend.
 //! See BENCHMARKS.md for what each figure means; `scripts/bench` runs it.
 //!
-//!   bench [--quick] [--no-peer] [--reset-scale] [--no-cold-start] [--out DIR]
+//!   bench [--quick] [--no-peer] [--reset-scale] [--no-cold-start] [--dbcpu] [--out DIR]
 //!         [--users N --devices N --readings N --requests N --warmup N --concurrency N --seed N]
 
 mod benchdb;
 mod coldstart;
+mod dbcpu;
 mod harness;
 mod peer;
 mod phases;
@@ -29,6 +30,8 @@ struct Options {
     peer: bool,
     cold_start: bool,
     reset_scale: bool,
+    /// Only the database's cost per request (dbcpu.rs), then stop.
+    dbcpu: bool,
     out: PathBuf,
     /// The workload flags as given, passed on to the peer.
     workload_flags: Vec<String>,
@@ -46,6 +49,7 @@ fn parse_args() -> Result<Options, String> {
         peer: true,
         cold_start: true,
         reset_scale: false,
+        dbcpu: false,
         out: repo_root().join("target/bench"),
         workload_flags: Vec::new(),
     };
@@ -57,6 +61,7 @@ fn parse_args() -> Result<Options, String> {
             "--no-peer" => o.peer = false,
             "--no-cold-start" => o.cold_start = false,
             "--reset-scale" => o.reset_scale = true,
+            "--dbcpu" => o.dbcpu = true,
             "--out" => o.out = PathBuf::from(value("--out")?),
             flag @ ("--users" | "--devices" | "--readings" | "--requests" | "--warmup"
             | "--concurrency" | "--seed") => {
@@ -123,6 +128,10 @@ async fn run(o: Options) -> Result<(), String> {
     let started = std::time::Instant::now();
     let p = o.params;
     std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
+    if o.dbcpu {
+        let figures = dbcpu::run(&testkit::db::server_url(), &repo_root(), p.requests).await?;
+        return write_json(&o.out.join("dbcpu.json"), &figures);
+    }
     let all_phases = workload::phases(&p);
 
     // 1. The workload itself, checked against the peer's generator when it is here.
