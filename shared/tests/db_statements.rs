@@ -326,3 +326,40 @@ async fn an_error_of_a_prepared_statement_is_reported_once_and_not_retried() {
     assert_eq!(run(2).await.unwrap().get::<_, i32>(0), 5);
 }
 
+#[tokio::test]
+async fn the_reset_batch_keeps_its_key_range_as_an_index_condition_in_a_generic_plan() {
+    // Prepared, the statement may get a generic plan after five runs; one that
+    // filtered the key range instead would read the index from its start in
+    // every batch of the nightly reset.
+    let test = TestDb::migrated().await;
+    let client = test.client().await;
+    client
+        .batch_execute("SET plan_cache_mode = force_generic_plan")
+        .await
+        .unwrap();
+    client
+        .batch_execute(&format!(
+            "PREPARE reset_batch (text, int8) AS {}",
+            reset::RESET_BATCH.sql
+        ))
+        .await
+        .unwrap();
+    let plan: Vec<String> = client
+        .simple_query("EXPLAIN (COSTS OFF) EXECUTE reset_batch('user-1', 1000)")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .collect();
+    let scan = plan
+        .iter()
+        .position(|l| l.contains("Index Only Scan using daily_pots_pkey"))
+        .unwrap_or_else(|| panic!("no key scan: {plan:#?}"));
+    assert!(
+        plan[scan + 1].contains("Index Cond: (user_id >="),
+        "{plan:#?}"
+    );
+}
