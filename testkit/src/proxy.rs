@@ -27,7 +27,7 @@ pub struct Messages {
     pub close: u64,
     /// Simple-protocol queries (`Q`).
     pub query: u64,
-    /// Bursts of client bytes, each after the server had spoken (or the first).
+    /// Bursts of client messages, each after the server had spoken.
     pub flights: u64,
 }
 
@@ -167,7 +167,6 @@ async fn relay(client: TcpStream, server: TcpStream, messages: Arc<Mutex<Message
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        let new_flight = started && server_spoke.swap(false, Ordering::SeqCst);
         pending.extend_from_slice(&chunk[..n]);
         // Walk the complete messages in the buffer, counting as we go.
         let mut seen = Messages::default();
@@ -197,6 +196,9 @@ async fn relay(client: TcpStream, server: TcpStream, messages: Arc<Mutex<Message
                 at += 1 + len;
             }
         }
+        // A flight is a request the server has to answer: a Terminate (sent when
+        // a client is dropped) is not one, nor half a message.
+        let new_flight = seen != Messages::default() && server_spoke.swap(false, Ordering::SeqCst);
         {
             let mut total = messages.lock().expect("counter");
             *total = *total + seen;
