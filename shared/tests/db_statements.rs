@@ -38,7 +38,8 @@ enum Route {
 
 const ROUTES: [(Route, u64); 7] = [
     (Route::GetKnown, 1),
-    (Route::GetFirstSight, 1),
+    // The read finds nothing, then the insert.
+    (Route::GetFirstSight, 2),
     (Route::DailyPotUpload, 1),
     (Route::Claim, 1),
     (Route::Upload, 1),
