@@ -29,7 +29,7 @@ use crate::stats::{self, round1};
 use crate::workload::{self, Endpoint, Params, Phase, UploadAuth};
 
 const WARMUP: u64 = 50;
-const ROUNDS: u64 = 5;
+const ROUNDS: u64 = 10;
 /// Fresh connections measured for the cold figures, per route.
 const COLD_SAMPLES: u64 = 20;
 /// Long enough for a backend to finish its reply and go idle before it is read.
@@ -46,9 +46,40 @@ const UPLOAD: Endpoint = Endpoint::Upload {
 #[derive(Clone, Copy)]
 enum Case {
     Route(Endpoint),
-    ReferenceSelect,
+    /// One of [`Bench::selects`], by index: a prepared key lookup of the pots.
+    Select(usize),
     ReferenceInsert,
 }
+
+/// The key lookups measured beside the GET (name, sql, paced): the reference, the
+/// GET's own SQL on a plain session, and the reference sent back to back. A paced
+/// one waits [`PACE`] and verifies the GET's token before its statement, as the
+/// handler does, so that its backend is as idle before each statement.
+const SELECTS: [(&str, &str, bool); 3] = [
+    (
+        "reference_pk_select",
+        "SELECT * FROM daily_pots WHERE user_id = $1",
+        true,
+    ),
+    (
+        "get_sql_on_a_plain_session",
+        shared::daily_pot::queries::POT.sql,
+        true,
+    ),
+    (
+        "reference_pk_select_back_to_back",
+        "SELECT * FROM daily_pots WHERE user_id = $1",
+        false,
+    ),
+];
+
+/// The idle time before each measured request. A backend that waits between
+/// requests (as one serving a container does, while the function verifies tokens
+/// and builds answers) finds its caches cold and spends 2-4x the CPU on the same
+/// statement as one sent back to back (measured here, 2 busy cores: a PK SELECT
+/// ~23 us back to back, ~80-100 us paced). Every case waits alike, so that the
+/// routes and their references are compared under the same conditions.
+const PACE: Duration = Duration::from_millis(1);
 
 /// The per-request figures of a case.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -114,8 +145,9 @@ struct Bench<'a> {
     env: Vec<(String, String)>,
     keys: testkit::keys::KeyServer,
     container: Container,
+    /// [`SELECTS`], each on a client of its own, prepared.
+    selects: Vec<(Client, Statement)>,
     reference: Client,
-    select: Statement,
     insert: Statement,
     /// An upload's stored payload: (device_hash, batch_json, user_id).
     payload: (String, String, Option<String>),
@@ -127,13 +159,15 @@ async fn measure(db: &BenchDb, p: &Params) -> Result<Value, String> {
     let env = vec![("DATABASE_URL".to_string(), url.clone())];
     let keys = testkit::keys::KeyServer::start(3600).await;
     let container = Container::new(&env, &keys)?;
-    // The references, on a plain client of their own through the same proxy.
+    // The references, on plain clients of their own through the same proxy.
     let reference = testkit::db::connect(&url).await;
     let q = |e: tokio_postgres::Error| e.to_string();
-    let select = reference
-        .prepare_typed("SELECT * FROM daily_pots WHERE user_id = $1", &[Type::TEXT])
-        .await
-        .map_err(q)?;
+    let mut selects = Vec::new();
+    for (_, sql, _) in SELECTS {
+        let client = testkit::db::connect(&url).await;
+        let statement = client.prepare_typed(sql, &[Type::TEXT]).await.map_err(q)?;
+        selects.push((client, statement));
+    }
     let insert = reference
         .prepare_typed(
             "INSERT INTO sensor_batches (device_hash, timestamp_utc, batch_json, user_id)
@@ -148,8 +182,8 @@ async fn measure(db: &BenchDb, p: &Params) -> Result<Value, String> {
         env,
         keys,
         container,
+        selects,
         reference,
-        select,
         insert,
         payload: Default::default(),
     };
@@ -168,40 +202,55 @@ async fn measure(db: &BenchDb, p: &Params) -> Result<Value, String> {
         .map_err(q)?;
     bench.payload = (row.get(0), row.get(1), row.get(2));
 
-    let cases = [
-        ("get_known", Case::Route(Endpoint::GetKnown)),
+    // Reads first, on a vacuumed table, so that no read pays for pruning the
+    // dead rows of the writes (whichever read comes first after them would).
+    db.ctl.batch_execute("VACUUM daily_pots").await.map_err(q)?;
+    let reads: Vec<(&str, Case)> = std::iter::once(("get_known", Case::Route(Endpoint::GetKnown)))
+        .chain(
+            SELECTS
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.0, Case::Select(i))),
+        )
+        .collect();
+    let mut warm = bench.warm(&reads).await?;
+    let writes = [
         ("get_new", Case::Route(Endpoint::GetNew)),
         ("claim", Case::Route(Endpoint::Claim)),
         ("upload_secret", Case::Route(UPLOAD)),
-        ("reference_pk_select", Case::ReferenceSelect),
         ("reference_plain_insert", Case::ReferenceInsert),
     ];
-    let warm = bench.warm(&cases).await?;
+    warm.extend(bench.warm(&writes).await?);
     let mut cold = serde_json::Map::new();
-    for (name, case) in &cases[..4] {
-        if let Case::Route(endpoint) = case {
-            if *endpoint != Endpoint::GetNew {
-                cold.insert(name.to_string(), bench.cold(*endpoint).await?);
-            }
-        }
+    for (name, endpoint) in [
+        ("get_known", Endpoint::GetKnown),
+        ("claim", Endpoint::Claim),
+        ("upload_secret", UPLOAD),
+    ] {
+        cold.insert(name.to_string(), bench.cold(endpoint).await?);
     }
+    let strategies = bench.cold_strategies(&url).await?;
     Ok(json!({
         "date": Utc::now().to_rfc3339(),
         "machine": crate::report::machine(),
         "server": crate::report::server(&db.ctl).await,
         "params": p,
         "upload_payload_bytes": bench.payload.1.len(),
-        "method": format!("backend CPU: /proc/<backend pid>/schedstat first field, read with the backend idle before and after the requests (one connection per function, requests one at a time; warm: {ROUNDS} interleaved rounds after {WARMUP} warm-up requests, median of the rounds; cold: {COLD_SAMPLES} new connections, connect not counted); messages: frontend messages per request counted by testkit::proxy::CountingProxy (flights: client bursts after the server last spoke, i.e. waits taken)"),
+        "method": format!("backend CPU: /proc/<backend pid>/schedstat first field, read with the backend idle before and after the requests (one connection per function, requests one at a time, each after {PACE:?} idle unless 'back_to_back'; warm: reads on a vacuumed table, then writes, each group in {ROUNDS} interleaved rounds after {WARMUP} warm-up requests, median of the rounds; cold: {COLD_SAMPLES} new connections, connect not counted); messages: frontend messages per request counted by testkit::proxy::CountingProxy (flights: client bursts after the server last spoke, i.e. waits taken)"),
         "warm": warm,
         "cold": cold,
+        "cold_strategies": strategies,
     }))
 }
 
 impl Bench<'_> {
-    /// Requests `from..to` of a route (tokens minted here, never in a window).
+    /// Requests `from..to` of a route (tokens minted here, never in a window); a
+    /// paced key lookup gets the GET's, to verify their tokens as the GET does.
     fn requests(&self, case: Case, from: u64, to: u64) -> Vec<Request> {
-        let Case::Route(endpoint) = case else {
-            return Vec::new();
+        let endpoint = match case {
+            Case::Route(endpoint) => endpoint,
+            Case::Select(_) if paced(case) => Endpoint::GetKnown,
+            _ => return Vec::new(),
         };
         let phase = Phase {
             name: String::new(),
@@ -220,7 +269,8 @@ impl Bench<'_> {
         let client = match case {
             Case::Route(Endpoint::Upload { .. }) => &self.container.upload.db,
             Case::Route(_) => &self.container.pot.db,
-            _ => return backend_pid(&self.reference).await,
+            Case::Select(i) => return backend_pid(&self.selects[i].0).await,
+            Case::ReferenceInsert => return backend_pid(&self.reference).await,
         }
         .client()
         .await
@@ -243,11 +293,19 @@ impl Bench<'_> {
                     return failed(format!("{endpoint:?} answered {status}"));
                 }
             }
-            Case::ReferenceSelect => {
+            Case::Select(i) => {
                 let user = workload::user_id((k * USER_STRIDE) % self.p.users);
-                match self.reference.query_opt(&self.select, &[&user]).await {
+                if let Some(request) = request {
+                    // The client-side work of the GET before its statement.
+                    let verified = self.container.pot.verifier.verify_request(&request).await;
+                    if verified.map(|u| u.as_str() != user).unwrap_or(true) {
+                        return failed("the GET's token did not verify".into());
+                    }
+                }
+                let (client, select) = &self.selects[i];
+                match client.query_opt(select, &[&user]).await {
                     Ok(Some(_)) => {}
-                    other => return failed(format!("reference SELECT: {other:?}")),
+                    other => return failed(format!("{}: {other:?}", SELECTS[i].0)),
                 }
             }
             Case::ReferenceInsert => {
@@ -267,7 +325,7 @@ impl Bench<'_> {
     }
 
     /// Each case warmed up, then measured in interleaved rounds.
-    async fn warm(&self, cases: &[(&str, Case)]) -> Result<Value, String> {
+    async fn warm(&self, cases: &[(&str, Case)]) -> Result<serde_json::Map<String, Value>, String> {
         let (w, n) = (self.p.warmup, self.p.requests);
         // Request 0 of the upload was sent for the payload: start at 1.
         let start = |case: Case| u64::from(matches!(case, Case::Route(Endpoint::Upload { .. })));
@@ -294,6 +352,9 @@ impl Bench<'_> {
                 let (cpu, m) = self
                     .costed(*pid, async {
                         for (k, request) in (from..).zip(batch) {
+                            if paced(case) {
+                                tokio::time::sleep(PACE).await;
+                            }
                             self.one(case, request, k).await?;
                         }
                         Ok(())
@@ -307,7 +368,7 @@ impl Bench<'_> {
         for ((name, _), (_, _, rounds, messages)) in cases.iter().zip(&prepared) {
             out.insert(name.to_string(), json!(Cost::of(rounds, messages)));
         }
-        Ok(Value::Object(out))
+        Ok(out)
     }
 
     /// A new container per sample: its first request, then its second.
@@ -348,18 +409,113 @@ impl Bench<'_> {
         }))
     }
 
+    /// The first GET on a new connection, by how its statement is prepared (plain
+    /// clients, the GET function's statements): the cost of the way shared::db
+    /// does it ("pipelined") beside the alternatives.
+    async fn cold_strategies(&self, url: &str) -> Result<Value, String> {
+        use shared::daily_pot::queries::{CREATE, POT};
+        const STRATEGIES: [&str; 4] = [
+            // Parse/Describe of the named statement in the flight of an unnamed run.
+            "pipelined",
+            // Prepare, wait, then run by name.
+            "prepare_then_run",
+            // Every statement of the function prepared at connect (one flight),
+            // then the GET's run by name.
+            "prepare_all_at_connect",
+            // No named statement: what DB_PROXY=true does on every request.
+            "unnamed",
+        ];
+        let q = |e: tokio_postgres::Error| e.to_string();
+        let mut figures: Vec<(Vec<(u64, u64)>, Messages)> =
+            vec![(Vec::new(), Messages::default()); STRATEGIES.len()];
+        for k in 0..COLD_SAMPLES {
+            let user = workload::user_id((k * USER_STRIDE) % self.p.users);
+            for (i, strategy) in STRATEGIES.iter().enumerate() {
+                let client = testkit::db::connect(url).await;
+                let pid = backend_pid(&client).await?;
+                let types = [Type::TEXT];
+                let (client, user) = (&client, &user);
+                let (cpu, m, _statements) = self
+                    .costed_keeping(pid, async move {
+                        let typed: [(&(dyn tokio_postgres::types::ToSql + Sync), Type); 1] =
+                            [(user, Type::TEXT)];
+                        let (rows, statements) = match *strategy {
+                            "pipelined" => {
+                                let (prepared, rows) = tokio::join!(
+                                    client.prepare_typed(POT.sql, &types),
+                                    client.query_typed(POT.sql, &typed),
+                                );
+                                (rows, vec![prepared.map_err(q)?])
+                            }
+                            "prepare_then_run" => {
+                                let get = client.prepare_typed(POT.sql, &types).await.map_err(q)?;
+                                (client.query(&get, &[user]).await, vec![get])
+                            }
+                            "prepare_all_at_connect" => {
+                                let (get, create) = tokio::join!(
+                                    client.prepare_typed(POT.sql, &types),
+                                    client.prepare_typed(CREATE.sql, &types),
+                                );
+                                let get = get.map_err(q)?;
+                                (
+                                    client.query(&get, &[user]).await,
+                                    vec![get, create.map_err(q)?],
+                                )
+                            }
+                            _ => (client.query_typed(POT.sql, &typed).await, Vec::new()),
+                        };
+                        match rows.map_err(q)?.len() {
+                            1 => Ok(statements),
+                            n => Err(format!("{strategy}: {n} rows")),
+                        }
+                    })
+                    .await?;
+                figures[i].0.push((1, cpu));
+                figures[i].1 = figures[i].1 + m;
+            }
+        }
+        Ok(STRATEGIES
+            .iter()
+            .zip(&figures)
+            .map(|(name, (rounds, m))| (name.to_string(), json!(Cost::of(rounds, m))))
+            .collect::<serde_json::Map<_, _>>()
+            .into())
+    }
+
     /// Backend CPU (ns) and messages of `work`, with the backend idle at both ends.
     async fn costed(
         &self,
         pid: i32,
         work: impl Future<Output = Result<(), String>>,
     ) -> Result<(u64, Messages), String> {
+        let (cpu, m, ()) = self.costed_keeping(pid, work).await?;
+        Ok((cpu, m))
+    }
+
+    /// Like [`Bench::costed`], handing back what `work` returns (statements, kept
+    /// past the window: dropping one sends Close).
+    async fn costed_keeping<T>(
+        &self,
+        pid: i32,
+        work: impl Future<Output = Result<T, String>>,
+    ) -> Result<(u64, Messages, T), String> {
         tokio::time::sleep(SETTLE).await;
         let cpu = || stats::backend_cpu_ns(pid).ok_or(format!("/proc/{pid}/schedstat unreadable"));
         let (cpu_before, m_before) = (cpu()?, self.proxy.messages());
-        work.await?;
+        let kept = work.await?;
         tokio::time::sleep(SETTLE).await;
-        Ok((cpu()? - cpu_before, self.proxy.messages().since(&m_before)))
+        Ok((
+            cpu()? - cpu_before,
+            self.proxy.messages().since(&m_before),
+            kept,
+        ))
+    }
+}
+
+fn paced(case: Case) -> bool {
+    match case {
+        Case::Select(i) => SELECTS[i].2,
+        _ => true,
     }
 }
 
@@ -398,6 +554,11 @@ fn table(out: &Value) -> String {
         for (name, v) in cold {
             row(format!("cold {name}, 1st"), &v["first_request"]);
             row(format!("cold {name}, 2nd"), &v["second_request"]);
+        }
+    }
+    if let Some(strategies) = out["cold_strategies"].as_object() {
+        for (name, c) in strategies {
+            row(format!("first GET statement, {name}"), c);
         }
     }
     s
