@@ -51,11 +51,12 @@ enum Case {
     ReferenceInsert,
 }
 
-/// The key lookups measured beside the GET (name, sql, paced): the reference, the
-/// GET's own SQL on a plain session, and the reference sent back to back. A paced
+/// The key lookups measured beside the GET (name, sql, paced): the reference and
+/// the GET's own SQL on a plain session, paced and sent back to back (where the
+/// statements' own costs show best). A paced
 /// one waits [`PACE`] and verifies the GET's token before its statement, as the
 /// handler does, so that its backend is as idle before each statement.
-const SELECTS: [(&str, &str, bool); 3] = [
+const SELECTS: [(&str, &str, bool); 4] = [
     (
         "reference_pk_select",
         "SELECT * FROM daily_pots WHERE user_id = $1",
@@ -69,6 +70,11 @@ const SELECTS: [(&str, &str, bool); 3] = [
     (
         "reference_pk_select_back_to_back",
         "SELECT * FROM daily_pots WHERE user_id = $1",
+        false,
+    ),
+    (
+        "get_sql_back_to_back",
+        shared::daily_pot::queries::POT.sql,
         false,
     ),
 ];
