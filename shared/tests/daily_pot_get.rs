@@ -14,6 +14,7 @@ use testkit::requests::{body_json, rerouted, with_token};
 use testkit::TestDb;
 
 mod daily_pot_helpers;
+mod reliability_support;
 
 use daily_pot_helpers::{insert_pot, setup, setup_with};
 
@@ -277,22 +278,7 @@ async fn a_first_request_that_meets_a_concurrent_creation_answers_the_pot_create
         .unwrap();
     let statements = s.app.db.statements_sent();
     let commit_once_the_get_waits = async {
-        let watcher = s.db.client().await;
-        for _ in 0..250 {
-            let waiting: i64 = watcher
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity
-                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                    &[],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            if waiting > 0 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        reliability_support::backend_waiting_on_a_lock(&s.db.client().await, &s.db.name).await;
         creating.commit().await.unwrap();
     };
     let ((status, body), ()) = tokio::join!(get_pot(&s.app, "racer"), commit_once_the_get_waits);

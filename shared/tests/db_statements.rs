@@ -6,6 +6,7 @@
 //! statement the server dropped or that DDL invalidated is prepared again.
 
 mod daily_pot_helpers;
+mod reliability_support;
 mod upload_helpers;
 
 use lambda_http::http::Method;
@@ -228,20 +229,20 @@ async fn terminate(test: &TestDb, pid: i32) {
         .execute("SELECT pg_terminate_backend($1)", &[&pid])
         .await
         .unwrap();
-    for _ in 0..100 {
-        let alive = admin
-            .query_opt("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&pid])
-            .await
-            .unwrap();
-        if alive.is_none() {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("backend {pid} did not end");
+    reliability_support::gone(&admin, pid).await;
 }
 
 const PROBE: Query = Query::new("probe", "SELECT * FROM probe WHERE id = $1");
+
+/// A table `probe` with one row, and a direct connection (named statements).
+async fn probe_table(test: &TestDb) -> Database {
+    test.client()
+        .await
+        .batch_execute("CREATE TABLE probe (id int4 PRIMARY KEY); INSERT INTO probe VALUES (1)")
+        .await
+        .unwrap();
+    Database::new(&test.config(&[("DB_PROXY", "false")])).unwrap()
+}
 
 async fn probe_columns(db: &Database) -> usize {
     db.query_one(&PROBE, &[(&1i32, Type::INT4)], Replay::Safe)
@@ -253,18 +254,14 @@ async fn probe_columns(db: &Database) -> usize {
 #[tokio::test]
 async fn a_statement_whose_result_changed_by_ddl_is_prepared_again_and_answers() {
     let test = TestDb::migrated().await;
-    let admin = test.client().await;
-    admin
-        .batch_execute("CREATE TABLE probe (id int4 PRIMARY KEY); INSERT INTO probe VALUES (1)")
-        .await
-        .unwrap();
-    let db = Database::new(&test.config(&[("DB_PROXY", "false")])).unwrap();
+    let db = probe_table(&test).await;
     assert_eq!(probe_columns(&db).await, 1);
     assert_eq!(probe_columns(&db).await, 1, "run by name");
 
     // `SELECT *` now returns another row type: the prepared statement is refused
     // ("cached plan must not change result type", 0A000) and replaced.
-    admin
+    test.client()
+        .await
         .batch_execute("ALTER TABLE probe ADD COLUMN note text")
         .await
         .unwrap();
@@ -284,12 +281,7 @@ async fn a_statement_whose_result_changed_by_ddl_is_prepared_again_and_answers()
 #[tokio::test]
 async fn a_statement_the_server_no_longer_has_is_prepared_again_and_answers() {
     let test = TestDb::migrated().await;
-    test.client()
-        .await
-        .batch_execute("CREATE TABLE probe (id int4 PRIMARY KEY); INSERT INTO probe VALUES (1)")
-        .await
-        .unwrap();
-    let db = Database::new(&test.config(&[("DB_PROXY", "false")])).unwrap();
+    let db = probe_table(&test).await;
     assert_eq!(probe_columns(&db).await, 1);
     // As after a pooler moved the session: the server forgets every statement.
     db.client()
