@@ -1,7 +1,7 @@
 //! `bench`: the daily-pot functions measured side by side with the Node backend.
 //! See BENCHMARKS.md for what each figure means; `scripts/bench` runs it.
 //!
-//!   bench [--quick] [--no-peer] [--reset-scale] [--no-cold-start] [--out DIR] | bench --aggregate
+//!   bench [--quick] [--no-peer] [--reset-scale] [--no-cold-start] [--dbcpu] [--out DIR] | bench --aggregate
 //!         [--users N --devices N --readings N --requests N --warmup N --concurrency N --seed N]
 //!   bench --cold-start-tls [LABEL=BINARY ...]   (get-daily-pot over verified TLS only)
 //!   bench --upload-cpu [--readings N]   (the upload's own CPU per stage, no database)
@@ -9,6 +9,7 @@
 mod aggregate;
 mod benchdb;
 mod coldstart;
+mod dbcpu;
 mod harness;
 mod peer;
 mod phases;
@@ -36,6 +37,8 @@ struct Options {
     upload_cpu: bool,
     /// Only the tiles route and the aggregation job over a realistic day.
     aggregate: bool,
+    /// Only the database's cost per request (dbcpu.rs), then stop.
+    dbcpu: bool,
     out: PathBuf,
     /// The workload flags as given, passed on to the peer.
     workload_flags: Vec<String>,
@@ -55,6 +58,7 @@ fn parse_args() -> Result<Options, String> {
         reset_scale: false,
         upload_cpu: false,
         aggregate: false,
+        dbcpu: false,
         out: repo_root().join("target/bench"),
         workload_flags: Vec::new(),
     };
@@ -68,6 +72,7 @@ fn parse_args() -> Result<Options, String> {
             "--reset-scale" => o.reset_scale = true,
             "--upload-cpu" => o.upload_cpu = true,
             "--aggregate" => o.aggregate = true,
+            "--dbcpu" => o.dbcpu = true,
             "--out" => o.out = PathBuf::from(value("--out")?),
             flag @ ("--users" | "--devices" | "--readings" | "--requests" | "--warmup"
             | "--concurrency" | "--seed") => {
@@ -177,6 +182,10 @@ async fn run(o: Options) -> Result<(), String> {
     }
     let p = o.params;
     std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
+    if o.dbcpu {
+        let figures = dbcpu::run(&testkit::db::server_url(), &repo_root(), p.requests).await?;
+        return write_json(&o.out.join("dbcpu.json"), &figures);
+    }
     let all_phases = workload::phases(&p);
 
     // 1. The workload itself, checked against the peer's generator when it is here.

@@ -102,11 +102,16 @@ impl DailyReset {
 /// - Pots that never claimed (`last_claim_date IS NULL`) are included: the rule
 ///   looks at the day of the count only (the old `last_claim_date < CURRENT_DATE`
 ///   skipped them).
-const RESET_BATCH: Query = Query::new(
+/// - The key range is an index condition in every plan: the statement is prepared,
+///   and a generic plan cannot drop `$1 IS NULL OR user_id > $1` the way a custom
+///   one does, so it would filter the whole index from its start in every batch.
+///   `''` sorts before any other text.
+pub const RESET_BATCH: Query = Query::new(
     "reset_batch",
     "WITH batch AS (
          SELECT user_id FROM daily_pots
-         WHERE $1::text IS NULL OR user_id > $1::text
+         WHERE user_id >= COALESCE($1::text, '')
+           AND ($1::text IS NULL OR user_id > $1::text)
          ORDER BY user_id
          LIMIT $2
      ),

@@ -1,6 +1,7 @@
 //! GET /daily-pot (and POST /daily-pot/upload) against a real PostgreSQL: the
 //! exact shape in every state, one read-only statement for a known user, one row
-//! however many first requests race, 503 when the database cannot answer.
+//! however many first requests race (the one that loses answers the winner's pot),
+//! 503 when the database cannot answer.
 
 use lambda_http::http::header::RETRY_AFTER;
 use lambda_http::http::Method;
@@ -13,6 +14,7 @@ use testkit::requests::{body_json, rerouted, with_token};
 use testkit::TestDb;
 
 mod daily_pot_helpers;
+mod reliability_support;
 
 use daily_pot_helpers::{insert_pot, setup, setup_with};
 
@@ -257,6 +259,39 @@ async fn fifty_concurrent_first_requests_all_succeed_and_make_one_row() {
         assert_eq!(body_json(response)["totalCredits"], 0);
     }
     drop(apps);
+    assert_eq!(rows(&s.db, "racer").await, 1);
+}
+
+#[tokio::test]
+async fn a_first_request_that_meets_a_concurrent_creation_answers_the_pot_created() {
+    let s = setup().await;
+    // Another request's transaction has created the pot but not yet committed:
+    // the GET's read cannot see it, and its insert has to wait for that one.
+    let mut other = s.db.client().await;
+    let creating = other.transaction().await.unwrap();
+    creating
+        .execute(
+            "INSERT INTO daily_pots (user_id, total_credits) VALUES ('racer', 70)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let statements = s.app.db.statements_sent();
+    let commit_once_the_get_waits = async {
+        reliability_support::backend_waiting_on_a_lock(&s.db.client().await, &s.db.name).await;
+        creating.commit().await.unwrap();
+    };
+    let ((status, body), ()) = tokio::join!(get_pot(&s.app, "racer"), commit_once_the_get_waits);
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["totalCredits"], 70,
+        "the pot the other request created"
+    );
+    assert_eq!(
+        s.app.db.statements_sent() - statements,
+        3,
+        "read, insert (did nothing), read again"
+    );
     assert_eq!(rows(&s.db, "racer").await, 1);
 }
 

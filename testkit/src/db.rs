@@ -128,14 +128,26 @@ impl TestDb {
         role
     }
 
-    /// The environment a function would see, pointed at this database.
+    /// The environment a function would see, pointed at this database. `DB_PROXY`
+    /// of the test process is passed on, so that the suite can run as behind RDS
+    /// Proxy (`DB_PROXY=true scripts/test`: unnamed statements only).
     pub fn env(&self) -> HashMap<String, String> {
-        HashMap::from([("DATABASE_URL".to_string(), self.url.clone())])
+        let mut env = HashMap::from([("DATABASE_URL".to_string(), self.url.clone())]);
+        if let Ok(proxy) = std::env::var("DB_PROXY") {
+            env.insert("DB_PROXY".to_string(), proxy);
+        }
+        env
     }
 
     /// The database configuration with `extra` variables on top of [`TestDb::env`].
+    /// A test that sets its own statement timeout stays connected directly unless
+    /// it says otherwise: behind the proxy the timeout is the application role's
+    /// default (set by `migrate`), which a test cannot set on a shared server.
     pub fn config(&self, extra: &[(&str, &str)]) -> DbConfig {
         let mut env = self.env();
+        if extra.iter().any(|(k, _)| *k == "DB_STATEMENT_TIMEOUT_MS") {
+            env.remove("DB_PROXY");
+        }
         for (k, v) in extra {
             env.insert(k.to_string(), v.to_string());
         }

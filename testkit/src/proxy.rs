@@ -1,16 +1,100 @@
-//! A TCP proxy between the app's `Database` and the test server that counts the
-//! frontend's round trips: each extended-protocol Sync (`S`) and each simple Query
-//! (`Q`) is one wait for the server. The startup packet is not counted.
+//! A TCP proxy between the app's `Database` and the test server that reads the
+//! frontend's side of the protocol: it counts messages by type (Parse, Bind,
+//! Describe, Execute, Sync, Close, simple Query), tells named statements from
+//! unnamed ones, and counts round trips two ways: each Sync or simple Query (one
+//! wait for the server each, unless pipelined), and each flight (client bytes sent
+//! after the server last spoke, i.e. waits actually taken). The startup packet and
+//! the SSL/GSSAPI requests before it have no type byte and are not counted.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// Frontend messages seen so far, over all connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Messages {
+    pub parse: u64,
+    /// Parse messages that name their statement (kept by the server for reuse).
+    pub parse_named: u64,
+    pub bind: u64,
+    /// Bind messages of a named statement (one prepared earlier).
+    pub bind_named: u64,
+    pub describe: u64,
+    pub execute: u64,
+    pub sync: u64,
+    pub close: u64,
+    /// Simple-protocol queries (`Q`).
+    pub query: u64,
+    /// Bursts of client messages, each after the server had spoken.
+    pub flights: u64,
+}
+
+impl Messages {
+    /// Sync and Query messages: each ends a request the client waits for.
+    pub fn round_trips(&self) -> u64 {
+        self.sync + self.query
+    }
+
+    /// What was sent since `earlier`.
+    pub fn since(&self, earlier: &Messages) -> Messages {
+        self.combine(earlier, |now, then| now - then)
+    }
+
+    fn combine(&self, other: &Messages, f: fn(u64, u64) -> u64) -> Messages {
+        Messages {
+            parse: f(self.parse, other.parse),
+            parse_named: f(self.parse_named, other.parse_named),
+            bind: f(self.bind, other.bind),
+            bind_named: f(self.bind_named, other.bind_named),
+            describe: f(self.describe, other.describe),
+            execute: f(self.execute, other.execute),
+            sync: f(self.sync, other.sync),
+            close: f(self.close, other.close),
+            query: f(self.query, other.query),
+            flights: f(self.flights, other.flights),
+        }
+    }
+
+    fn count(&mut self, kind: u8, body: &[u8]) {
+        // Parse starts with the statement name; Bind with the portal name, then
+        // the statement name (both NUL-terminated; empty means unnamed).
+        let named = |field: usize| {
+            body.split(|b| *b == 0)
+                .nth(field)
+                .is_some_and(|name| !name.is_empty())
+        };
+        match kind {
+            b'P' => {
+                self.parse += 1;
+                self.parse_named += u64::from(named(0));
+            }
+            b'B' => {
+                self.bind += 1;
+                self.bind_named += u64::from(named(1));
+            }
+            b'D' => self.describe += 1,
+            b'E' => self.execute += 1,
+            b'S' => self.sync += 1,
+            b'C' => self.close += 1,
+            b'Q' => self.query += 1,
+            _ => {}
+        }
+    }
+}
+
+impl std::ops::Add for Messages {
+    type Output = Messages;
+
+    fn add(self, other: Messages) -> Messages {
+        self.combine(&other, |a, b| a + b)
+    }
+}
+
 pub struct CountingProxy {
     port: u16,
-    round_trips: Arc<AtomicU64>,
+    messages: Arc<Mutex<Messages>>,
 }
 
 impl CountingProxy {
@@ -25,15 +109,15 @@ impl CountingProxy {
         );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = listener.local_addr().expect("address").port();
-        let round_trips = Arc::new(AtomicU64::new(0));
-        let counter = round_trips.clone();
+        let messages = Arc::new(Mutex::new(Messages::default()));
+        let counter = messages.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let server = TcpStream::connect(&upstream).await.expect("upstream");
                 tokio::spawn(relay(client, server, counter.clone()));
             }
         });
-        Self { port, round_trips }
+        Self { port, messages }
     }
 
     /// `url` (a test database's) pointed at the proxy instead.
@@ -46,15 +130,34 @@ impl CountingProxy {
 
     /// Sync and Query messages seen so far, over all connections.
     pub fn round_trips(&self) -> u64 {
-        self.round_trips.load(Ordering::SeqCst)
+        self.messages().round_trips()
+    }
+
+    /// Every count so far, over all connections.
+    pub fn messages(&self) -> Messages {
+        *self.messages.lock().expect("counter")
     }
 }
 
-async fn relay(client: TcpStream, server: TcpStream, round_trips: Arc<AtomicU64>) {
+async fn relay(client: TcpStream, server: TcpStream, messages: Arc<Mutex<Messages>>) {
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
+    // Set whenever the server sends something; the client's next bytes are then a
+    // new flight.
+    let server_spoke = Arc::new(AtomicBool::new(true));
+    let spoke = server_spoke.clone();
     tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = match server_read.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            spoke.store(true, Ordering::SeqCst);
+            if client_write.write_all(&chunk[..n]).await.is_err() {
+                break;
+            }
+        }
     });
     let mut pending: Vec<u8> = Vec::new();
     let mut started = false;
@@ -66,6 +169,7 @@ async fn relay(client: TcpStream, server: TcpStream, round_trips: Arc<AtomicU64>
         };
         pending.extend_from_slice(&chunk[..n]);
         // Walk the complete messages in the buffer, counting as we go.
+        let mut seen = Messages::default();
         let mut at = 0;
         loop {
             if !started {
@@ -88,11 +192,17 @@ async fn relay(client: TcpStream, server: TcpStream, round_trips: Arc<AtomicU64>
                 if pending.len() - at < 1 + len {
                     break;
                 }
-                if kind == b'S' || kind == b'Q' {
-                    round_trips.fetch_add(1, Ordering::SeqCst);
-                }
+                seen.count(kind, pending.get(at + 5..at + 1 + len).unwrap_or(&[]));
                 at += 1 + len;
             }
+        }
+        // A flight is a request the server has to answer: a Terminate (sent when
+        // a client is dropped) is not one, nor half a message.
+        let new_flight = seen != Messages::default() && server_spoke.swap(false, Ordering::SeqCst);
+        {
+            let mut total = messages.lock().expect("counter");
+            *total = *total + seen;
+            total.flights += u64::from(new_flight);
         }
         if server_write.write_all(&pending[..at]).await.is_err() {
             break;

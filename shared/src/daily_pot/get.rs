@@ -33,21 +33,27 @@ async fn get(app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
     Ok(http::json(StatusCode::OK, &pot))
 }
 
-/// The user's pot, created with the defaults when there is none.
+/// The user's pot, created with the defaults when there is none: one read for a
+/// known user; on first sight the read, then the insert; and when a concurrent
+/// first request inserted it in between, the read once more.
 pub async fn get_or_create(db: &Database, user: &UserId) -> Result<DailyPot, DbError> {
     let params = [(&user.as_str() as _, Type::TEXT)];
-    // A second run is only needed when a concurrent first request created the
-    // row after our snapshot (see the query); a third would be a bug.
-    for _ in 0..2 {
-        if let Some(row) = db
-            .query_opt(&queries::GET_OR_CREATE, &params, Replay::Safe)
-            .await?
-        {
-            return Ok(DailyPot::from_row(&row));
-        }
+    let read = || db.query_opt(&queries::POT, &params, Replay::Safe);
+    if let Some(row) = read().await? {
+        return Ok(DailyPot::from_row(&row));
     }
-    Err(DbError::Unexpected {
-        query: queries::GET_OR_CREATE.name,
-        reason: "no pot after creating it".into(),
-    })
+    // Safe to send again: a pot the first try created makes the second do nothing.
+    if let Some(row) = db
+        .query_opt(&queries::CREATE, &params, Replay::Safe)
+        .await?
+    {
+        return Ok(DailyPot::from_row(&row));
+    }
+    match read().await? {
+        Some(row) => Ok(DailyPot::from_row(&row)),
+        None => Err(DbError::Unexpected {
+            query: queries::POT.name,
+            reason: "no pot after creating it".into(),
+        }),
+    }
 }

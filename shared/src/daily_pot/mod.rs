@@ -8,7 +8,7 @@
 pub mod claim;
 pub mod get;
 mod pot;
-mod queries;
+pub mod queries;
 
 pub use pot::DailyPot;
 

@@ -1,10 +1,12 @@
 //! The database connection of one Lambda container: opened lazily, reused across
 //! invocations, re-opened when it was closed while the container was frozen. Every
-//! statement goes through [`Database::query`], which times it and logs slow ones.
+//! statement goes through [`Database::query`], which times it and logs slow ones,
+//! and runs it prepared on direct connections ([`session`]).
 
 mod connect;
 mod error;
 mod query;
+mod session;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,11 +23,14 @@ pub use tokio_postgres::types::Type;
 use crate::config::DbConfig;
 use connect::Connector;
 use error::lost_connection;
+use session::Session;
 
 pub struct Database {
     connector: Connector,
     slow_query: Duration,
-    client: Mutex<Option<Arc<Client>>>,
+    /// Named prepared statements (direct connections), or unnamed only (RDS Proxy).
+    named_statements: bool,
+    session: Mutex<Option<Arc<Session>>>,
     statements: AtomicU64,
     connects: AtomicU64,
 }
@@ -37,7 +42,8 @@ impl Database {
         Ok(Self {
             connector: Connector::new(config)?,
             slow_query: config.slow_query,
-            client: Mutex::new(None),
+            named_statements: !config.proxy,
+            session: Mutex::new(None),
             statements: AtomicU64::new(0),
             connects: AtomicU64::new(0),
         })
@@ -99,7 +105,8 @@ impl Database {
         }
     }
 
-    /// Statements sent since start: each is one round trip to PostgreSQL.
+    /// Round trips to PostgreSQL since start: one per statement, plus one for each
+    /// invalidated prepared statement that had to be replaced.
     pub fn statements_sent(&self) -> u64 {
         self.statements.load(Ordering::Relaxed)
     }
@@ -111,15 +118,7 @@ impl Database {
 
     /// The open connection, or a new one if there is none or it was closed.
     pub async fn client(&self) -> Result<Arc<Client>, DbError> {
-        let mut slot = self.client.lock().await;
-        if let Some(client) = slot.as_ref().filter(|c| !c.is_closed()) {
-            return Ok(client.clone());
-        }
-        *slot = None;
-        let client = Arc::new(self.connector.connect().await?);
-        self.connects.fetch_add(1, Ordering::Relaxed);
-        *slot = Some(client.clone());
-        Ok(client)
+        Ok(self.session().await?.client.clone())
     }
 
     /// A connection of its own, outside the cache, for work that needs a session
@@ -130,25 +129,38 @@ impl Database {
         Ok(client)
     }
 
-    /// Forgets `client` if it is still the cached one, so the next call reconnects.
-    async fn discard(&self, client: &Arc<Client>) {
-        let mut slot = self.client.lock().await;
-        if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, client)) {
+    /// The open session, or a new one (with no statement prepared yet).
+    async fn session(&self) -> Result<Arc<Session>, DbError> {
+        let mut slot = self.session.lock().await;
+        if let Some(session) = slot.as_ref().filter(|s| !s.client.is_closed()) {
+            return Ok(session.clone());
+        }
+        *slot = None;
+        let client = self.connector.connect().await?;
+        self.connects.fetch_add(1, Ordering::Relaxed);
+        let session = Arc::new(Session::new(client, self.named_statements));
+        *slot = Some(session.clone());
+        Ok(session)
+    }
+
+    /// Forgets `session` if it is still the cached one, so the next call reconnects.
+    async fn discard(&self, session: &Arc<Session>) {
+        let mut slot = self.session.lock().await;
+        if slot.as_ref().is_some_and(|s| Arc::ptr_eq(s, session)) {
             *slot = None;
         }
     }
 
     async fn attempt(&self, query: &Query, params: &[Param<'_>]) -> Result<Vec<Row>, Attempt> {
-        let client = self.client().await.map_err(Attempt::Failed)?;
-        self.statements.fetch_add(1, Ordering::Relaxed);
+        let session = self.session().await.map_err(Attempt::Failed)?;
         let started = Instant::now();
-        let result = client.query_typed(query.sql, params).await;
+        let result = session.run(query, params, &self.statements).await;
         let elapsed = started.elapsed();
         self.record(query, elapsed);
         match result {
             Ok(rows) => Ok(rows),
             Err(err) if lost_connection(&err) => {
-                self.discard(&client).await;
+                self.discard(&session).await;
                 Err(Attempt::Lost(err))
             }
             Err(err) => Err(Attempt::Failed(DbError::classify(query.name, err))),

@@ -3,9 +3,11 @@
 
 use tokio_postgres::types::{ToSql, Type};
 
-/// A statement with a name. Parameters are sent with explicit types, so the statement
-/// runs unprepared in one round trip (Parse/Bind/Execute/Sync) and works unchanged
-/// behind RDS Proxy, where named prepared statements would pin the connection.
+/// A statement with a name. Parameters are sent with explicit types: on a direct
+/// connection the statement is prepared with them at its first use and then run by
+/// name; behind RDS Proxy, where named statements would pin the connection, it runs
+/// unnamed with them (one Parse/Bind/Execute/Sync each time). The SQL text is what
+/// identifies the prepared statement on a connection; the name is for logs.
 #[derive(Debug, Clone, Copy)]
 pub struct Query {
     pub name: &'static str,
