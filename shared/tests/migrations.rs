@@ -514,23 +514,39 @@ async fn the_application_role_gets_the_rights_on_the_tables_we_create_and_no_mor
     let config = test.config(&[("DB_APP_ROLE", &role)]);
     let db = shared::db::Database::new(&config).unwrap();
     let report = migrations::run(&db, &config).await.unwrap();
-    assert_eq!(report.grants.len(), 1, "{:?}", report.grants);
+    assert_eq!(report.grants.len(), 3, "{:?}", report.grants);
     let client = test.client().await;
-    let right = |right: &'static str| {
+    let rights = |table: &'static str| {
         let (client, role) = (&client, &role);
         async move {
-            client
-                .query_one(
-                    "SELECT has_table_privilege($1, 'upload_keys', $2)",
-                    &[role, &right],
-                )
-                .await
-                .unwrap()
-                .get::<_, bool>(0)
+            let mut held = Vec::new();
+            for right in ["SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE"] {
+                let has: bool = client
+                    .query_one(
+                        "SELECT has_table_privilege($1, $2, $3)",
+                        &[role, &table, &right],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                if has {
+                    held.push(right);
+                }
+            }
+            held
         }
     };
-    assert!(right("SELECT").await && right("INSERT").await);
-    assert!(!right("UPDATE").await && !right("DELETE").await);
+    assert_eq!(rights("upload_keys").await, ["SELECT", "INSERT"]);
+    assert_eq!(
+        rights("sensor_aggregation_batches").await,
+        ["SELECT", "INSERT"]
+    );
+    assert_eq!(
+        rights("sensor_aggregation_progress").await,
+        ["SELECT", "UPDATE"]
+    );
+    // The old server's tables are the DBA's to grant.
+    assert!(rights("sensor_aggregates_daily").await.is_empty());
 
     // With the DML rights on the old server's tables, our upload works as that role.
     client
