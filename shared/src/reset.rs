@@ -106,27 +106,35 @@ impl DailyReset {
 ///   and a generic plan cannot drop `$1 IS NULL OR user_id > $1` the way a custom
 ///   one does, so it would filter the whole index from its start in every batch.
 ///   `''` sorts before any other text.
+/// - The update is the same key range, bounded above by the batch's last key, not a
+///   join with the batch's keys: joined, the planner hashed the batch against a
+///   scan of the whole table, once per batch (quadratic over the night); as a range
+///   it is an index scan of the batch's keys alone (60 → 15 ms per 10,000-row batch
+///   at 300,000 pots, growing with the table before, flat now). Both read the
+///   statement's one snapshot, so they name the same rows.
 pub const RESET_BATCH: Query = Query::new(
     "reset_batch",
     "WITH batch AS (
-         SELECT user_id FROM daily_pots
-         WHERE user_id >= COALESCE($1::text, '')
-           AND ($1::text IS NULL OR user_id > $1::text)
-         ORDER BY user_id
-         LIMIT $2
+         SELECT max(user_id) AS last_user_id, count(*) AS scanned
+         FROM (SELECT user_id FROM daily_pots
+               WHERE user_id >= COALESCE($1::text, '')
+                 AND ($1::text IS NULL OR user_id > $1::text)
+               ORDER BY user_id
+               LIMIT $2) keys
      ),
      reset AS (
-         UPDATE daily_pots AS pot
+         UPDATE daily_pots
          SET uploads_today = 0,
              uploads_day = (now() AT TIME ZONE 'UTC')::date
-         FROM batch
-         WHERE pot.user_id = batch.user_id
-           AND pot.uploads_day < (now() AT TIME ZONE 'UTC')::date
-           AND pot.uploads_today <> 0
+         WHERE user_id >= COALESCE($1::text, '')
+           AND ($1::text IS NULL OR user_id > $1::text)
+           AND user_id <= (SELECT last_user_id FROM batch)
+           AND uploads_day < (now() AT TIME ZONE 'UTC')::date
+           AND uploads_today <> 0
          RETURNING 1
      )
-     SELECT (SELECT max(user_id) FROM batch) AS last_user_id,
-            (SELECT count(*) FROM batch) AS scanned,
+     SELECT (SELECT last_user_id FROM batch) AS last_user_id,
+            (SELECT scanned FROM batch) AS scanned,
             (SELECT count(*) FROM reset) AS reset",
 );
 

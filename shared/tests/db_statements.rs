@@ -323,11 +323,18 @@ async fn an_error_of_a_prepared_statement_is_reported_once_and_not_retried() {
 async fn the_reset_batch_keeps_its_key_range_as_an_index_condition_in_a_generic_plan() {
     // Prepared, the statement may get a generic plan after five runs; one that
     // filtered the key range instead would read the index from its start in
-    // every batch of the nightly reset.
+    // every batch of the nightly reset, and one that joined the batch's keys with
+    // the table would scan the whole table in every batch.
     let test = TestDb::migrated().await;
     let client = test.client().await;
     client
-        .batch_execute("SET plan_cache_mode = force_generic_plan")
+        .batch_execute(
+            "INSERT INTO daily_pots (user_id, uploads_today, uploads_day)
+             SELECT 'user-' || lpad(i::text, 6, '0'), i % 7, CURRENT_DATE - (i % 2)
+             FROM generate_series(1, 30000) i;
+             ANALYZE daily_pots;
+             SET plan_cache_mode = force_generic_plan",
+        )
         .await
         .unwrap();
     client
@@ -354,5 +361,9 @@ async fn the_reset_batch_keeps_its_key_range_as_an_index_condition_in_a_generic_
     assert!(
         plan[scan + 1].contains("Index Cond: (user_id >="),
         "{plan:#?}"
+    );
+    assert!(
+        !plan.iter().any(|l| l.contains("Seq Scan")),
+        "no batch reads the whole table: {plan:#?}"
     );
 }
