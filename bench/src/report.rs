@@ -161,6 +161,21 @@ pub fn markdown(rust: &Value, node: Option<&Value>) -> String {
             out += &format!("cold start skipped: {s}\n");
         }
     }
+    if let Some(t) = rust.get("cold_start_tls") {
+        out += &format!(
+            "\nget-daily-pot's first answer over verified TLS ({} starts each, [p25, median, p75] ms): native-tls connector build {}\n\n| binary | plain text | verified TLS | TLS extra (paired by round) |\n|---|---|---|---|\n",
+            t["starts"], t["connector_build_ms"]
+        );
+        for r in t["results"].as_array().into_iter().flatten() {
+            out += &format!(
+                "| {} | {} | {} | {} |\n",
+                r["binary"].as_str().unwrap_or(""),
+                r["plain_first_answer_ms"],
+                r["tls_first_answer_ms"],
+                r["tls_extra_ms_paired"]
+            );
+        }
+    }
     if let Some(r) = rust.get("reset_scale") {
         out += &format!(
             "\nReset at scale: {}\n",
