@@ -11,8 +11,8 @@ use tokio_postgres::Client;
 
 use crate::workload::{self, Params};
 
-/// The peer's copy of the live schema (beside a checkout) when present, else ours.
-const PEER_SCHEMA: &str = "../shared/legacy-schema.sql";
+/// The peer's copy of the live schema (`shared/legacy-schema.sql` beside a checkout)
+/// when present, else ours.
 pub const OUR_SCHEMA: &str = include_str!("../../testkit/fixtures/legacy-database.sql");
 
 pub struct BenchDb {
@@ -31,11 +31,7 @@ pub struct BenchDb {
 
 impl BenchDb {
     /// Creates and prepares the database. `admin_url` is a superuser's.
-    pub async fn create(
-        admin_url: &str,
-        repo_root: &std::path::Path,
-        p: &Params,
-    ) -> Result<Self, String> {
+    pub async fn create(admin_url: &str, p: &Params) -> Result<Self, String> {
         let name = format!("dailypot_bench_{}", std::process::id());
         let admin = testkit::db::connect(admin_url).await;
         // The application's role, as the peer uses: `root` where it exists (the
@@ -81,16 +77,16 @@ impl BenchDb {
             pgss: false,
             walinspect: false,
         };
-        db.prepare(repo_root, p).await?;
+        db.prepare(p).await?;
         Ok(db)
     }
 
-    async fn prepare(&mut self, repo_root: &std::path::Path, p: &Params) -> Result<(), String> {
+    async fn prepare(&mut self, p: &Params) -> Result<(), String> {
         let app = testkit::db::connect(&self.app_url).await;
-        let peer_schema = repo_root.join(PEER_SCHEMA);
-        let (schema, source) = match std::fs::read_to_string(&peer_schema) {
-            Ok(text) => (text, "../shared/legacy-schema.sql (the peer's)".to_string()),
-            Err(_) => (
+        let peer_schema = crate::peer::shared_dir().map(|s| s.join("legacy-schema.sql"));
+        let (schema, source) = match peer_schema.map(std::fs::read_to_string) {
+            Some(Ok(text)) => (text, "shared/legacy-schema.sql (the peer's)".to_string()),
+            _ => (
                 OUR_SCHEMA.to_string(),
                 "testkit/fixtures/legacy-database.sql".to_string(),
             ),

@@ -80,9 +80,9 @@ impl Cost {
     }
 }
 
-pub async fn run(admin_url: &str, repo_root: &std::path::Path) -> Result<Value, String> {
+pub async fn run(admin_url: &str) -> Result<Value, String> {
     let p = Params::DEFAULTS;
-    let db = BenchDb::create(admin_url, repo_root, &p).await?;
+    let db = BenchDb::create(admin_url, &p).await?;
     let result = measure(&db, &p).await;
     db.drop_database().await;
     let out = result?;

@@ -191,7 +191,7 @@ async fn run(o: Options) -> Result<(), String> {
     let p = o.params;
     std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
     if o.dbcpu {
-        let figures = dbcpu::run(&testkit::db::server_url(), &repo_root()).await?;
+        let figures = dbcpu::run(&testkit::db::server_url()).await?;
         return write_json(&o.out.join("dbcpu.json"), &figures);
     }
     let all_phases = workload::phases(&p);
@@ -213,7 +213,7 @@ async fn run(o: Options) -> Result<(), String> {
 
     // 2. The Rust side, in-process against the real handlers.
     let admin_url = testkit::db::server_url();
-    let db = benchdb::BenchDb::create(&admin_url, &repo_root(), &p).await?;
+    let db = benchdb::BenchDb::create(&admin_url, &p).await?;
     println!(
         "bench database {} (schema {}; app role {}; pg_stat_statements {}; pg_walinspect {})",
         db.name,
