@@ -462,6 +462,7 @@ async fn protocol(
 fn pick(r: &Value) -> Value {
     json!({
         "p50_us": r["p50_us"], "p99_us": r["p99_us"], "rps": r["rps"],
+        "pg_cpu_us_per_request": r["pg_cpu_us_per_request"],
         "wal_bytes_per_request": r["wal_bytes_per_request"],
         "fpi_bytes_per_request": r["wal_attributed"]["fpi_bytes_per_request"],
         "wal_by_record_type": r["wal_attributed"]["by_record_type"],

@@ -135,12 +135,14 @@ pub fn markdown(rust: &Value, node: Option<&Value>) -> String {
     }
     if let Some(w) = rust.get("upload_wal_by_index") {
         out += &format!(
-            "\nUpload WAL and {}: with {} B/req (p50 {} µs), without {} B/req (p50 {} µs)\n",
+            "\nUpload WAL and {}: with {} B/req (p50 {} µs, DB CPU {} µs), without {} B/req (p50 {} µs, DB CPU {} µs)\n",
             w["index"].as_str().unwrap_or(""),
             fmt(&w["with_index"]["wal_bytes_per_request"]),
             fmt(&w["with_index"]["p50_us"]),
+            fmt(&w["with_index"]["pg_cpu_us_per_request"]),
             fmt(&w["without_index"]["wal_bytes_per_request"]),
             fmt(&w["without_index"]["p50_us"]),
+            fmt(&w["without_index"]["pg_cpu_us_per_request"]),
         );
         out += &format!("migrate audit on that index: {}\n", w["audit"]);
     }
