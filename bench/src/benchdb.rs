@@ -11,8 +11,8 @@ use tokio_postgres::Client;
 
 use crate::workload::{self, Params};
 
-/// The peer's copy of the live schema (beside a checkout) when present, else ours.
-const PEER_SCHEMA: &str = "../shared/legacy-schema.sql";
+/// The peer's copy of the live schema (`shared/legacy-schema.sql` beside a checkout)
+/// when present, else ours.
 pub const OUR_SCHEMA: &str = include_str!("../../testkit/fixtures/legacy-database.sql");
 
 pub struct BenchDb {
@@ -31,11 +31,7 @@ pub struct BenchDb {
 
 impl BenchDb {
     /// Creates and prepares the database. `admin_url` is a superuser's.
-    pub async fn create(
-        admin_url: &str,
-        repo_root: &std::path::Path,
-        p: &Params,
-    ) -> Result<Self, String> {
+    pub async fn create(admin_url: &str, p: &Params) -> Result<Self, String> {
         let name = format!("dailypot_bench_{}", std::process::id());
         let admin = testkit::db::connect(admin_url).await;
         // The application's role, as the peer uses: `root` where it exists (the
@@ -81,16 +77,16 @@ impl BenchDb {
             pgss: false,
             walinspect: false,
         };
-        db.prepare(repo_root, p).await?;
+        db.prepare(p).await?;
         Ok(db)
     }
 
-    async fn prepare(&mut self, repo_root: &std::path::Path, p: &Params) -> Result<(), String> {
+    async fn prepare(&mut self, p: &Params) -> Result<(), String> {
         let app = testkit::db::connect(&self.app_url).await;
-        let peer_schema = repo_root.join(PEER_SCHEMA);
-        let (schema, source) = match std::fs::read_to_string(&peer_schema) {
-            Ok(text) => (text, "../shared/legacy-schema.sql (the peer's)".to_string()),
-            Err(_) => (
+        let peer_schema = crate::peer::shared_dir().map(|s| s.join("legacy-schema.sql"));
+        let (schema, source) = match peer_schema.map(std::fs::read_to_string) {
+            Some(Ok(text)) => (text, "shared/legacy-schema.sql (the peer's)".to_string()),
+            _ => (
                 OUR_SCHEMA.to_string(),
                 "testkit/fixtures/legacy-database.sql".to_string(),
             ),
@@ -218,6 +214,15 @@ impl BenchDb {
         let q = |e: tokio_postgres::Error| e.to_string();
         let backends = self.backend_cpu().await?;
         let end = self.current_lsn().await?;
+        // pg_walinspect reads flushed WAL only, and a window that committed no
+        // write (a read's page pruning, a reset that reset nothing) may leave its
+        // WAL unflushed: a transaction that writes a record (a transactional
+        // message; an xid alone does not flush) flushes everything before its
+        // commit, which lies past `end` and is not counted.
+        self.ctl
+            .batch_execute("SELECT pg_logical_emit_message(true, 'bench', 'flush')")
+            .await
+            .map_err(q)?;
         let redo: String = self
             .ctl
             .query_one("SELECT redo_lsn::text FROM pg_control_checkpoint()", &[])
@@ -285,7 +290,7 @@ impl BenchDb {
     async fn current_lsn(&self) -> Result<String, String> {
         Ok(self
             .ctl
-            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
             .await
             .map_err(|e| e.to_string())?
             .get(0))
@@ -332,15 +337,16 @@ impl BenchDb {
             .await
         {
             Ok(rows) => rows,
-            // No complete record begins in the range (only a page header crossed).
             Err(e) => {
-                // E.g. no complete record begins in the range (only a page header
-                // crossed): the LSN difference still stands, attribution does not.
                 let why = e
                     .as_db_error()
                     .map(|d| d.message().to_string())
                     .unwrap_or(e.to_string());
-                eprintln!("warning: WAL not attributed for this window: {why}");
+                // No complete record begins in the range (only a page header was
+                // crossed, by other databases' WAL): nothing of ours to attribute.
+                if !why.starts_with("could not find a valid record") {
+                    eprintln!("warning: WAL not attributed for this window [{from}, {to}): {why}");
+                }
                 return Ok(out);
             }
         };

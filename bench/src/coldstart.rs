@@ -1,19 +1,15 @@
-//! Cold starts and memory of the release binaries, against a minimal local
-//! Lambda Runtime API: `GET /2018-06-01/runtime/invocation/next` hands out the
-//! event with `Lambda-Runtime-Aws-Request-Id` and `Lambda-Runtime-Deadline-Ms`,
-//! `POST …/invocation/<id>/response` takes the answer. A cold start is the
-//! time from spawning the process to the first answer received.
+//! Cold starts and memory of the release binaries, against testkit's local Lambda
+//! Runtime API (`testkit::runtime_api`: `…/invocation/next` hands out the event
+//! with `Lambda-Runtime-Aws-Request-Id` and `Lambda-Runtime-Deadline-Ms`,
+//! `…/invocation/<id>/response` takes the answer). A cold start is the time from
+//! spawning the process to its first answer.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
+use testkit::runtime_api::{Answer, FunctionProcess, RuntimeApi};
 
 use crate::stats::round3;
 
@@ -106,7 +102,7 @@ async fn measure_all(release: &std::path::Path, db_url: &str) -> Result<Value, S
         functions.push(row);
     }
     Ok(json!({
-        "runtime_api": "bench's own minimal Lambda Runtime API on 127.0.0.1 (next / response / error)",
+        "runtime_api": "testkit::runtime_api on 127.0.0.1 (next / response / error), one invocation at a time",
         "build": format!("release (profile.release: lto thin, codegen-units 1, strip, panic abort), {} only (no cross build here)", std::env::consts::ARCH),
         "starts_per_condition": STARTS,
         "unreachable": format!("DATABASE_URL and FIREBASE_JWKS_URL at {UNREACHABLE}: refused at once"),
@@ -173,179 +169,44 @@ fn event_for(fixture: &str) -> Vec<u8> {
 struct Run {
     first: Duration,
     answered: u64,
-    peak_rss_kib: Option<u64>,
+    peak_rss_kib: u64,
     statuses: BTreeMap<String, u64>,
 }
 
-/// Shared between the runtime API and the measuring side.
-struct State {
-    event: Vec<u8>,
-    limit: u64,
-    handed_out: u64,
-    answered: u64,
-    first_answer: Option<Instant>,
-    statuses: BTreeMap<String, u64>,
-}
-
-/// Spawns the binary, serves it `limit` invocations, then stops it.
+/// Spawns the binary against testkit's Lambda Runtime API, hands it `limit`
+/// invocations one after the other, then stops it (dropping the process kills it).
 async fn start(
-    binary: &PathBuf,
+    binary: &Path,
     env: &[(String, String)],
     event: &[u8],
     limit: u64,
 ) -> Result<Run, String> {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| e.to_string())?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let state = Arc::new(Mutex::new(State {
-        event: event.to_vec(),
-        limit,
-        handed_out: 0,
-        answered: 0,
-        first_answer: None,
-        statuses: BTreeMap::new(),
-    }));
-    let done = Arc::new(Notify::new());
-    let server = {
-        let (state, done) = (state.clone(), done.clone());
-        tokio::spawn(async move {
-            while let Ok((socket, _)) = listener.accept().await {
-                tokio::spawn(serve(socket, state.clone(), done.clone()));
-            }
-        })
-    };
-    let name = binary.file_name().unwrap().to_string_lossy().to_string();
+    let api = RuntimeApi::start().await;
     let t0 = Instant::now();
-    let mut child: Child = Command::new(binary)
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
-        .env("AWS_LAMBDA_FUNCTION_NAME", &name)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("{}: {e}", binary.display()))?;
-    let finished = tokio::time::timeout(Duration::from_secs(120), done.notified()).await;
-    let peak_rss_kib = vm_hwm_kib(child.id());
-    let _ = child.kill();
-    let _ = child.wait();
-    server.abort();
-    if finished.is_err() {
-        return Err(format!(
-            "{name}: no answer to {limit} invocations within 120 s"
-        ));
-    }
-    let s = state.lock().unwrap();
-    Ok(Run {
-        first: s.first_answer.expect("answered") - t0,
-        answered: s.answered,
-        peak_rss_kib,
-        statuses: s.statuses.clone(),
-    })
-}
-
-fn vm_hwm_kib(pid: u32) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-/// One keep-alive connection of the runtime client.
-async fn serve(socket: TcpStream, state: Arc<Mutex<State>>, done: Arc<Notify>) {
-    let mut reader = BufReader::new(socket);
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).await.unwrap_or(0) == 0 {
-            return;
+    let process = FunctionProcess::spawn(binary, env, &api);
+    let mut run = Run {
+        first: Duration::ZERO,
+        answered: 0,
+        peak_rss_kib: 0,
+        statuses: BTreeMap::new(),
+    };
+    for _ in 0..limit {
+        let answer = api
+            .invoke(event.to_vec())
+            .await
+            .map_err(|e| format!("{}: {e}", binary.display()))?;
+        if run.answered == 0 {
+            run.first = t0.elapsed();
         }
-        let mut parts = line.split_whitespace();
-        let (method, path) = (
-            parts.next().unwrap_or("").to_string(),
-            parts.next().unwrap_or("").to_string(),
-        );
-        let mut length = 0usize;
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).await.unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = h.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut body = vec![0; length];
-        if reader.read_exact(&mut body).await.is_err() {
-            return;
-        }
-        let response = if method == "GET" && path.ends_with("/runtime/invocation/next") {
-            let next = {
-                let mut s = state.lock().unwrap();
-                (s.handed_out < s.limit).then(|| {
-                    s.handed_out += 1;
-                    (s.handed_out, s.event.clone())
-                })
-            };
-            let Some((id, event)) = next else {
-                // No more work: hold the request, as Lambda does between events.
-                std::future::pending::<()>().await;
-                return;
-            };
-            let deadline = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_millis()
-                + 30_000;
-            let mut head = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
-                 lambda-runtime-aws-request-id: bench-{id}\r\nlambda-runtime-deadline-ms: {deadline}\r\n\
-                 lambda-runtime-invoked-function-arn: arn:aws:lambda:eu-west-1:000000000000:function:bench\r\n\
-                 lambda-runtime-trace-id: Root=1-00000000-000000000000000000000000;Sampled=0\r\n\r\n",
-                event.len()
-            )
-            .into_bytes();
-            head.extend_from_slice(&event);
-            head
-        } else if method == "POST" && (path.ends_with("/response") || path.ends_with("/error")) {
-            let status = if path.ends_with("/error") {
-                "error".to_string()
-            } else {
-                serde_json::from_slice::<Value>(&body)
-                    .ok()
-                    .and_then(|v| v.get("statusCode").map(|s| s.to_string()))
-                    .unwrap_or_else(|| "ok".into())
-            };
-            let mut s = state.lock().unwrap();
-            s.first_answer.get_or_insert_with(Instant::now);
-            s.answered += 1;
-            *s.statuses.entry(status).or_default() += 1;
-            if s.answered == s.limit {
-                done.notify_one();
-            }
-            b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\ncontent-type: application/json\r\n\r\n{}".to_vec()
-        } else {
-            // init/error and anything else: recorded as an error answer.
-            let mut s = state.lock().unwrap();
-            s.first_answer.get_or_insert_with(Instant::now);
-            *s.statuses.entry(format!("{method} {path}")).or_default() += 1;
-            s.answered = s.limit;
-            done.notify_one();
-            b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\n\r\n{}".to_vec()
+        run.answered += 1;
+        let status = match answer {
+            Answer::Response(_) => answer.status().map_or("ok".into(), |s| s.to_string()),
+            Answer::Error(_) => "error".into(),
         };
-        if reader.get_mut().write_all(&response).await.is_err() {
-            return;
-        }
+        *run.statuses.entry(status).or_default() += 1;
     }
+    run.peak_rss_kib = process.peak_rss_kib();
+    Ok(run)
 }
 
 /// Starts per binary and condition of the TLS comparison; the median is reported.

@@ -9,14 +9,22 @@ use std::time::{Duration, Instant};
 use flate2::write::GzEncoder;
 use lambda_http::http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH};
 use lambda_http::http::Method;
+use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use shared::daily_pot::{self, claim, get};
 use shared::db::Database;
 use shared::reset::{self, ResetConfig};
+use shared::upload::derive::SensorBatch;
+use shared::upload::request::Upload;
 use shared::upload::{self, UploadApp};
 use testkit::keys::KeyServer;
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, Statement};
+use tracing::instrument::WithSubscriber;
+use tracing_subscriber::layer::SubscriberExt;
 
-use crate::workload::{self, Endpoint, Phase, WorkRequest};
+use crate::resetscale::StatementTimings;
+use crate::workload::{self, Endpoint, Params, Phase, Target, WorkRequest};
 
 /// One warm Lambda container per function, as the bench's 8-in-flight phases
 /// have 8 of them: its own connections, key cache and configuration.
@@ -27,10 +35,30 @@ pub struct Container {
     /// same two; kept apart here so that its round trips can be counted).
     pub reset_db: Database,
     pub reset_config: ResetConfig,
+    /// The references' plain session, opened at their first use, and the
+    /// statements sent on it.
+    reference: tokio::sync::OnceCell<Reference>,
+    reference_statements: std::sync::atomic::AtomicU64,
+    database_url: String,
+    /// The workload's device secrets and their owners (the reference INSERT's
+    /// user_id, which the upload's statement looks up itself).
+    owners: std::collections::HashMap<String, String>,
 }
 
+/// The statements of issue 12's references, prepared on a session of their own.
+struct Reference {
+    client: Client,
+    select: Statement,
+    insert: Statement,
+}
+
+/// The old server's GET for a known user (`SELECT` by primary key).
+pub const PK_SELECT: &str = "SELECT * FROM daily_pots WHERE user_id = $1";
+/// The old server's batch INSERT (plain: no key, no other table).
+pub const PLAIN_INSERT: &str = "INSERT INTO sensor_batches (device_hash, timestamp_utc, batch_json, user_id) VALUES ($1, $2, $3, $4)";
+
 impl Container {
-    pub fn new(db_env: &[(String, String)], keys: &KeyServer) -> Result<Self, String> {
+    pub fn new(db_env: &[(String, String)], keys: &KeyServer, p: &Params) -> Result<Self, String> {
         let mut env: Vec<(String, String)> = db_env.to_vec();
         env.extend(keys.env());
         env.push(("API_KEY".into(), workload::API_KEY.into()));
@@ -49,6 +77,12 @@ impl Container {
             upload,
             reset_db,
             reset_config,
+            reference: tokio::sync::OnceCell::new(),
+            reference_statements: Default::default(),
+            database_url: env.get("DATABASE_URL").cloned().unwrap_or_default(),
+            owners: (0..p.devices)
+                .map(|d| (workload::device_secret(d), workload::user_id(d)))
+                .collect(),
         })
     }
 
@@ -57,6 +91,9 @@ impl Container {
         self.pot.db.statements_sent()
             + self.upload.db.statements_sent()
             + self.reset_db.statements_sent()
+            + self
+                .reference_statements
+                .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Opens the connections a phase will use before its window, as a warm
@@ -66,6 +103,15 @@ impl Container {
             self.reset_db.client().await.map_err(|e| e.to_string())?;
         }
         Ok(())
+    }
+
+    /// `request` sent where `phase` sends its requests.
+    pub async fn send(&self, phase: &Phase, request: Request) -> Response<Body> {
+        match phase.target {
+            Target::Handler => self.call(phase.endpoint, request).await,
+            Target::PkSelect => self.pk_select(request).await,
+            Target::PlainInsert => self.plain_insert(request).await,
+        }
     }
 
     pub async fn call(&self, endpoint: Endpoint, request: Request) -> Response<Body> {
@@ -83,6 +129,112 @@ impl Container {
             },
         }
     }
+
+    /// The references' session (statements prepared once, as a warm container's).
+    async fn reference(&self) -> Result<&Reference, String> {
+        // Every caller sends one statement on it.
+        self.reference_statements
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.reference
+            .get_or_try_init(|| async {
+                let (client, connection) =
+                    tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls)
+                        .await
+                        .map_err(|e| format!("reference session: {e}"))?;
+                tokio::spawn(connection);
+                let q = |e: tokio_postgres::Error| e.to_string();
+                let select = client
+                    .prepare_typed(PK_SELECT, &[Type::TEXT])
+                    .await
+                    .map_err(q)?;
+                let insert = client
+                    .prepare_typed(
+                        PLAIN_INSERT,
+                        &[Type::TEXT, Type::TIMESTAMPTZ, Type::JSONB, Type::TEXT],
+                    )
+                    .await
+                    .map_err(q)?;
+                Ok(Reference {
+                    client,
+                    select,
+                    insert,
+                })
+            })
+            .await
+    }
+
+    /// The GET's client work before its statement (the token), then the reference
+    /// statement in its place: 200 with the pot's user, or what went wrong.
+    async fn pk_select(&self, request: Request) -> Response<Body> {
+        let user = match self.pot.verifier.verify_request(&request).await {
+            Ok(user) => user,
+            Err(e) => return shared::http::respond(Err(e.into())),
+        };
+        let row = match self.reference().await {
+            Ok(r) => r.client.query_opt(&r.select, &[&user.as_str()]).await,
+            Err(e) => return failed(e),
+        };
+        match row {
+            Ok(Some(row)) => shared::http::json(
+                StatusCode::OK,
+                &serde_json::json!({"userId": row.get::<_, &str>("user_id")}),
+            ),
+            Ok(None) => failed(format!("no pot for {}", user.as_str())),
+            Err(e) => failed(e.to_string()),
+        }
+    }
+
+    /// The upload's client work before its statement (body, parse, derive, as
+    /// `shared::upload` does them), then its stored payload by the plain INSERT:
+    /// 202 as the upload answers.
+    async fn plain_insert(&self, request: Request) -> Response<Body> {
+        let config = &self.upload.config;
+        let batch =
+            match upload::body::decoded(request.headers(), request.body(), config.max_body_bytes)
+                .map_err(|e| format!("{e:?}"))
+                .and_then(|bytes| {
+                    Upload::parse(&bytes, config.max_readings).map_err(|e| format!("{e:?}"))
+                }) {
+                Ok(upload) => SensorBatch::derive(upload, config.hash_secret.as_bytes()),
+                Err(e) => return failed(e),
+            };
+        let owner = request
+            .headers()
+            .get("x-device-secret")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|secret| self.owners.get(secret));
+        let done = match self.reference().await {
+            Ok(r) => {
+                r.client
+                    .execute(
+                        &r.insert,
+                        &[
+                            &batch.device_hash,
+                            &batch.timestamp.as_utc(),
+                            &batch.batch_json,
+                            &owner,
+                        ],
+                    )
+                    .await
+            }
+            Err(e) => return failed(e),
+        };
+        match done {
+            Ok(1) => shared::http::json(
+                StatusCode::ACCEPTED,
+                &serde_json::json!({"accepted_records": batch.samples}),
+            ),
+            other => failed(format!("{other:?}")),
+        }
+    }
+}
+
+/// A reference that could not run: a 500 with the reason, which fails the phase.
+fn failed(why: String) -> Response<Body> {
+    shared::http::json(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        &serde_json::json!({"error": why}),
+    )
 }
 
 /// How the bearer of a request is sent.
@@ -156,15 +308,17 @@ pub struct Driven {
     pub first_unexpected: Option<String>,
 }
 
-/// Sends requests k in `range` through `containers` in a closed loop with
-/// `concurrency` workers (worker i uses container i), each taking the next
-/// unissued request and waiting for its answer.
+/// Sends `requests` through `containers` in a closed loop with `concurrency`
+/// workers (worker i uses container i), each taking the next unissued request and
+/// waiting for its answer. With `timings`, each statement's time (the `query`
+/// event `shared::db` emits for it) is collected there.
 pub async fn drive(
     containers: &[Arc<Container>],
     phase: &Phase,
     requests: Vec<Request>,
     concurrency: usize,
     expected: &[u16],
+    timings: Option<&StatementTimings>,
 ) -> Driven {
     let n = requests.len();
     let queue = Arc::new(Mutex::new(requests.into_iter().enumerate()));
@@ -173,19 +327,25 @@ pub async fn drive(
     let mut workers = Vec::new();
     for container in containers.iter().take(concurrency) {
         let (container, queue, results) = (container.clone(), queue.clone(), results.clone());
-        let endpoint = phase.endpoint;
-        workers.push(tokio::spawn(async move {
+        let phase = phase.clone();
+        let worker = async move {
             loop {
                 let next = queue.lock().unwrap().next();
                 let Some((i, request)) = next else { break };
                 let t0 = Instant::now();
-                let response = container.call(endpoint, request).await;
+                let response = container.send(&phase, request).await;
                 let took = t0.elapsed();
                 let status = response.status().as_u16();
                 let body = body_text(&response);
                 results.lock().unwrap().push((i, took, status, body));
             }
-        }));
+        };
+        workers.push(match timings {
+            Some(t) => {
+                tokio::spawn(worker.with_subscriber(tracing_subscriber::registry().with(t.clone())))
+            }
+            None => tokio::spawn(worker),
+        });
     }
     for w in workers {
         w.await.expect("a worker");

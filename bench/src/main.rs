@@ -1,13 +1,16 @@
 //! `bench`: the daily-pot functions measured side by side with the Node backend.
 //! See BENCHMARKS.md for what each figure means; `scripts/bench` runs it.
 //!
-//!   bench [--quick] [--no-peer] [--reset-scale] [--no-cold-start] [--dbcpu] [--out DIR] | bench --aggregate
+//!   bench [--quick] [--no-peer] [--reset-scale] [--no-cold-start] [--out DIR] [--chart FILE.svg]
+//!         | bench --dbcpu (a new connection's costs) | bench --aggregate
 //!         [--users N --devices N --readings N --requests N --warmup N --concurrency N --seed N]
 //!   bench --cold-start-tls [LABEL=BINARY ...]   (get-daily-pot over verified TLS only)
 //!   bench --upload-cpu [--readings N]   (the upload's own CPU per stage, no database)
 
 mod aggregate;
 mod benchdb;
+mod capacity;
+mod chart;
 mod coldstart;
 mod dbcpu;
 mod harness;
@@ -16,6 +19,7 @@ mod phases;
 mod report;
 mod resetscale;
 mod stats;
+mod targets;
 mod upload_cpu;
 mod workload;
 
@@ -24,7 +28,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use workload::{Endpoint, Params, Phase, UploadAuth};
+use workload::{Endpoint, Params, Phase, Target, UploadAuth};
 
 /// The GIN index over the whole payload: the upload's biggest WAL cost.
 const JSON_PATHS_INDEX: &str = "idx_sensor_batches_json_paths";
@@ -37,9 +41,11 @@ struct Options {
     upload_cpu: bool,
     /// Only the tiles route and the aggregation job over a realistic day.
     aggregate: bool,
-    /// Only the database's cost per request (dbcpu.rs), then stop.
+    /// Only what a new connection costs the database (dbcpu.rs), then stop.
     dbcpu: bool,
     out: PathBuf,
+    /// Where the chart goes besides `out` (scripts/bench: docs/bench.svg).
+    chart: Option<PathBuf>,
     /// The workload flags as given, passed on to the peer.
     workload_flags: Vec<String>,
 }
@@ -60,6 +66,7 @@ fn parse_args() -> Result<Options, String> {
         aggregate: false,
         dbcpu: false,
         out: repo_root().join("target/bench"),
+        chart: None,
         workload_flags: Vec::new(),
     };
     let mut it = args.into_iter();
@@ -74,6 +81,7 @@ fn parse_args() -> Result<Options, String> {
             "--aggregate" => o.aggregate = true,
             "--dbcpu" => o.dbcpu = true,
             "--out" => o.out = PathBuf::from(value("--out")?),
+            "--chart" => o.chart = Some(PathBuf::from(value("--chart")?)),
             flag @ ("--users" | "--devices" | "--readings" | "--requests" | "--warmup"
             | "--concurrency" | "--seed") => {
                 let v = value(flag)?;
@@ -97,7 +105,7 @@ fn parse_args() -> Result<Options, String> {
                     "{}",
                     include_str!("main.rs")
                         .lines()
-                        .take(5)
+                        .take(8)
                         .collect::<Vec<_>>()
                         .join("\n")
                 );
@@ -183,7 +191,7 @@ async fn run(o: Options) -> Result<(), String> {
     let p = o.params;
     std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
     if o.dbcpu {
-        let figures = dbcpu::run(&testkit::db::server_url(), &repo_root(), p.requests).await?;
+        let figures = dbcpu::run(&testkit::db::server_url()).await?;
         return write_json(&o.out.join("dbcpu.json"), &figures);
     }
     let all_phases = workload::phases(&p);
@@ -205,7 +213,7 @@ async fn run(o: Options) -> Result<(), String> {
 
     // 2. The Rust side, in-process against the real handlers.
     let admin_url = testkit::db::server_url();
-    let db = benchdb::BenchDb::create(&admin_url, &repo_root(), &p).await?;
+    let db = benchdb::BenchDb::create(&admin_url, &p).await?;
     println!(
         "bench database {} (schema {}; app role {}; pg_stat_statements {}; pg_walinspect {})",
         db.name,
@@ -250,8 +258,29 @@ async fn run(o: Options) -> Result<(), String> {
     } else {
         None
     };
-    println!("\n{}", report::markdown(&summary, node.as_ref()));
-    println!("summary: {}", rust_path.display());
+    // 6. Issue 12's targets and the capacity they imply, the tables, the chart.
+    summary["targets"] = targets::check(&summary, node.as_ref());
+    summary["capacity"] = capacity::table(&summary, node.as_ref());
+    write_json(&rust_path, &summary)?;
+    let tables = report::markdown(&summary, node.as_ref());
+    let report_path = o.out.join("report.md");
+    std::fs::write(&report_path, &tables).map_err(|e| format!("{}: {e}", report_path.display()))?;
+    let mut charts = vec![o.out.join("bench.svg")];
+    charts.extend(o.chart.clone());
+    for chart_path in &charts {
+        chart::write(chart_path, &summary, node.as_ref())?;
+    }
+    println!("\n{tables}");
+    println!(
+        "summary: {}; tables: {}; chart: {}",
+        rust_path.display(),
+        report_path.display(),
+        charts
+            .iter()
+            .map(|c| c.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     Ok(())
 }
 
@@ -264,14 +293,40 @@ async fn measure(
     let p = &o.params;
     let keys = testkit::keys::KeyServer::start(3600).await;
     let containers: Vec<Arc<harness::Container>> = (0..p.concurrency)
-        .map(|_| harness::Container::new(&db.app_env(), &keys).map(Arc::new))
+        .map(|_| harness::Container::new(&db.app_env(), &keys, p).map(Arc::new))
         .collect::<Result<_, _>>()?;
+    let run = |phase: Phase| {
+        let containers = &containers;
+        async move {
+            let r = phases::run(db, containers, &phase, p, None).await?;
+            println!("{}", report::phase_line(&phase.name, &r));
+            Ok::<_, String>(r)
+        }
+    };
     let mut results = serde_json::Map::new();
+    let mut references = serde_json::Map::new();
     for phase in all_phases {
-        let r = phases::run(db, &containers, phase, p).await?;
-        println!("{}", report::phase_line(&phase.name, &r));
-        results.insert(phase.name.clone(), r);
+        results.insert(phase.name.clone(), run(phase.clone()).await?);
+        // Issue 12's references, each right after the phase it is the floor of,
+        // on the same table state, driven by the same kind of requests.
+        let reference = match phase.name.as_str() {
+            "get_known" => Some(Phase {
+                name: "reference_pk_select".into(),
+                target: Target::PkSelect,
+                ..phase.clone()
+            }),
+            "upload_secret" => Some(Phase {
+                name: "reference_plain_insert".into(),
+                target: Target::PlainInsert,
+                ..Phase::new("", upload_by_secret(REFERENCE_SLOT), 1, p)
+            }),
+            _ => None,
+        };
+        if let Some(reference) = reference {
+            references.insert(reference.name.clone(), run(reference).await?);
+        }
     }
+    let protocol = protocol(db, &keys, p).await?;
 
     // Where the upload's WAL goes: the same upload with and without the GIN index
     // over the whole payload, and what the audit says about that index. Migration V5
@@ -282,44 +337,25 @@ async fn measure(
         ))
         .await
         .map_err(|e| e.to_string())?;
-    let extra = |name: &str, slot| Phase {
-        name: name.into(),
-        endpoint: Endpoint::Upload {
-            slot,
-            auth: UploadAuth::Secret,
-            gzip: false,
-        },
-        concurrency: 1,
-        warmup: p.warmup,
-        count: p.requests,
-    };
-    let with = phases::run(
-        db,
-        &containers,
-        &extra("upload_secret_with_json_paths_index", 4),
+    let with = run(Phase::new(
+        "upload_secret_with_json_paths_index",
+        upload_by_secret(4),
+        1,
         p,
-    )
+    ))
     .await?;
-    println!(
-        "{}",
-        report::phase_line("upload_secret_with_json_paths_index", &with)
-    );
     let audit = audit_of(db, JSON_PATHS_INDEX).await?;
     db.ctl
         .batch_execute(&format!("DROP INDEX {JSON_PATHS_INDEX}"))
         .await
         .map_err(|e| e.to_string())?;
-    let without = phases::run(
-        db,
-        &containers,
-        &extra("upload_secret_without_json_paths_index", 5),
+    let without = run(Phase::new(
+        "upload_secret_without_json_paths_index",
+        upload_by_secret(5),
+        1,
         p,
-    )
+    ))
     .await?;
-    println!(
-        "{}",
-        report::phase_line("upload_secret_without_json_paths_index", &without)
-    );
 
     Ok(json!({
         "peer": "rust-lambda",
@@ -333,6 +369,9 @@ async fn measure(
             "containers": format!("{} warm containers, each its own Database per function (one connection each)", p.concurrency),
             "statements": if db.pgss { "pg_stat_statements (app role, this database) and Database::statements_sent()" } else { "Database::statements_sent() (pg_stat_statements not preloaded: n/a)" },
             "wal": "CHECKPOINT, temporary physical slot, pg_current_wal_lsn() before/after; attribution by pg_walinspect",
+            "pg_cpu": "/proc/<pid>/schedstat (first field) of every backend of the app role in the bench database, before and after the measured requests, as the peer reads its pool's",
+            "references": format!("reference_pk_select: the get_known requests, each token verified as the GET does, then `{}` prepared on a session of its own; reference_plain_insert: device-secret uploads of slot {REFERENCE_SLOT} parsed as the upload parses them, then their stored payload by `{}` prepared", harness::PK_SELECT, harness::PLAIN_INSERT),
+            "protocol": "one fresh container per mode through testkit::proxy::CountingProxy (frontend messages per request), direct (named statements) and DB_PROXY=true (unnamed only); statement time per request = the sum of shared::db's own timing of each statement (client side, through the proxy's hop)",
             "schema": db.schema_source,
             "database": "legacy schema, then our migrations (shared::migrations), then WORKLOAD.md's seed; autovacuum off on the bench tables",
             "tokens": "RS256, testkit's signing key, published by testkit::keys::KeyServer on 127.0.0.1 (project demo-dailypot)",
@@ -340,6 +379,8 @@ async fn measure(
         "fingerprints": fingerprints,
         "phases": results,
         "phase_order": all_phases.iter().map(|ph| ph.name.clone()).collect::<Vec<_>>(),
+        "references": references,
+        "protocol": protocol,
         "upload_wal_by_index": {
             "index": JSON_PATHS_INDEX,
             "audit": audit,
@@ -349,10 +390,79 @@ async fn measure(
     }))
 }
 
+/// Upload slots beyond the workload's four (0-3): 4 and 5 the index comparison,
+/// then the reference INSERT's, then the protocol phases' (fresh batches each).
+const REFERENCE_SLOT: u64 = 6;
+const PROTOCOL_SLOTS: [u64; 2] = [7, 8];
+
+fn upload_by_secret(slot: u64) -> Endpoint {
+    Endpoint::Upload {
+        slot,
+        auth: UploadAuth::Secret,
+        gzip: false,
+    }
+}
+
+/// The routes on a warm connection through the counting proxy, connected directly
+/// (named statements) and as behind RDS Proxy (`DB_PROXY=true`: unnamed only):
+/// Parse/Bind per request, backend CPU and each statement's time in each mode.
+async fn protocol(
+    db: &benchdb::BenchDb,
+    keys: &testkit::keys::KeyServer,
+    p: &Params,
+) -> Result<Value, String> {
+    let proxy = testkit::proxy::CountingProxy::start(&db.app_url).await;
+    let url = proxy.url_for(&db.app_url);
+    // Past the workload's own requests: new users not yet created, claimants not
+    // yet paid (2 × 2/5 of a phase fits in the seeded claimants after it).
+    let beyond = p.warmup + p.requests;
+    let claims = |mode: u64| Phase {
+        first: beyond + mode * (p.warmup + p.requests) * 2 / 5,
+        warmup: p.warmup * 2 / 5,
+        count: p.requests * 2 / 5,
+        ..Phase::new("claim", Endpoint::Claim, 1, p)
+    };
+    let mut out = serde_json::Map::new();
+    for (mode, (name, proxied)) in [("direct", false), ("proxy", true)].into_iter().enumerate() {
+        let mut env = vec![("DATABASE_URL".to_string(), url.clone())];
+        if proxied {
+            env.push(("DB_PROXY".into(), "true".into()));
+        }
+        let container = vec![Arc::new(harness::Container::new(&env, keys, p)?)];
+        let mode = mode as u64;
+        let routes = [
+            Phase::new("get_known", Endpoint::GetKnown, 1, p),
+            Phase {
+                first: beyond * (1 + mode),
+                ..Phase::new("get_new", Endpoint::GetNew, 1, p)
+            },
+            Phase::new(
+                "upload_secret",
+                upload_by_secret(PROTOCOL_SLOTS[mode as usize]),
+                1,
+                p,
+            ),
+            claims(mode),
+        ];
+        let mut figures = serde_json::Map::new();
+        for phase in routes {
+            let r = phases::run(db, &container, &phase, p, Some(&proxy)).await?;
+            println!(
+                "{}",
+                report::phase_line(&format!("{} ({name})", phase.name), &r)
+            );
+            figures.insert(phase.name.clone(), r);
+        }
+        out.insert(name.to_string(), figures.into());
+    }
+    Ok(out.into())
+}
+
 /// The figures of a phase worth setting side by side.
 fn pick(r: &Value) -> Value {
     json!({
         "p50_us": r["p50_us"], "p99_us": r["p99_us"], "rps": r["rps"],
+        "pg_cpu_us_per_request": r["pg_cpu_us_per_request"],
         "wal_bytes_per_request": r["wal_bytes_per_request"],
         "fpi_bytes_per_request": r["wal_attributed"]["fpi_bytes_per_request"],
         "wal_by_record_type": r["wal_attributed"]["by_record_type"],

@@ -6,15 +6,23 @@ use std::process::Command;
 
 use serde_json::Value;
 
+/// The team's shared folder: beside a checkout (`../shared`, as CI lays it), or
+/// beside the folder of worktrees (`../../shared`, for `/work/wt/<name>`).
+pub fn shared_dir() -> Option<PathBuf> {
+    ["../shared", "../../shared"]
+        .iter()
+        .map(|rel| crate::repo_root().join(rel))
+        .find(|dir| dir.join("peers/node-fastify/bench.mjs").is_file())
+}
+
 /// Where the peer lives beside a checkout, and why it cannot run when it cannot.
 pub fn locate() -> Result<PathBuf, String> {
-    let dir = crate::repo_root().join("../shared/peers/node-fastify");
-    if !dir.join("bench.mjs").is_file() {
+    let Some(dir) = shared_dir().map(|s| s.join("peers/node-fastify")) else {
         return Err(format!(
-            "the peer folder ../shared/peers/node-fastify is missing ({})",
-            dir.display()
+            "the peer folder shared/peers/node-fastify is missing (neither ../shared nor ../../shared of {})",
+            crate::repo_root().display()
         ));
-    }
+    };
     match Command::new("node").arg("--version").output() {
         Ok(o) if o.status.success() => Ok(dir.canonicalize().unwrap_or(dir)),
         _ => Err("Node.js (`node`) is not installed".into()),

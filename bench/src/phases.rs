@@ -5,18 +5,24 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
+use testkit::proxy::CountingProxy;
 
 use crate::benchdb::BenchDb;
 use crate::harness::{self, Bearer, Container};
+use crate::resetscale::StatementTimings;
 use crate::stats::{self, round1, round3, Latency};
 use crate::workload::{self, Endpoint, Params, Phase, UploadAuth};
 
-/// A phase's figures, under the keys `compare.mjs` reads.
+/// A phase's figures, under the keys `compare.mjs` reads. With `proxy` (the
+/// containers connect through it), also the protocol messages per request and
+/// each statement's time as `shared::db` measures it (collecting those costs the
+/// process a little CPU, so the plain phases do without).
 pub async fn run(
     db: &BenchDb,
     containers: &[Arc<Container>],
     phase: &Phase,
     p: &Params,
+    proxy: Option<&CountingProxy>,
 ) -> Result<Value, String> {
     let concurrency = (phase.concurrency as usize).min(containers.len());
     let expected: &[u16] = match phase.endpoint {
@@ -49,23 +55,39 @@ pub async fn run(
             requests = build_all(phase, p, bearer);
         } else {
             notes.push("bearer path (RS256 token verified against the local key server)".into());
-            requests.insert(0, harness::build(&workload::request(phase, 0, p), bearer));
+            requests.insert(
+                0,
+                harness::build(&workload::request(phase, phase.first, p), bearer),
+            );
         }
     }
     let measured = requests.split_off(phase.warmup as usize);
     for c in containers.iter().take(concurrency) {
         c.warm(phase.endpoint).await?;
     }
-    let warm = harness::drive(containers, phase, requests, concurrency, expected).await;
+    let warm = harness::drive(containers, phase, requests, concurrency, expected, None).await;
     if let Some(bad) = warm.first_unexpected {
         return Err(format!("{} (warm-up): unexpected answer {bad}", phase.name));
     }
 
+    let timings = proxy.map(|_| StatementTimings::default());
     let window = db.open_window().await?;
     let sent_before: u64 = containers.iter().map(|c| c.statements_sent()).sum();
+    let messages_before = proxy.map(|x| x.messages());
     let cpu_before = stats::process_cpu_ns(std::process::id());
-    let driven = harness::drive(containers, phase, measured, concurrency, expected).await;
+    let driven = harness::drive(
+        containers,
+        phase,
+        measured,
+        concurrency,
+        expected,
+        timings.as_ref(),
+    )
+    .await;
     let cpu_after = stats::process_cpu_ns(std::process::id());
+    let messages = proxy
+        .zip(messages_before)
+        .map(|(x, m)| x.messages().since(&m));
     let sent_after: u64 = containers.iter().map(|c| c.statements_sent()).sum();
     let server = db.close_window(window).await?;
     if let Some(bad) = &driven.first_unexpected {
@@ -109,6 +131,25 @@ pub async fn run(
         Some(w) => json!(round1(w.bytes as f64 / n)),
         None => json!(round1(server.lsn_diff as f64 / n)),
     };
+    if let Some(m) = messages {
+        let per = |x: u64| round3(x as f64 / n);
+        out["messages_per_request"] = json!({
+            "parse": per(m.parse),
+            "parse_named": per(m.parse_named),
+            "bind": per(m.bind),
+            "bind_named": per(m.bind_named),
+            "execute": per(m.execute),
+            "sync": per(m.sync),
+            "close": per(m.close),
+            "simple_query": per(m.query),
+            "flights": per(m.flights),
+        });
+    }
+    if let Some(t) = timings {
+        let ms: Vec<f64> = t.all().into_iter().map(|(_, ms)| ms).collect();
+        out["statement_us_per_request"] = json!(round1(ms.iter().sum::<f64>() * 1000.0 / n));
+        out["statements_timed"] = json!(ms.len());
+    }
     if let Some(w) = &server.wal {
         out["wal_attributed"] = json!({
             "records_per_request": (w.records as f64 / n * 100.0).round() / 100.0,
@@ -124,7 +165,8 @@ pub async fn run(
 }
 
 fn build_all(phase: &Phase, p: &Params, bearer: Bearer) -> Vec<lambda_http::Request> {
-    (0..phase.total())
+    phase
+        .ks()
         .map(|k| harness::build(&workload::request(phase, k, p), bearer))
         .collect()
 }

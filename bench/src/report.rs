@@ -15,7 +15,7 @@ pub fn phase_line(name: &str, r: &Value) -> String {
     )
 }
 
-fn fmt(v: &Value) -> String {
+pub fn fmt(v: &Value) -> String {
     match v.as_f64() {
         None => "n/a".into(),
         Some(x) if x.abs() >= 100.0 => format!("{}", x.round()),
@@ -23,62 +23,126 @@ fn fmt(v: &Value) -> String {
     }
 }
 
-fn get<'v>(v: &'v Value, path: &str) -> &'v Value {
-    path.split('.').fold(v, |v, k| &v[k])
+/// `a ÷ b` to two decimals, or "n/a".
+pub fn ratio(a: &Value, b: &Value) -> String {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) if y != 0.0 => format!("{:.2}", x / y),
+        _ => "n/a".into(),
+    }
 }
 
-/// The figures compared, as compare.mjs names them.
-const FIGURES: [(&str, &str); 8] = [
-    ("p50 µs", "p50_us"),
-    ("p99 µs", "p99_us"),
-    ("req/s", "rps"),
-    ("stmts/req (client)", "statements_per_request_client"),
-    ("stmts/req (pgss)", "statements_per_request_pgss"),
-    ("WAL B/req", "wal_bytes_per_request"),
-    ("app CPU µs/req", "app_cpu_us_per_request"),
-    ("PG CPU µs/req", "pg_cpu_us_per_request"),
-];
-
-/// The side-by-side table: per phase and figure, Rust, Node and Rust ÷ Node.
-pub fn markdown(rust: &Value, node: Option<&Value>) -> String {
-    let mut out = String::new();
-    out += "| phase | figure | Rust | Node | Rust ÷ Node |\n|---|---|---:|---:|---:|\n";
-    // In the order they ran (the summary's objects are sorted by name).
-    let order: Vec<String> = rust["phase_order"]
+/// The phases in the order they ran (the summary's objects are sorted by name).
+pub fn phase_order(rust: &Value) -> Vec<String> {
+    rust["phase_order"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|n| n.as_str().map(String::from))
-        .collect();
-    for name in &order {
+        .collect()
+}
+
+/// Issue 12's reference of a phase: the floor its statement is measured against.
+pub fn reference_of(phase: &str) -> Option<&'static str> {
+    if phase.starts_with("upload_") {
+        Some("reference_plain_insert")
+    } else if phase == "daily_reset" {
+        None
+    } else {
+        Some("reference_pk_select")
+    }
+}
+
+/// The headline: per phase, PostgreSQL backend CPU per request (ours, Node's, the
+/// ratios to Node and to the phase's reference), then p50, p99, WAL and
+/// statements, each with ours ÷ Node. The references follow (ours only).
+pub fn markdown(rust: &Value, node: Option<&Value>) -> String {
+    let mut out = String::new();
+    out += "| phase | **DB CPU µs/req** | Node | ÷ Node | ÷ reference | p50 µs | Node | ÷ Node | p99 µs | Node | ÷ Node | WAL B/req | Node | ÷ Node | stmts/req | Node |\n";
+    out += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    let null = Value::Null;
+    let cpu = "pg_cpu_us_per_request";
+    for name in phase_order(rust) {
         let r = &rust["phases"][name.as_str()];
-        if r.get("skipped").is_some() {
-            out += &format!(
-                "| {name} | — | skipped: {} | | |\n",
-                r["skipped"].as_str().unwrap_or("")
+        let n = node.map(|n| &n["phases"][name.as_str()]).unwrap_or(&null);
+        let reference = reference_of(&name)
+            .map(|f| &rust["references"][f][cpu])
+            .unwrap_or(&null);
+        let mut row = format!(
+            "| {name} | **{}** | {} | {} | {} ",
+            fmt(&r[cpu]),
+            fmt(&n[cpu]),
+            ratio(&r[cpu], &n[cpu]),
+            ratio(&r[cpu], reference)
+        );
+        for key in ["p50_us", "p99_us", "wal_bytes_per_request"] {
+            row += &format!(
+                "| {} | {} | {} ",
+                fmt(&r[key]),
+                fmt(&n[key]),
+                ratio(&r[key], &n[key])
             );
-            continue;
         }
-        for (label, key) in FIGURES {
-            let a = get(r, key);
-            let b = node
-                .map(|n| get(&n["phases"][name.as_str()], key))
-                .unwrap_or(&Value::Null);
-            let ratio = match (a.as_f64(), b.as_f64()) {
-                (Some(x), Some(y)) if y != 0.0 => format!("{:.2}", x / y),
-                _ => "n/a".into(),
-            };
-            out += &format!("| {name} | {label} | {} | {} | {ratio} |\n", fmt(a), fmt(b));
+        let stmts = "statements_per_request_client";
+        row += &format!("| {} | {} |\n", fmt(&r[stmts]), fmt(&n[stmts]));
+        out += &row;
+    }
+    for (name, r) in rust["references"].as_object().into_iter().flatten() {
+        out += &format!(
+            "| *{name}* | {} | | | 1 | {} | | | {} | | | {} | | | {} | |\n",
+            fmt(&r[cpu]),
+            fmt(&r["p50_us"]),
+            fmt(&r["p99_us"]),
+            fmt(&r["wal_bytes_per_request"]),
+            fmt(&r["statements_per_request_client"]),
+        );
+    }
+    if let Some(targets) = rust["targets"].as_array() {
+        out += "\n| issue 12 target | figure | |\n|---|---|---|\n";
+        for t in targets {
+            out += &format!(
+                "| {} | {} | **{}** |\n",
+                t["target"].as_str().unwrap_or(""),
+                t["figure"].as_str().unwrap_or(""),
+                t["status"].as_str().unwrap_or("")
+            );
         }
+    }
+    if let Some(protocol) = rust["protocol"].as_object() {
+        out += "\n| route, warm, through the counting proxy | mode | Parse/req | named Parse/req | named Bind/req | flights/req | DB CPU µs/req | statement µs/req | p50 µs |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n";
+        for (mode, routes) in protocol {
+            for (route, r) in routes.as_object().into_iter().flatten() {
+                let m = &r["messages_per_request"];
+                out += &format!(
+                    "| {route} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    if mode == "proxy" {
+                        "DB_PROXY=true"
+                    } else {
+                        "direct"
+                    },
+                    fmt(&m["parse"]),
+                    fmt(&m["parse_named"]),
+                    fmt(&m["bind_named"]),
+                    fmt(&m["flights"]),
+                    fmt(&r[cpu]),
+                    fmt(&r["statement_us_per_request"]),
+                    fmt(&r["p50_us"]),
+                );
+            }
+        }
+    }
+    if let Some(capacity) = rust.get("capacity") {
+        out += &format!("\n{}", crate::capacity::markdown(capacity));
     }
     if let Some(w) = rust.get("upload_wal_by_index") {
         out += &format!(
-            "\nUpload WAL and {}: with {} B/req (p50 {} µs), without {} B/req (p50 {} µs)\n",
+            "\nUpload WAL and {}: with {} B/req (p50 {} µs, DB CPU {} µs), without {} B/req (p50 {} µs, DB CPU {} µs)\n",
             w["index"].as_str().unwrap_or(""),
             fmt(&w["with_index"]["wal_bytes_per_request"]),
             fmt(&w["with_index"]["p50_us"]),
+            fmt(&w["with_index"]["pg_cpu_us_per_request"]),
             fmt(&w["without_index"]["wal_bytes_per_request"]),
             fmt(&w["without_index"]["p50_us"]),
+            fmt(&w["without_index"]["pg_cpu_us_per_request"]),
         );
         out += &format!("migrate audit on that index: {}\n", w["audit"]);
     }
@@ -97,6 +161,21 @@ pub fn markdown(rust: &Value, node: Option<&Value>) -> String {
         }
         if let Some(s) = c.get("skipped") {
             out += &format!("cold start skipped: {s}\n");
+        }
+    }
+    if let Some(t) = rust.get("cold_start_tls") {
+        out += &format!(
+            "\nget-daily-pot's first answer over verified TLS ({} starts each, [p25, median, p75] ms): native-tls connector build {}\n\n| binary | plain text | verified TLS | TLS extra (paired by round) |\n|---|---|---|---|\n",
+            t["starts"], t["connector_build_ms"]
+        );
+        for r in t["results"].as_array().into_iter().flatten() {
+            out += &format!(
+                "| {} | {} | {} | {} |\n",
+                r["binary"].as_str().unwrap_or(""),
+                r["plain_first_answer_ms"],
+                r["tls_first_answer_ms"],
+                r["tls_extra_ms_paired"]
+            );
         }
     }
     if let Some(r) = rust.get("reset_scale") {

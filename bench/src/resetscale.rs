@@ -140,6 +140,11 @@ async fn seed(client: &tokio_postgres::Client) -> Result<f64, String> {
 pub(crate) struct StatementTimings(Arc<Mutex<Vec<(String, f64)>>>);
 
 impl StatementTimings {
+    /// Every statement timed so far: (query name, ms).
+    pub(crate) fn all(&self) -> Vec<(String, f64)> {
+        self.0.lock().unwrap().clone()
+    }
+
     pub(crate) fn of(&self, query: &str) -> Vec<f64> {
         let all = self.0.lock().unwrap();
         all.iter()

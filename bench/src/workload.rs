@@ -102,31 +102,60 @@ pub enum UploadAuth {
     Secret,
 }
 
+/// Where a phase's requests go: the function's handler, or a reference statement
+/// of issue 12 driven by the same requests (so that the client does the same work
+/// between two statements and the backend idles alike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Handler,
+    /// The GET's token verified, then a prepared primary-key SELECT of its pot.
+    PkSelect,
+    /// The upload parsed as the handler parses it, then its stored payload
+    /// written by a prepared plain INSERT (the old server's statement).
+    PlainInsert,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Phase {
     pub name: String,
     pub endpoint: Endpoint,
+    pub target: Target,
     pub concurrency: u64,
+    /// k of the first request (0 for the workload's phases; later for extra
+    /// phases that must not repeat their requests: new users, fresh claims).
+    pub first: u64,
     pub warmup: u64,
     pub count: u64,
 }
 
 impl Phase {
+    /// One of the workload's phases: to the handler, from k = 0.
+    pub fn new(name: impl Into<String>, endpoint: Endpoint, concurrency: u64, p: &Params) -> Self {
+        Self {
+            name: name.into(),
+            endpoint,
+            target: Target::Handler,
+            concurrency,
+            first: 0,
+            warmup: p.warmup,
+            count: p.requests,
+        }
+    }
+
     pub fn total(&self) -> u64 {
         self.warmup + self.count
+    }
+
+    /// The k of every request sent, warm-up first.
+    pub fn ks(&self) -> std::ops::Range<u64> {
+        self.first..self.first + self.total()
     }
 }
 
 /// The phases, in the order they run (each carries its database state on).
 pub fn phases(p: &Params) -> Vec<Phase> {
     let c = p.concurrency;
-    let phase = |name: String, endpoint, concurrency| Phase {
-        name,
-        endpoint,
-        concurrency,
-        warmup: p.warmup,
-        count: p.requests,
-    };
+    let phase = |name: String, endpoint, concurrency| Phase::new(name, endpoint, concurrency, p);
     let upload = |slot, auth, gzip| Endpoint::Upload { slot, auth, gzip };
     vec![
         phase("get_known".into(), Endpoint::GetKnown, 1),
@@ -151,11 +180,9 @@ pub fn phases(p: &Params) -> Vec<Phase> {
         phase("daily_pot_upload".into(), Endpoint::DailyPotUpload, 1),
         phase("claim".into(), Endpoint::Claim, 1),
         Phase {
-            name: "daily_reset".into(),
-            endpoint: Endpoint::DailyReset,
-            concurrency: 1,
             warmup: 0,
             count: 1,
+            ..Phase::new("daily_reset", Endpoint::DailyReset, 1, p)
         },
     ]
 }
@@ -246,7 +273,7 @@ pub fn fingerprint_text(r: &WorkRequest) -> String {
 /// sha256 over a phase's requests k = 0 .. warmup + count - 1.
 pub fn phase_fingerprint(phase: &Phase, p: &Params) -> String {
     let mut h = Sha256::new();
-    for k in 0..phase.total() {
+    for k in phase.ks() {
         h.update(fingerprint_text(&request(phase, k, p)).as_bytes());
     }
     hex::encode(h.finalize())

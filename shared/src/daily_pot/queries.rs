@@ -6,8 +6,9 @@ use crate::db::Query;
 /// The pot of `$1` (text), as the app sees it; no row when there is none yet.
 ///
 /// A plain primary-key read, so a known user's GET writes nothing and, prepared,
-/// costs the server what any prepared key lookup does (`bench --dbcpu`, backend
-/// CPU per statement sent back to back: ~24 us, a bare `SELECT *` by key ~19 us).
+/// costs the server what any prepared key lookup does (backend CPU per statement
+/// sent back to back: ~24 us, a bare `SELECT *` by key ~19 us; `scripts/bench` sets
+/// the GET beside a prepared `SELECT *` of the same pots: BENCHMARKS.md).
 /// The data-modifying CTE it replaces (insert on first sight in the same
 /// statement) cost ~50 us prepared: a statement with an INSERT in it is set up as
 /// a write every time, even when it inserts nothing.

@@ -1,0 +1,107 @@
+//! What the measured database CPU means for scale: requests per second one
+//! database vCPU serves per route, and the connections 1,000 concurrent Lambda
+//! containers need, connected directly and behind RDS Proxy.
+//!
+//! - **req/s per DB vCPU** = 1e6 ÷ backend CPU µs per request (a vCPU doing
+//!   nothing but these statements; no I/O wait, no autovacuum, no checkpoints).
+//! - **Direct**: every warm container holds its one connection, so 1,000
+//!   containers hold 1,000 connections, whatever they do.
+//! - **Behind the proxy** a connection is lent for one statement (autocommit), so
+//!   connections ≈ statements in flight at the database (Little's law) = arrival
+//!   rate × statement time. 1,000 busy containers send λ = 1,000 ÷ L requests per
+//!   second, L = the request's mean in-process time; each holds a connection for
+//!   S = its statements' time (`shared::db`'s own timing, client side: round trip
+//!   included). So connections ≈ 1,000 × S ÷ L. Both from the `DB_PROXY=true`
+//!   phases (unnamed statements, through a local proxy hop as RDS Proxy adds one).
+//!   In-process L leaves out API Gateway and the Lambda runtime, and a 128 MB
+//!   Lambda runs the CPU-bound parts slower: a real L is longer, so these counts are
+//!   upper bounds. The same λ also says how many DB vCPUs it would take.
+
+use serde_json::{json, Value};
+
+use crate::report::fmt;
+
+const CONTAINERS: f64 = 1000.0;
+
+/// (route as the app calls it, phase).
+const ROUTES: [(&str, &str); 4] = [
+    ("GET /daily-pot (known user)", "get_known"),
+    ("GET /daily-pot (new user: insert)", "get_new"),
+    (
+        "POST /upload (100 readings, device secret)",
+        "upload_secret",
+    ),
+    ("POST /daily-pot/claim", "claim"),
+];
+
+pub fn table(rust: &Value, node: Option<&Value>) -> Value {
+    let per_vcpu = |cpu: Option<f64>| cpu.filter(|c| *c > 0.0).map(|c| (1e6 / c).round());
+    let rows: Vec<Value> = ROUTES
+        .iter()
+        .map(|&(route, phase)| {
+            let direct = &rust["phases"][phase];
+            let proxied = &rust["protocol"]["proxy"][phase];
+            let cpu = direct["pg_cpu_us_per_request"].as_f64();
+            let node_cpu =
+                node.and_then(|n| n["phases"][phase]["pg_cpu_us_per_request"].as_f64());
+            let proxy_cpu = proxied["pg_cpu_us_per_request"].as_f64();
+            let (l_direct, l_proxy) = (
+                direct["mean_us"].as_f64(),
+                proxied["mean_us"].as_f64(),
+            );
+            let s = proxied["statement_us_per_request"].as_f64();
+            // 1,000 busy containers' arrival rate, and the DB vCPUs it would take.
+            let rate = |l: Option<f64>| l.filter(|l| *l > 0.0).map(|l| CONTAINERS * 1e6 / l);
+            let vcpus = |l: Option<f64>, cpu: Option<f64>| {
+                rate(l).zip(cpu).map(|(r, c)| (r * c / 1e6 * 10.0).round() / 10.0)
+            };
+            json!({
+                "route": route,
+                "phase": phase,
+                "db_cpu_us": cpu,
+                "rps_per_db_vcpu": per_vcpu(cpu),
+                "node_db_cpu_us": node_cpu,
+                "node_rps_per_db_vcpu": per_vcpu(node_cpu),
+                "proxy_db_cpu_us": proxy_cpu,
+                "proxy_rps_per_db_vcpu": per_vcpu(proxy_cpu),
+                "connections_direct": CONTAINERS,
+                "direct_mean_us": l_direct,
+                "direct_db_vcpus_at_1000_busy": vcpus(l_direct, cpu),
+                "proxy_mean_us": l_proxy,
+                "proxy_statement_us": s,
+                "connections_behind_proxy": s.zip(l_proxy).map(|(s, l)| (CONTAINERS * s / l).round()),
+                "proxy_db_vcpus_at_1000_busy": vcpus(l_proxy, proxy_cpu),
+            })
+        })
+        .collect();
+    json!({
+        "containers": CONTAINERS,
+        "method": "req/s per DB vCPU = 1e6 / backend CPU us per request; direct: one connection per warm container; behind the proxy: connections = 1,000 x S / L (Little's law: arrival rate 1,000 / L times statement time S), S and L measured in the DB_PROXY=true phases (L = mean in-process request time, an upper bound on the rate; S = the sum of shared::db's timing of the request's statements)",
+        "routes": rows,
+    })
+}
+
+pub fn markdown(capacity: &Value) -> String {
+    let mut out = String::from(
+        "| route | DB CPU µs/req | req/s per DB vCPU | Node: µs/req | Node: req/s per vCPU | behind proxy (unnamed): µs/req | req/s per vCPU | connections for 1,000 containers, direct | behind RDS Proxy (1,000 × S ÷ L) | DB vCPUs 1,000 busy containers need, direct / proxy |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in capacity["routes"].as_array().into_iter().flatten() {
+        out += &format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} (S {} µs, L {} µs) | {} / {} |\n",
+            r["route"].as_str().unwrap_or(""),
+            fmt(&r["db_cpu_us"]),
+            fmt(&r["rps_per_db_vcpu"]),
+            fmt(&r["node_db_cpu_us"]),
+            fmt(&r["node_rps_per_db_vcpu"]),
+            fmt(&r["proxy_db_cpu_us"]),
+            fmt(&r["proxy_rps_per_db_vcpu"]),
+            fmt(&r["connections_direct"]),
+            fmt(&r["connections_behind_proxy"]),
+            fmt(&r["proxy_statement_us"]),
+            fmt(&r["proxy_mean_us"]),
+            fmt(&r["direct_db_vcpus_at_1000_busy"]),
+            fmt(&r["proxy_db_vcpus_at_1000_busy"]),
+        );
+    }
+    out
+}
