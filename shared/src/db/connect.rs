@@ -127,15 +127,19 @@ impl Connector {
     }
 }
 
-/// SQLSTATE 28P01: the server (or RDS Proxy) does not accept the password.
+/// The server refused the login: 28P01 (a wrong password), or 28000, which a
+/// pooler in front (RDS Proxy) may answer instead. A re-read that does not help
+/// is rate-limited ([`RotatingPassword`]), so a refusal of another kind costs little.
 fn refused_password(err: &DbError) -> bool {
+    use tokio_postgres::error::SqlState;
     let DbError::Unavailable(source) = err else {
         return false;
     };
-    source
+    let code = source
         .downcast_ref::<tokio_postgres::Error>()
-        .and_then(tokio_postgres::Error::code)
-        == Some(&tokio_postgres::error::SqlState::INVALID_PASSWORD)
+        .and_then(tokio_postgres::Error::code);
+    code == Some(&SqlState::INVALID_PASSWORD)
+        || code == Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
 }
 
 /// Runs the connection's I/O until it closes. Its end is noticed through
