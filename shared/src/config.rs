@@ -24,6 +24,12 @@ pub enum ConfigError {
 /// Where variables come from: the process environment in production, a map in tests.
 pub trait Env {
     fn get(&self, name: &str) -> Option<String>;
+
+    /// How to read the secret variable `name` again, when it came from Secrets
+    /// Manager ([`crate::secrets::SecretEnv`]); a plain variable cannot change.
+    fn reread(&self, _name: &str) -> Option<crate::secrets::Reread> {
+        None
+    }
 }
 
 /// The real process environment.
@@ -117,6 +123,9 @@ pub struct DbConfig {
     /// The application's role, whose defaults `migrate` sets behind RDS Proxy when it
     /// runs as another (admin) role. Unset: the role of `DATABASE_URL`.
     pub app_role: Option<String>,
+    /// Where `DB_PASSWORD` is read again when the server refuses it (a rotated
+    /// secret); `None` for a password given plainly or none.
+    pub password_source: Option<crate::secrets::Reread>,
 }
 
 impl DbConfig {
@@ -170,6 +179,7 @@ impl DbConfig {
             }
             url.password(password);
         }
+        let password_source = env.reread("DB_PASSWORD");
         Ok(Self {
             url,
             iam_auth,
@@ -179,6 +189,7 @@ impl DbConfig {
             slow_query: Duration::from_millis(slow_query_ms),
             aws_region,
             app_role: optional(env, "DB_APP_ROLE"),
+            password_source,
         })
     }
 }

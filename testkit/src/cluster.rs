@@ -37,6 +37,18 @@ impl Cluster {
         )
     }
 
+    /// Connections over TCP need a password (SCRAM), as on RDS, except the
+    /// `postgres` superuser's, which stay trusted so the test can set things up.
+    pub fn start_with_password_auth() -> Result<Self, Missing> {
+        let cluster = Self::start_with_files(&[], &[])?;
+        let hba = "local all all trust\n\
+                   host all postgres 127.0.0.1/32 trust\n\
+                   host all all 127.0.0.1/32 scram-sha-256\n";
+        std::fs::write(cluster.data().join("pg_hba.conf"), hba).expect("pg_hba.conf written");
+        cluster.pg_ctl(&["reload"]);
+        Ok(cluster)
+    }
+
     /// `files` (name, contents, mode) are written beside the data directory, owned
     /// by the server's user; `{dir}` in a setting is that directory.
     fn start_with_files(

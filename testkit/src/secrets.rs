@@ -7,7 +7,7 @@
 //! and a secret the role may not read 400 AccessDeniedException.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use hmac::{Hmac, Mac};
 use serde_json::json;
@@ -38,6 +38,7 @@ pub struct RoleCredentials {
 pub struct SecretsManager {
     pub url: String,
     pub credentials: RoleCredentials,
+    secrets: Arc<Mutex<Vec<Stored>>>,
     requests: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -58,8 +59,9 @@ impl SecretsManager {
             session_token: format!("session-token-{:032x}", rand::random::<u128>()),
         };
         let requests = Arc::new(AtomicU64::new(0));
+        let secrets = Arc::new(Mutex::new(secrets));
         let service = Service {
-            secrets,
+            secrets: secrets.clone(),
             denied,
             credentials: credentials.clone(),
             requests: requests.clone(),
@@ -68,9 +70,17 @@ impl SecretsManager {
         Self {
             url,
             credentials,
+            secrets,
             requests,
             task,
         }
+    }
+
+    /// Stores a new value of the secret `arn` (what a rotation does).
+    pub fn put(&self, arn: &str, value: &str) {
+        let mut secrets = self.secrets.lock().expect("secrets");
+        secrets.retain(|(stored, _)| stored != arn);
+        secrets.push((arn.to_string(), Some(value.to_string())));
     }
 
     /// The environment of a Lambda function whose role these credentials are,
@@ -107,7 +117,7 @@ impl Drop for SecretsManager {
 }
 
 struct Service {
-    secrets: Vec<Stored>,
+    secrets: Arc<Mutex<Vec<Stored>>>,
     denied: Vec<String>,
     credentials: RoleCredentials,
     requests: Arc<AtomicU64>,
@@ -144,7 +154,14 @@ impl Service {
                 "User is not authorized to perform: secretsmanager:GetSecretValue",
             );
         }
-        let Some((arn, value)) = self.secrets.iter().find(|(arn, _)| *arn == id) else {
+        let found = self
+            .secrets
+            .lock()
+            .expect("secrets")
+            .iter()
+            .find(|(arn, _)| *arn == id)
+            .cloned();
+        let Some((arn, value)) = found else {
             return refused(
                 "ResourceNotFoundException",
                 "Secrets Manager can't find the specified secret.",

@@ -15,6 +15,7 @@ use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{Client, NoTls, Socket};
 
+use super::password::RotatingPassword;
 use super::DbError;
 use crate::config::DbConfig;
 
@@ -26,6 +27,7 @@ pub(crate) struct Connector {
     config: tokio_postgres::Config,
     tls: Option<Arc<RemoteTls>>,
     iam: Option<IamTokens>,
+    password: Option<RotatingPassword>,
 }
 
 impl Connector {
@@ -66,12 +68,39 @@ impl Connector {
         } else {
             None
         };
-        Ok(Self { config, tls, iam })
+        let password = match (&db.password_source, config.get_password()) {
+            (Some(source), Some(configured)) => Some(RotatingPassword::new(
+                source.clone(),
+                String::from_utf8_lossy(configured).into_owned(),
+            )),
+            _ => None,
+        };
+        Ok(Self {
+            config,
+            tls,
+            iam,
+            password,
+        })
     }
 
+    /// A new connection. When the server refuses a password read from Secrets
+    /// Manager, the secret is read again and, if it changed, the connect retried.
     pub(crate) async fn connect(&self) -> Result<Client, DbError> {
+        match self.open().await {
+            Err(err) if refused_password(&err) => match &self.password {
+                Some(password) if password.reread().await => self.open().await,
+                _ => Err(err),
+            },
+            other => other,
+        }
+    }
+
+    async fn open(&self) -> Result<Client, DbError> {
         let unavailable = |e: Box<dyn std::error::Error + Send + Sync>| DbError::Unavailable(e);
         let mut config = self.config.clone();
+        if let Some(password) = &self.password {
+            config.password(password.current());
+        }
         if let Some(iam) = &self.iam {
             // Tokens live 15 minutes: a fresh one for every connect.
             config.password(iam.token().await.map_err(unavailable)?);
@@ -96,6 +125,21 @@ impl Connector {
         };
         Ok(client)
     }
+}
+
+/// The server refused the login: 28P01 (a wrong password), or 28000, which a
+/// pooler in front (RDS Proxy) may answer instead. A re-read that does not help
+/// is rate-limited ([`RotatingPassword`]), so a refusal of another kind costs little.
+fn refused_password(err: &DbError) -> bool {
+    use tokio_postgres::error::SqlState;
+    let DbError::Unavailable(source) = err else {
+        return false;
+    };
+    let code = source
+        .downcast_ref::<tokio_postgres::Error>()
+        .and_then(tokio_postgres::Error::code);
+    code == Some(&SqlState::INVALID_PASSWORD)
+        || code == Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
 }
 
 /// Runs the connection's I/O until it closes. Its end is noticed through

@@ -5,6 +5,7 @@
 
 mod connect;
 mod error;
+mod password;
 mod query;
 mod session;
 

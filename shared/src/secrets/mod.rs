@@ -15,8 +15,14 @@
 //!
 //! A secret that cannot be read stops the start-up with an error naming its ARN
 //! variable; no value is ever logged or put in an error.
+//!
+//! A secret read by ARN can also be read again later ([`Reread`]): the database
+//! connection does so when the server refuses the password, since a rotation
+//! changes it under a running container.
 
 mod secrets_manager;
+
+use std::sync::Arc;
 
 use crate::config::{optional, ConfigError, Env};
 
@@ -40,7 +46,7 @@ enum Form {
 
 /// Every secret a function may need. `DB_PASSWORD` joins the user and host of
 /// `DATABASE_URL` (see [`crate::config::DbConfig`]).
-pub const SECRETS: [Secret; 3] = [
+pub static SECRETS: [Secret; 3] = [
     Secret {
         name: "API_KEY",
         arn_variable: "API_KEY_SECRET_ARN",
@@ -83,15 +89,55 @@ impl SecretError {
 /// `Debug`: it holds the values.
 pub struct SecretEnv<'a> {
     base: &'a dyn Env,
-    secrets: Vec<(&'static str, String)>,
+    secrets: Vec<(Reread, String)>,
 }
 
 impl Env for SecretEnv<'_> {
     fn get(&self, name: &str) -> Option<String> {
-        match self.secrets.iter().find(|(n, _)| *n == name) {
+        match self.secrets.iter().find(|(r, _)| r.secret.name == name) {
             Some((_, value)) => Some(value.clone()),
             None => self.base.get(name),
         }
+    }
+
+    fn reread(&self, name: &str) -> Option<Reread> {
+        self.secrets
+            .iter()
+            .find(|(r, _)| r.secret.name == name)
+            .map(|(r, _)| r.clone())
+    }
+}
+
+/// How to read one secret of [`SECRETS`] from Secrets Manager again, with the
+/// function's credentials of start-up. No value is kept here.
+#[derive(Clone)]
+pub struct Reread {
+    manager: Arc<secrets_manager::SecretsManager>,
+    secret: &'static Secret,
+    arn: Arc<SecretArn>,
+}
+
+impl Reread {
+    /// The secret's current value; failures name its ARN variable.
+    pub async fn read(&self) -> Result<String, SecretError> {
+        let text = self
+            .manager
+            .secret_string(self.secret.arn_variable, &self.arn)
+            .await?;
+        self.secret.value(text)
+    }
+
+    /// The variable holding the secret's ARN (`DB_PASSWORD_SECRET_ARN`).
+    pub fn variable(&self) -> &'static str {
+        self.secret.arn_variable
+    }
+}
+
+impl std::fmt::Debug for Reread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Reread")
+            .field(&self.secret.arn_variable)
+            .finish()
     }
 }
 
@@ -129,12 +175,16 @@ pub async fn resolve(env: &dyn Env) -> Result<SecretEnv<'_>, SecretError> {
             secrets: Vec::new(),
         });
     }
-    let manager = secrets_manager::SecretsManager::from_env(env)?;
-    let secrets = futures_util::future::try_join_all(wanted.iter().map(|(secret, arn)| {
-        let manager = &manager;
+    let manager = Arc::new(secrets_manager::SecretsManager::from_env(env)?);
+    let secrets = futures_util::future::try_join_all(wanted.into_iter().map(|(secret, arn)| {
+        let reread = Reread {
+            manager: manager.clone(),
+            secret,
+            arn: Arc::new(arn),
+        };
         async move {
-            let text = manager.secret_string(secret.arn_variable, arn).await?;
-            Ok::<_, SecretError>((secret.name, secret.value(text)?))
+            let value = reread.read().await?;
+            Ok::<_, SecretError>((reread, value))
         }
     }))
     .await?;

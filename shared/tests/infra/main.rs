@@ -1,7 +1,8 @@
 //! The real infrastructure production runs on, started by the tests themselves
 //! (testkit's cluster, pgbouncer and certs helpers): verified TLS to a cluster of
-//! our own, PgBouncer in transaction mode as RDS Proxy, a real restart under load.
-//! One test binary for the three, to link once. A missing binary (initdb, pg_ctl,
+//! our own, PgBouncer in transaction mode as RDS Proxy, a real restart under load,
+//! a password rotated under a warm container. One test binary for them all, to
+//! link once. A missing binary (initdb, pg_ctl,
 //! pgbouncer) skips its test with a SKIPPED line, or fails it in CI
 //! (INFRA_TESTS=required).
 
@@ -10,4 +11,5 @@ mod upload_helpers;
 
 mod pgbouncer;
 mod restart;
+mod rotation;
 mod tls;
