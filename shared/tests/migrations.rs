@@ -4,6 +4,7 @@
 mod upload_helpers;
 
 use shared::migrations::{self, legacy_shape, Difference, MigrateError, Shape};
+use testkit::legacy::{OldBatch, OldSender, OldServer, OldUpload};
 use testkit::TestDb;
 use tokio_postgres::Client;
 
@@ -353,24 +354,79 @@ async fn the_unused_gin_indexes_are_dropped_and_the_ones_in_use_stay() {
 }
 
 #[tokio::test]
-async fn dropping_the_gin_indexes_waits_a_bounded_time_for_a_long_query_and_is_tried_again() {
+async fn dropping_the_gin_indexes_waits_for_a_long_reader_without_blocking_the_old_servers_uploads()
+{
     let test = TestDb::legacy().await;
     try_migrate(&test, Some(4)).await.unwrap();
-    // A long statement of the old server's reading sensor_batches (its lock is held
-    // until the transaction ends), released after longer than V5's lock_timeout.
+    // A long statement of the old server's reading sensor_batches (its transaction
+    // holds the table until it ends).
     let reader = test.client().await;
     reader
         .batch_execute("BEGIN; SELECT count(*) FROM sensor_batches")
         .await
         .unwrap();
-    let release = tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let old = OldServer::connect(&test.url).await;
+    old.client
+        .batch_execute("SET statement_timeout = '2s'")
+        .await
+        .unwrap();
+    let watcher = test.client().await;
+    let (report, ()) = tokio::join!(try_migrate(&test, Some(5)), async {
+        // V5 is waiting for the reader...
+        let mut waited = 0;
+        while count(
+            &watcher,
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE query LIKE '%DROP INDEX%' AND wait_event_type = 'Lock'
+               AND pid <> pg_backend_pid()",
+        )
+        .await
+            == 0
+        {
+            assert!(waited < 1500, "the drop never waited for the reader");
+            waited += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // ...and the old server's upload does not wait for V5 (a plain DROP INDEX
+        // queues its ACCESS EXCLUSIVE lock, and every insert behind it).
+        let stored = old
+            .upload(OldSender::Anonymous, &old_batch("phone-during-v5"))
+            .await
+            .expect("the old server's upload is not blocked by the drop");
+        assert_eq!(stored, OldUpload::Stored { user: None });
         reader.batch_execute("COMMIT").await.unwrap();
     });
-    // The first attempt gives up after 3 s (changing nothing); a later one applies it.
-    let report = try_migrate(&test, Some(5)).await.unwrap();
-    release.await.unwrap();
-    assert_eq!(report.applied, ["V5__drop_unused_batch_json_indexes"]);
+    assert_eq!(
+        report.unwrap().applied,
+        ["V5__drop_unused_batch_json_indexes"]
+    );
+    let client = test.client().await;
+    for gone in [
+        "idx_sensor_batches_json_paths",
+        "idx_sensor_batches_json_geohash",
+        "idx_sensor_batches_location",
+    ] {
+        assert!(!index_exists(&client, gone).await, "{gone}");
+    }
+    let during = count(
+        &client,
+        "SELECT count(*) FROM sensor_batches WHERE batch_json->>'device_id' = 'phone-during-v5'",
+    )
+    .await;
+    assert_eq!(during, 1);
+}
+
+/// A batch as the old server's upload route stores it (S4, S5).
+fn old_batch(device_id: &str) -> OldBatch {
+    OldBatch {
+        device_hash: upload_helpers::device_hash(device_id),
+        timestamp: chrono::Utc::now(),
+        batch_json: serde_json::json!({"device_id": device_id, "batch": [{"t": 1, "light": 1}]}),
+        samples: 1,
+        valid: 1,
+        pocket: 0,
+        uptime_seconds: 0,
+    }
 }
 
 #[tokio::test]
