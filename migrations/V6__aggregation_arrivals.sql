@@ -1,6 +1,6 @@
 -- What the aggregation job (aggregate-sensors, shared/src/aggregate/) needs to know
 -- which batches arrived since its last run, and to rebuild whole windows and days
--- (aggregation.md, "What ours must do"). Undone by V6__aggregation_arrivals.undo.sql.
+-- (aggregation.md, "What ours must do"). Undone by undo/6__aggregation_arrivals.sql.
 --
 -- Fail fast rather than queue: while an ALTER waits for its lock, every later
 -- statement on sensor_batches (the old server's uploads) would wait behind it.

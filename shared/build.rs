@@ -1,42 +1,46 @@
-//! Embeds the undo file of every migration (`migrations/V<n>__<name>.undo.sql`) and
-//! refuses to build when the migrations break the rules that rollback relies on:
-//! versions exactly 1..n, each with its undo beside it, and no undo that refinery's
-//! `embed_migrations!` would take for a migration of its own.
+//! Embeds the undo file of every migration (`undo/<n>__<name>.sql` for
+//! `migrations/V<n>__<name>.sql`) and refuses to build when the migrations break
+//! the rules that rollback relies on: versions exactly 1..n, each with its undo, no
+//! undo without its migration, and nothing in `migrations/` that refinery's
+//! `embed_migrations!` would skip. The undo files live outside `migrations/`, so
+//! nothing but the migrations carries a version there.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 fn main() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations");
-    // A directory: cargo re-runs this when any file in it is added, changed or removed
-    // (which also makes refinery's macro see a new migration).
-    println!("cargo:rerun-if-changed={}", dir.display());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (migrations, undos) = (root.join("migrations"), root.join("undo"));
+    // Directories: cargo re-runs this when any file in them is added, changed or
+    // removed (which also makes refinery's macro see a new migration).
+    println!("cargo:rerun-if-changed={}", migrations.display());
+    println!("cargo:rerun-if-changed={}", undos.display());
 
     let mut forward: BTreeMap<u32, String> = BTreeMap::new();
+    for (file, _) in sql_files(&migrations) {
+        assert!(
+            refinery_embeds(&file),
+            "migrations/{file}: refinery would skip it"
+        );
+        let (version, name) = file
+            .strip_suffix(".sql")
+            .and_then(|stem| parse(stem.strip_prefix('V')?))
+            .unwrap_or_else(|| panic!("migrations/{file}: not V<n>__<name>.sql"));
+        assert!(
+            forward.insert(version, name).is_none(),
+            "two migrations with version {version}"
+        );
+    }
     let mut undo: BTreeMap<u32, (String, PathBuf)> = BTreeMap::new();
-    for entry in std::fs::read_dir(&dir).expect("migrations/ is readable") {
-        let path = entry.expect("a directory entry").path();
-        let file = path.file_name().unwrap().to_string_lossy().into_owned();
-        if let Some(stem) = file.strip_suffix(".undo.sql") {
-            assert!(
-                !refinery_embeds(&file),
-                "{file}: refinery would run this undo file as a migration"
-            );
-            let (version, name) = parse(stem).unwrap_or_else(|| panic!("{file}: not V<n>__<name>"));
-            assert!(
-                undo.insert(version, (name, path.clone())).is_none(),
-                "two undo files for version {version}"
-            );
-        } else if let Some(stem) = file.strip_suffix(".sql") {
-            assert!(refinery_embeds(&file), "{file}: refinery would skip it");
-            let (version, name) = parse(stem).unwrap_or_else(|| panic!("{file}: not V<n>__<name>"));
-            assert!(
-                forward.insert(version, name).is_none(),
-                "two migrations with version {version}"
-            );
-        } else {
-            panic!("{file}: migrations/ holds only V<n>__<name>.sql and its .undo.sql");
-        }
+    for (file, path) in sql_files(&undos) {
+        let (version, name) = file
+            .strip_suffix(".sql")
+            .and_then(parse)
+            .unwrap_or_else(|| panic!("undo/{file}: not <n>__<name>.sql"));
+        assert!(
+            undo.insert(version, (name, path)).is_none(),
+            "two undo files for version {version}"
+        );
     }
 
     let versions: Vec<u32> = forward.keys().copied().collect();
@@ -53,7 +57,7 @@ fn main() {
     for (version, name) in &forward {
         let (undo_name, path) = undo
             .remove(version)
-            .unwrap_or_else(|| panic!("V{version}__{name}.sql has no V{version}__{name}.undo.sql"));
+            .unwrap_or_else(|| panic!("V{version}__{name}.sql has no undo/{version}__{name}.sql"));
         assert_eq!(
             &undo_name, name,
             "the undo of V{version} is named {undo_name}"
@@ -66,15 +70,32 @@ fn main() {
     }
     out += "];\n";
     if let Some((version, (name, _))) = undo.into_iter().next() {
-        panic!("V{version}__{name}.undo.sql undoes no migration");
+        panic!("undo/{version}__{name}.sql undoes no migration");
     }
     let target = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("undo_migrations.rs");
     std::fs::write(target, out).expect("write undo_migrations.rs");
 }
 
-/// `V<digits>__<word characters>` → (version, name).
+/// Every file of `dir` as (name, path); anything but a `.sql` file stops the build.
+fn sql_files(dir: &Path) -> Vec<(String, PathBuf)> {
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    entries
+        .map(|entry| {
+            let path = entry.expect("a directory entry").path();
+            let file = path.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(
+                file.ends_with(".sql"),
+                "{}: not a .sql file",
+                path.display()
+            );
+            (file, path)
+        })
+        .collect()
+}
+
+/// `<digits>__<word characters>` → (version, name).
 fn parse(stem: &str) -> Option<(u32, String)> {
-    let (version, name) = stem.strip_prefix('V')?.split_once("__")?;
+    let (version, name) = stem.split_once("__")?;
     let word = !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_');
     if !word || !version.chars().all(|c| c.is_ascii_digit()) {
         return None;
@@ -83,9 +104,8 @@ fn parse(stem: &str) -> Option<(u32, String)> {
 }
 
 /// Whether refinery 0.10 embeds a file of this name as a migration: its pattern is
-/// `^([U|V])(\d+(?:\.\d+)?)__(\w+)\.sql$`, and `\w` excludes '.', so an
-/// `.undo.sql` name never matches (the test `undo_files_are_not_migrations` checks
-/// the real macro's output too).
+/// `^([U|V])(\d+(?:\.\d+)?)__(\w+)\.sql$` (the test `refinery_embeds_exactly_the_migration_files`
+/// checks the real macro's output too).
 fn refinery_embeds(file: &str) -> bool {
     let Some(stem) = file.strip_suffix(".sql") else {
         return false;

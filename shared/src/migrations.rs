@@ -5,7 +5,7 @@
 //! - [`action`]: what `migrate` is asked to do (event or command line);
 //! - [`shape`], [`legacy_shape`]: the catalog's shape, and the check that a database
 //!   is empty or the old server's before anything is changed;
-//! - [`rollback`]: the undo files (`V<n>__<name>.undo.sql`), newest first;
+//! - [`rollback`]: the undo files (`undo/<n>__<name>.sql`), newest first;
 //! - `no_transaction`: files (migration or undo) whose statements run one by one,
 //!   outside a transaction (concurrent index builds);
 //! - [`cutover`]: the remaining plain-text device secrets converted;
@@ -37,7 +37,7 @@ pub use shape::{Difference, Shape, ShapeCheck};
 
 refinery::embed_migrations!("../migrations");
 
-/// The undo of one migration (`migrations/V<n>__<name>.undo.sql`).
+/// The undo of one migration (`undo/<n>__<name>.sql`).
 #[derive(Debug)]
 pub struct Undo {
     pub version: u32,

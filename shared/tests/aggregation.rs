@@ -891,7 +891,7 @@ async fn v6_keeps_the_old_servers_insert_working_and_its_undo_removes_exactly_wh
 
     let undo = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../migrations/V6__aggregation_arrivals.undo.sql"
+        "/../undo/6__aggregation_arrivals.sql"
     ))
     .unwrap();
     c.batch_execute(&format!("BEGIN; {undo} COMMIT;"))

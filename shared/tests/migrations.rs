@@ -47,21 +47,26 @@ async fn index_comment(client: &Client, name: &str) -> Option<String> {
         .get(0)
 }
 
-/// The migration files in the repo (undo files left out), as `(version, name)`.
-fn migration_files() -> Vec<(u32, String)> {
-    let mut found: Vec<(u32, String)> =
-        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|f| !f.ends_with(".undo.sql"))
-            .map(|f| {
-                let stem = f.strip_suffix(".sql").expect("only .sql files");
-                let (v, name) = stem[1..].split_once("__").unwrap();
-                (v.parse().unwrap(), name.to_string())
-            })
-            .collect();
+/// The `.sql` files of the repo's directory `dir`, as `(version, name)`: the
+/// migrations (`V<n>__<name>.sql`, `prefix` "V") or their undos (`<n>__<name>.sql`).
+fn sql_files(dir: &str, prefix: &str) -> Vec<(u32, String)> {
+    let path = format!("{}/../{dir}", env!("CARGO_MANIFEST_DIR"));
+    let mut found: Vec<(u32, String)> = std::fs::read_dir(path)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .map(|f| {
+            let stem = f.strip_suffix(".sql").expect("only .sql files");
+            let stem = stem.strip_prefix(prefix).expect("the directory's prefix");
+            let (v, name) = stem.split_once("__").unwrap();
+            (v.parse().unwrap(), name.to_string())
+        })
+        .collect();
     found.sort();
     found
+}
+
+fn migration_files() -> Vec<(u32, String)> {
+    sql_files("migrations", "V")
 }
 
 fn all_migrations() -> Vec<String> {
@@ -108,15 +113,15 @@ fn show(differences: &[Difference]) -> String {
 }
 
 #[test]
-fn versions_are_exactly_one_to_n_and_every_migration_has_its_undo_beside_it() {
+fn versions_are_exactly_one_to_n_and_every_migration_has_its_undo() {
     let files = migration_files();
     let versions: Vec<u32> = files.iter().map(|(v, _)| *v).collect();
     assert_eq!(versions, (1..=files.len() as u32).collect::<Vec<_>>());
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations");
-    for (v, name) in &files {
-        let undo = format!("{dir}/V{v}__{name}.undo.sql");
-        assert!(std::path::Path::new(&undo).is_file(), "{undo} is missing");
-    }
+    assert_eq!(
+        sql_files("undo", ""),
+        files,
+        "one undo per migration, same name"
+    );
     let embedded: Vec<(u32, String)> = migrations::undo_files()
         .iter()
         .map(|u| (u.version, u.name.to_string()))
@@ -125,7 +130,7 @@ fn versions_are_exactly_one_to_n_and_every_migration_has_its_undo_beside_it() {
 }
 
 #[test]
-fn undo_files_are_not_migrations() {
+fn refinery_embeds_exactly_the_migration_files() {
     // What refinery's embed_migrations! really took from the directory.
     let runner = migrations::migrations::runner();
     let embedded: Vec<(u32, String)> = runner
