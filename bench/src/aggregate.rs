@@ -54,20 +54,10 @@ const CHECKSUM: &str = "SELECT md5(coalesce((SELECT string_agg((t.window_start, 
 
 /// `devices` × 288 batches (`--devices`, the workload's 1,000 by default).
 pub async fn run(admin_url: &str, devices: i64) -> Result<Value, String> {
-    let name = format!("dailypot_bench_{}_aggregate", std::process::id());
-    let admin = testkit::db::connect(admin_url).await;
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        admin.batch_execute(&sql).await.map_err(|e| e.to_string())?;
-    }
-    let url = testkit::db::url_for(admin_url, &name);
-    let result = measure(&url, devices).await;
-    let _ = admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await;
-    result
+    crate::benchdb::in_scratch_database(admin_url, "aggregate", |url| async move {
+        measure(&url, devices).await
+    })
+    .await
 }
 
 fn chain(e: tokio_postgres::Error) -> String {

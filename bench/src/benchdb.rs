@@ -15,6 +15,33 @@ use crate::workload::{self, Params};
 /// when present, else ours.
 pub const OUR_SCHEMA: &str = include_str!("../../testkit/fixtures/legacy-database.sql");
 
+/// Runs `measure` on a database of its own, `dailypot_bench_<pid>_<label>`
+/// (created empty, dropped afterwards whatever the result): for the parts that
+/// build their own data (cold starts, the reset at scale, the aggregation day).
+pub async fn in_scratch_database<F, Fut>(
+    admin_url: &str,
+    label: &str,
+    measure: F,
+) -> Result<serde_json::Value, String>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<serde_json::Value, String>>,
+{
+    let name = format!("dailypot_bench_{}_{label}", std::process::id());
+    let admin = testkit::db::connect(admin_url).await;
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        admin.batch_execute(&sql).await.map_err(|e| e.to_string())?;
+    }
+    let result = measure(testkit::db::url_for(admin_url, &name)).await;
+    let _ = admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await;
+    result
+}
+
 pub struct BenchDb {
     pub name: String,
     pub oid: u32,

@@ -45,20 +45,10 @@ pub async fn run(admin_url: &str, _p: &crate::workload::Params) -> Result<Value,
         return Ok(json!({"skipped": why}));
     }
     // A migrated database of its own, and the key server.
-    let name = format!("dailypot_bench_{}_cold", std::process::id());
-    let admin = testkit::db::connect(admin_url).await;
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        admin.batch_execute(&sql).await.map_err(|e| e.to_string())?;
-    }
-    let db_url = testkit::db::url_for(admin_url, &name);
-    let result = measure_all(&release, &db_url).await;
-    let _ = admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await;
-    result
+    crate::benchdb::in_scratch_database(admin_url, "cold", |db_url| async move {
+        measure_all(&release, &db_url).await
+    })
+    .await
 }
 
 async fn measure_all(release: &std::path::Path, db_url: &str) -> Result<Value, String> {

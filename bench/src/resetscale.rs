@@ -24,20 +24,12 @@ const LEGACY_RESET: &str =
 const STALE_LEFT: &str = "SELECT count(*) FROM daily_pots
      WHERE uploads_today > 0 AND uploads_day < (now() AT TIME ZONE 'UTC')::date";
 pub async fn run(admin_url: &str) -> Result<Value, String> {
-    let name = format!("dailypot_bench_{}_reset", std::process::id());
-    let admin = testkit::db::connect(admin_url).await;
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        admin.batch_execute(&sql).await.map_err(|e| e.to_string())?;
-    }
-    let url = testkit::db::url_for(admin_url, &name);
-    let result = measure(&url).await;
-    let _ = admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await;
-    result
+    crate::benchdb::in_scratch_database(
+        admin_url,
+        "reset",
+        |url| async move { measure(&url).await },
+    )
+    .await
 }
 
 async fn measure(url: &str) -> Result<Value, String> {
