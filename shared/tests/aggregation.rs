@@ -885,9 +885,9 @@ async fn v6_keeps_the_old_servers_insert_working_and_its_undo_removes_exactly_wh
     const OURS: &str = "SELECT count(*) FROM pg_class WHERE relname LIKE 'sensor_aggregation%' OR relname = 'idx_sensor_batches_received_xid'
                 UNION ALL SELECT count(*) FROM pg_proc WHERE proname LIKE 'sensor_aggregation%'
                 UNION ALL SELECT count(*) FROM pg_attribute WHERE attrelid = 'sensor_batches'::regclass AND attname = 'received_xid' AND NOT attisdropped";
-    // Tables with their indexes (two tables, their keys, the bucket index, V7's
-    // arrival index), two functions, one column.
-    assert_eq!(counts(&c, OURS).await, [6, 2, 1]);
+    // Tables with their indexes (two tables, their keys, the bucket index, V9's
+    // window index, V7's arrival index), two functions, one column.
+    assert_eq!(counts(&c, OURS).await, [7, 2, 1]);
 
     let undo = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -915,6 +915,6 @@ async fn v6_keeps_the_old_servers_insert_working_and_its_undo_removes_exactly_wh
     c.batch_execute(&format!("BEGIN; {redo} COMMIT;"))
         .await
         .unwrap();
-    // All but the arrival index, which V7 builds concurrently.
+    // All but the arrival and window indexes, which V7 and V9 build concurrently.
     assert_eq!(counts(&c, OURS).await, [5, 2, 1]);
 }
