@@ -1,7 +1,7 @@
 //! `bench --aggregate` (on its own, not in CI): `GET /api/user/tiles` and the
 //! aggregation job over a realistic day, in a database of their own: the live
 //! schema, our migrations, then 1,000 devices (`--devices`) × 288 five-minute
-//! batches (the last 24 hours, one INSERT per slot), as the old server would have
+//! batches (the 24 hours ending 10 minutes ago, one INSERT per slot), as the old server would have
 //! stored them.
 //!
 //! - tiles: the real handler (`shared::tiles::handle`) for one of those users, with
@@ -133,7 +133,7 @@ async fn measure(url: &str, devices: i64) -> Result<Value, String> {
         "seed": {
             "devices": devices, "batches_per_device": SLOTS, "readings_per_batch": READINGS,
             "geohashes": 200, "seconds": round1(seed_s), "sensor_batches": table,
-            "note": "the last 24 h, one INSERT per 5-minute slot (1,000 rows, one transaction each); GIN indexes dropped for the seed (neither the job nor the route uses them)",
+            "note": "the 24 h ending 10 min ago (closed windows), one INSERT per 5-minute slot (1,000 rows, one transaction each); GIN indexes dropped for the seed (neither the job nor the route uses them)",
         },
         "tiles": tiles,
         "aggregation": {
@@ -147,7 +147,8 @@ async fn measure(url: &str, devices: i64) -> Result<Value, String> {
     }))
 }
 
-/// The five-minute `slots` (slot 0 starts 24 h ago) of the `devices`, one INSERT
+/// The five-minute `slots` (slot 0 starts 24 h 10 min ago, so the day and the
+/// slot after it are closed windows: the job writes no other) of the `devices`, one INSERT
 /// per slot, the old server's columns. Devices with a location (two in three)
 /// have one of 200 geohashes; readings carry quality objects; some batches have
 /// no light yet.
@@ -195,7 +196,7 @@ async fn seed(
                             'bench-user-' || d
                      FROM (SELECT $1::int AS slot) s,
                           generate_series({}, {}) AS d,
-                          LATERAL (SELECT now() - interval '24 hours' + s.slot * interval '5 minutes'
+                          LATERAL (SELECT now() - interval '24 hours 10 minutes' + s.slot * interval '5 minutes'
                                           + (d % 240) * interval '1 second' AS at) t",
                     devices.start(),
                     devices.end()
