@@ -18,7 +18,7 @@ use tokio_postgres::{Client, Row};
 
 pub use connect::ConnectorError;
 pub use error::DbError;
-pub use query::{Param, Query, Replay};
+pub use query::{Param, Planning, Query, Replay};
 pub use tokio_postgres::types::Type;
 
 use crate::config::DbConfig;
@@ -120,6 +120,13 @@ impl Database {
     /// The open connection, or a new one if there is none or it was closed.
     pub async fn client(&self) -> Result<Arc<Client>, DbError> {
         Ok(self.session().await?.client.clone())
+    }
+
+    /// Drops the cached connection, so that the next query connects anew: for a
+    /// caller that gave up waiting on it (a request still pending on a connection
+    /// would hold up every later one).
+    pub async fn forget_connection(&self) {
+        *self.session.lock().await = None;
     }
 
     /// A connection of its own, outside the cache, for work that needs a session
