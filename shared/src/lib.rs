@@ -9,6 +9,8 @@
 //! - [`http`]: typed failures and their HTTP answers; [`init`]: start-up errors;
 //! - [`reset`]: the nightly reset of daily upload counts;
 //! - [`aggregate`]: the aggregation job (5-minute and daily sensor aggregates);
+//! - [`analytics`]: the analytics API over them, behind keys of its own;
+//! - [`health`]: `GET /health`, whether the database answers;
 //! - [`job`]: what the scheduled jobs share;
 //! - [`json`]: request bodies read strictly (a key named twice is refused);
 //! - [`telemetry`]: logs and metrics;
@@ -16,12 +18,14 @@
 //! - [`upload`], [`device`]: `POST /upload` and `POST /register-device`.
 
 pub mod aggregate;
+pub mod analytics;
 pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod daily_pot;
 pub mod db;
 pub mod device;
+pub mod health;
 pub mod http;
 pub mod init;
 pub mod job;

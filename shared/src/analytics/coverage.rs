@@ -1,0 +1,220 @@
+//! `GET /analytics/coverage` (remaining-routes.md §5.8): per geohash, the windows of
+//! the last `hours` hours on the database's clock, with the distinct devices behind
+//! them, the busiest cells first.
+
+use chrono::{DateTime, Utc};
+use lambda_http::aws_lambda_events::query_map::QueryMap;
+use serde::Serialize;
+use tokio_postgres::Row;
+
+use super::params::{iso_millis, Params};
+use crate::db::{Database, DbError, Query, Replay, Type};
+use crate::http::ApiError;
+use crate::tiles::JsNumber;
+
+pub const DEFAULT_HOURS: i64 = 24;
+pub const MAX_HOURS: i64 = 168;
+pub const DEFAULT_LIMIT: i64 = 10_000;
+
+/// The request's parameters, checked (`precision` is accepted and ignored, as
+/// before: the stored geohashes have one precision).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request {
+    pub hours: i64,
+    pub min_devices: i64,
+    pub limit: i64,
+}
+
+impl Request {
+    pub fn parse(query: &QueryMap) -> Result<Self, ApiError> {
+        let mut p = Params::new(query);
+        let hours = p.integer("hours", 1, MAX_HOURS, DEFAULT_HOURS);
+        let min_devices = p.integer("min_devices", 0, i64::MAX, 0);
+        p.integer("precision", 1, 12, 6);
+        let limit = p.integer("limit", 1, DEFAULT_LIMIT, DEFAULT_LIMIT);
+        p.finish()?;
+        Ok(Self {
+            hours,
+            min_devices,
+            limit,
+        })
+    }
+}
+
+/// One cell: the old server's 12 keys in its order, then `devices`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cell {
+    pub geohash: String,
+    pub samples_count: i64,
+    /// Σ over the windows of each window's distinct devices.
+    pub device_events: i64,
+    pub device_hours: Option<JsNumber>,
+    pub avg_light: Option<JsNumber>,
+    pub avg_accel_rms: Option<JsNumber>,
+    pub avg_gyro_rms: Option<JsNumber>,
+    pub movement_score: Option<JsNumber>,
+    pub location_share: Option<JsNumber>,
+    pub quality_samples: i64,
+    pub quality_valid_ratio: Option<JsNumber>,
+    pub quality_pocket_ratio: Option<JsNumber>,
+    /// The distinct devices whose batches make up those windows.
+    pub devices: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Coverage {
+    pub from: String,
+    pub to: String,
+    pub items: Vec<Cell>,
+    /// More than `limit` cells matched.
+    pub truncated: bool,
+}
+
+/// One statement, one clock (the database's `now()` bounds the range and is the
+/// answer's `to`). The old sums and unweighted means per geohash over the
+/// windows with `window_start >= from`; `devices` counts the distinct devices of
+/// the batches the job recorded for exactly those windows (V9's index: an
+/// index-only scan of the range), and `min_devices` applies to it. The first
+/// `limit` + 1 cells say whether the answer is truncated. A row with no cell
+/// carries the bounds of an empty answer.
+///
+/// $1 hours, $2 min_devices, $3 limit + 1.
+pub const COVERAGE: Query = Query::new(
+    "analytics_coverage",
+    r#"
+WITH bounds AS MATERIALIZED (
+    SELECT now() - make_interval(hours => $1) AS since, now() AS until
+),
+windows AS MATERIALIZED (
+    SELECT window_start, geohash, samples_count, device_count, avg_light, avg_accel_rms,
+           avg_gyro_rms, movement_score, location_share, quality_samples,
+           quality_valid_ratio, quality_pocket_ratio
+    FROM sensor_aggregates_5m
+    WHERE window_start >= (SELECT since FROM bounds)
+),
+cells AS (
+    SELECT geohash,
+           sum(samples_count) AS samples_count,
+           sum(device_count) AS device_events,
+           (sum(device_count * 5) / 60.0)::double precision AS device_hours,
+           avg(avg_light) AS avg_light,
+           avg(avg_accel_rms) AS avg_accel_rms,
+           avg(avg_gyro_rms) AS avg_gyro_rms,
+           avg(movement_score) AS movement_score,
+           avg(location_share) AS location_share,
+           sum(quality_samples)::bigint AS quality_samples,
+           avg(quality_valid_ratio) AS quality_valid_ratio,
+           avg(quality_pocket_ratio) AS quality_pocket_ratio
+    FROM windows
+    GROUP BY geohash
+),
+devices AS (
+    SELECT b.geohash, count(DISTINCT b.device_hash) AS devices
+    FROM sensor_aggregation_batches b
+    JOIN windows w ON w.window_start = b.window_start AND w.geohash = b.geohash
+    WHERE b.window_start >= (SELECT since FROM bounds)
+    GROUP BY b.geohash
+)
+SELECT bounds.since, bounds.until, c.*
+FROM bounds
+LEFT JOIN LATERAL (
+    SELECT cells.*, coalesce(devices.devices, 0) AS devices
+    FROM cells
+    LEFT JOIN devices USING (geohash)
+    WHERE coalesce(devices.devices, 0) >= $2
+    ORDER BY cells.device_events DESC, cells.geohash
+    LIMIT $3
+) c ON true
+"#,
+);
+
+pub async fn coverage(db: &Database, request: &Request) -> Result<Coverage, DbError> {
+    let hours = i32::try_from(request.hours).expect("at most 168");
+    let rows = db
+        .query(
+            &COVERAGE,
+            &[
+                (&hours, Type::INT4),
+                (&request.min_devices, Type::INT8),
+                (&(request.limit + 1), Type::INT8),
+            ],
+            Replay::Safe,
+        )
+        .await?;
+    let first = rows.first().ok_or(DbError::Unexpected {
+        query: COVERAGE.name,
+        reason: "no row".into(),
+    })?;
+    let bound = |name: &str| iso_millis(&first.get::<_, DateTime<Utc>>(name));
+    let mut items: Vec<Cell> = rows
+        .iter()
+        .filter(|r| r.get::<_, Option<&str>>("geohash").is_some())
+        .map(cell)
+        .collect();
+    let truncated = items.len() as i64 > request.limit;
+    items.truncate(request.limit as usize);
+    Ok(Coverage {
+        from: bound("since"),
+        to: bound("until"),
+        items,
+        truncated,
+    })
+}
+
+fn cell(row: &Row) -> Cell {
+    let number = |name: &str| row.get::<_, Option<f64>>(name).map(JsNumber);
+    Cell {
+        geohash: row.get("geohash"),
+        samples_count: row.get("samples_count"),
+        device_events: row.get("device_events"),
+        device_hours: number("device_hours"),
+        avg_light: number("avg_light"),
+        avg_accel_rms: number("avg_accel_rms"),
+        avg_gyro_rms: number("avg_gyro_rms"),
+        movement_score: number("movement_score"),
+        location_share: number("location_share"),
+        quality_samples: row.get("quality_samples"),
+        quality_valid_ratio: number("quality_valid_ratio"),
+        quality_pocket_ratio: number("quality_pocket_ratio"),
+        devices: row.get("devices"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(query: &str) -> Result<Request, Vec<String>> {
+        Request::parse(&query.parse().unwrap()).map_err(|e| match e {
+            ApiError::InvalidQuery(d) => d.into_iter().map(|f| f.path).collect(),
+            other => panic!("{other}"),
+        })
+    }
+
+    #[test]
+    fn the_defaults_and_bounds_of_each_parameter() {
+        assert_eq!(
+            parse("").unwrap(),
+            Request {
+                hours: 24,
+                min_devices: 0,
+                limit: 10_000
+            }
+        );
+        assert_eq!(
+            parse("hours=168&min_devices=3&precision=12&limit=1").unwrap(),
+            Request {
+                hours: 168,
+                min_devices: 3,
+                limit: 1
+            }
+        );
+        assert_eq!(
+            parse("hours=0&min_devices=-1&precision=13&limit=10001").unwrap_err(),
+            ["hours", "min_devices", "precision", "limit"]
+        );
+        assert_eq!(parse("hours=0x10").unwrap_err(), ["hours"]);
+        assert_eq!(parse("hours=1.5").unwrap_err(), ["hours"]);
+        assert_eq!(parse("precision=6&precision=6").unwrap_err(), ["precision"]);
+    }
+}
