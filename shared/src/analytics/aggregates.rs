@@ -6,10 +6,11 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use lambda_http::aws_lambda_events::query_map::QueryMap;
 use serde::Serialize;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::params::{self, iso_micros, iso_millis, Params};
-use crate::db::{Database, DbError, Query, Replay, Type};
+use crate::db::{Database, DbError, Param, Query, Replay, Type};
 use crate::http::ApiError;
 use crate::tiles::JsNumber;
 
@@ -232,83 +233,84 @@ LIMIT $7
 "#,
 );
 
+/// A statement parameter with its value owned.
+pub type Owned = (Box<dyn ToSql + Sync + Send>, Type);
+
+impl Request {
+    /// The statement that answers the request ([`WINDOWS`] or [`DAYS`]) and its
+    /// parameters, in their order.
+    pub fn statement(&self) -> (&'static Query, Vec<Owned>) {
+        let (low, high) = self.prefix_range();
+        let text = |t: Option<String>| -> Owned { (Box::new(t), Type::TEXT) };
+        let filters = [text(low.map(str::to_string)), text(high)];
+        let key = self.cursor.as_ref().map(|c| match c {
+            Cursor::Window(_, g) | Cursor::Day(_, g) => g.clone(),
+        });
+        let (query, bounds, after): (_, [Owned; 2], Owned) = match self.bucket {
+            Bucket::FiveMinutes => {
+                let at = |b: Option<(DateTime<Utc>, NaiveDate)>| -> Owned {
+                    (Box::new(b.map(|(t, _)| t)), Type::TIMESTAMPTZ)
+                };
+                let after = match &self.cursor {
+                    Some(Cursor::Window(t, _)) => Some(*t),
+                    _ => None,
+                };
+                let after: Owned = (Box::new(after), Type::TIMESTAMPTZ);
+                (&WINDOWS, [at(self.from), at(self.to)], after)
+            }
+            Bucket::Day => {
+                let on = |b: Option<(DateTime<Utc>, NaiveDate)>| -> Owned {
+                    (Box::new(b.map(|(_, d)| d)), Type::DATE)
+                };
+                let after = match &self.cursor {
+                    Some(Cursor::Day(d, _)) => Some(*d),
+                    _ => None,
+                };
+                let after: Owned = (Box::new(after), Type::DATE);
+                (&DAYS, [on(self.from), on(self.to)], after)
+            }
+        };
+        let params = bounds
+            .into_iter()
+            .chain(filters)
+            .chain([after, text(key), (Box::new(self.limit), Type::INT8)])
+            .collect();
+        (query, params)
+    }
+}
+
 /// One page of either table.
 pub async fn page(db: &Database, request: &Request) -> Result<Page, DbError> {
-    let (low, high) = request.prefix_range();
-    let (low, high) = (low.map(str::to_string), high);
-    let key = |c: &Cursor| match c {
-        Cursor::Window(_, g) | Cursor::Day(_, g) => g.clone(),
-    };
-    let cursor_key: Option<String> = request.cursor.as_ref().map(key);
-    let full = |n: usize| n as i64 == request.limit;
-    match request.bucket {
+    let (query, owned) = request.statement();
+    let params: Vec<Param> = owned
+        .iter()
+        .map(|(value, t)| (value.as_ref() as &(dyn ToSql + Sync), t.clone()))
+        .collect();
+    let rows = db.query(query, &params, Replay::Safe).await?;
+    let full = rows.len() as i64 == request.limit;
+    let (items, next_cursor) = match request.bucket {
         Bucket::FiveMinutes => {
-            let at = |b: &Option<(DateTime<Utc>, NaiveDate)>| b.map(|(t, _)| t);
-            let after = match &request.cursor {
-                Some(Cursor::Window(t, _)) => Some(*t),
-                _ => None,
-            };
-            let rows = db
-                .query(
-                    &WINDOWS,
-                    &[
-                        (&at(&request.from), Type::TIMESTAMPTZ),
-                        (&at(&request.to), Type::TIMESTAMPTZ),
-                        (&low, Type::TEXT),
-                        (&high, Type::TEXT),
-                        (&after, Type::TIMESTAMPTZ),
-                        (&cursor_key, Type::TEXT),
-                        (&request.limit, Type::INT8),
-                    ],
-                    Replay::Safe,
-                )
-                .await?;
             let items: Vec<Window> = rows.iter().map(window).collect::<Result<_, _>>()?;
-            let next_cursor = full(items.len())
-                .then(|| rows.last().map(window_cursor))
-                .flatten();
-            Ok(Page {
-                bucket: request.bucket.name(),
-                items: Items::Windows(items),
-                next_cursor,
-            })
+            let next = full.then(|| rows.last().map(window_cursor)).flatten();
+            (Items::Windows(items), next)
         }
         Bucket::Day => {
-            let date = |b: &Option<(DateTime<Utc>, NaiveDate)>| b.map(|(_, d)| d);
-            let after = match &request.cursor {
-                Some(Cursor::Day(d, _)) => Some(*d),
-                _ => None,
-            };
-            let rows = db
-                .query(
-                    &DAYS,
-                    &[
-                        (&date(&request.from), Type::DATE),
-                        (&date(&request.to), Type::DATE),
-                        (&low, Type::TEXT),
-                        (&high, Type::TEXT),
-                        (&after, Type::DATE),
-                        (&cursor_key, Type::TEXT),
-                        (&request.limit, Type::INT8),
-                    ],
-                    Replay::Safe,
-                )
-                .await?;
             let items: Vec<Day> = rows.iter().map(day).collect::<Result<_, _>>()?;
-            let next_cursor = full(items.len())
+            let next = full
                 .then(|| {
                     items
                         .last()
                         .map(|d| format!("{}|{}", &d.day[..10], d.geohash))
                 })
                 .flatten();
-            Ok(Page {
-                bucket: request.bucket.name(),
-                items: Items::Days(items),
-                next_cursor,
-            })
+            (Items::Days(items), next)
         }
-    }
+    };
+    Ok(Page {
+        bucket: request.bucket.name(),
+        items,
+        next_cursor,
+    })
 }
 
 fn number(row: &Row, name: &str) -> Option<JsNumber> {
