@@ -134,28 +134,27 @@ pub struct Window {
     pub window_start: String,
     pub window_end: String,
     pub geohash: String,
-    pub samples_count: i64,
-    pub device_count: i64,
-    pub avg_light: Option<JsNumber>,
-    pub avg_light_min: Option<JsNumber>,
-    pub avg_light_max: Option<JsNumber>,
-    pub avg_accel_rms: Option<JsNumber>,
-    pub avg_gyro_rms: Option<JsNumber>,
-    pub movement_score: Option<JsNumber>,
-    pub battery_avg: Option<JsNumber>,
-    pub location_share: Option<JsNumber>,
-    pub created_at: String,
-    pub updated_at: String,
-    pub quality_samples: i64,
-    pub quality_valid_ratio: Option<JsNumber>,
-    pub quality_pocket_ratio: Option<JsNumber>,
+    #[serde(flatten)]
+    pub measures: Measures,
+    #[serde(flatten)]
+    pub stamps: Stamps,
 }
 
-/// One UTC day, likewise.
+/// One UTC day, likewise (`device_hours` after the measures).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Day {
     pub day: String,
     pub geohash: String,
+    #[serde(flatten)]
+    pub measures: Measures,
+    pub device_hours: Option<JsNumber>,
+    #[serde(flatten)]
+    pub stamps: Stamps,
+}
+
+/// The columns both tables share after the key, in their order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Measures {
     pub samples_count: i64,
     pub device_count: i64,
     pub avg_light: Option<JsNumber>,
@@ -166,7 +165,12 @@ pub struct Day {
     pub movement_score: Option<JsNumber>,
     pub battery_avg: Option<JsNumber>,
     pub location_share: Option<JsNumber>,
-    pub device_hours: Option<JsNumber>,
+}
+
+/// The columns both tables end with: the job's bookkeeping and the quality
+/// columns added later.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stamps {
     pub created_at: String,
     pub updated_at: String,
     pub quality_samples: i64,
@@ -317,30 +321,23 @@ fn number(row: &Row, name: &str) -> Option<JsNumber> {
     row.get::<_, Option<f64>>(name).map(JsNumber)
 }
 
-fn decoded<'a, T: tokio_postgres::types::FromSql<'a>>(
-    row: &'a Row,
-    query: &'static str,
-    name: &str,
-) -> Result<T, DbError> {
-    row.try_get(name).map_err(|e| DbError::Unexpected {
+/// A timestamp column as the old server wrote it; one no `DateTime` holds (beyond
+/// year 262143) fails the request rather than the process.
+fn time(row: &Row, query: &'static str, name: &str) -> Result<String, DbError> {
+    let t: DateTime<Utc> = row.try_get(name).map_err(|e| DbError::Unexpected {
         query,
         reason: format!("{name}: {e}"),
-    })
+    })?;
+    Ok(iso_millis(&t))
 }
 
-fn window(row: &Row) -> Result<Window, DbError> {
-    let at = |name: &str| -> Result<String, DbError> {
-        Ok(iso_millis(&decoded::<DateTime<Utc>>(
-            row,
-            WINDOWS.name,
-            name,
-        )?))
-    };
-    Ok(Window {
-        window_start: at("window_start")?,
-        window_end: at("window_end")?,
-        geohash: row.get("geohash"),
-        samples_count: i64::from(row.get::<_, i32>("samples_count")),
+fn measures(row: &Row) -> Measures {
+    // `samples_count` is an int4 in the window table, an int8 in the day table.
+    let samples_count = row
+        .try_get::<_, i64>("samples_count")
+        .unwrap_or_else(|_| i64::from(row.get::<_, i32>("samples_count")));
+    Measures {
+        samples_count,
         device_count: i64::from(row.get::<_, i32>("device_count")),
         avg_light: number(row, "avg_light"),
         avg_light_min: number(row, "avg_light_min"),
@@ -350,11 +347,26 @@ fn window(row: &Row) -> Result<Window, DbError> {
         movement_score: number(row, "movement_score"),
         battery_avg: number(row, "battery_avg"),
         location_share: number(row, "location_share"),
-        created_at: at("created_at")?,
-        updated_at: at("updated_at")?,
+    }
+}
+
+fn stamps(row: &Row, query: &'static str) -> Result<Stamps, DbError> {
+    Ok(Stamps {
+        created_at: time(row, query, "created_at")?,
+        updated_at: time(row, query, "updated_at")?,
         quality_samples: row.get("quality_samples"),
         quality_valid_ratio: number(row, "quality_valid_ratio"),
         quality_pocket_ratio: number(row, "quality_pocket_ratio"),
+    })
+}
+
+fn window(row: &Row) -> Result<Window, DbError> {
+    Ok(Window {
+        window_start: time(row, WINDOWS.name, "window_start")?,
+        window_end: time(row, WINDOWS.name, "window_end")?,
+        geohash: row.get("geohash"),
+        measures: measures(row),
+        stamps: stamps(row, WINDOWS.name)?,
     })
 }
 
@@ -365,30 +377,14 @@ fn window_cursor(row: &Row) -> String {
 }
 
 fn day(row: &Row) -> Result<Day, DbError> {
-    let at = |name: &str| -> Result<String, DbError> {
-        Ok(iso_millis(&decoded::<DateTime<Utc>>(row, DAYS.name, name)?))
-    };
-    let day: NaiveDate = decoded(row, DAYS.name, "day")?;
+    let day: NaiveDate = row.get("day");
     Ok(Day {
         // UTC midnight, whatever the host's zone (the old one wrote local midnight).
         day: format!("{}T00:00:00.000Z", day.format("%Y-%m-%d")),
         geohash: row.get("geohash"),
-        samples_count: row.get("samples_count"),
-        device_count: i64::from(row.get::<_, i32>("device_count")),
-        avg_light: number(row, "avg_light"),
-        avg_light_min: number(row, "avg_light_min"),
-        avg_light_max: number(row, "avg_light_max"),
-        avg_accel_rms: number(row, "avg_accel_rms"),
-        avg_gyro_rms: number(row, "avg_gyro_rms"),
-        movement_score: number(row, "movement_score"),
-        battery_avg: number(row, "battery_avg"),
-        location_share: number(row, "location_share"),
+        measures: measures(row),
         device_hours: number(row, "device_hours"),
-        created_at: at("created_at")?,
-        updated_at: at("updated_at")?,
-        quality_samples: row.get("quality_samples"),
-        quality_valid_ratio: number(row, "quality_valid_ratio"),
-        quality_pocket_ratio: number(row, "quality_pocket_ratio"),
+        stamps: stamps(row, DAYS.name)?,
     })
 }
 
