@@ -835,13 +835,7 @@ async fn each_request_is_one_read_only_statement() {
         .unwrap();
     // Every later session on this database is read-only: a write of a route would
     // fail and answer 500.
-    s.client
-        .batch_execute(&format!(
-            "ALTER DATABASE {} SET default_transaction_read_only = on",
-            s.db.name
-        ))
-        .await
-        .unwrap();
+    s.db.make_read_only().await;
     let s = setup_on(s.db).await;
     for (path, query) in [
         ("/analytics/aggregates", "geohash=u09&limit=3"),

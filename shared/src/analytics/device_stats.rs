@@ -150,10 +150,7 @@ mod tests {
     use super::*;
 
     fn parse(query: &str) -> Result<Request, Vec<String>> {
-        Request::parse(&query.parse().unwrap()).map_err(|e| match e {
-            ApiError::InvalidQuery(d) => d.into_iter().map(|f| f.path).collect(),
-            other => panic!("{other}"),
-        })
+        super::super::params::refused_paths(Request::parse(&query.parse().unwrap()))
     }
 
     #[test]

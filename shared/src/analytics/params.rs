@@ -187,6 +187,16 @@ pub(crate) fn iso_micros(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
+/// A parse's result with, for a refused request, the parameters it names
+/// (`details[].path`): for tests.
+#[cfg(test)]
+pub(crate) fn refused_paths<T>(result: Result<T, ApiError>) -> Result<T, Vec<String>> {
+    result.map_err(|e| match e {
+        ApiError::InvalidQuery(details) => details.into_iter().map(|d| d.path).collect(),
+        other => panic!("not an invalid query: {other}"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
