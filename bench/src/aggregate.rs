@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use shared::aggregate::{AggregateConfig, AggregateSummary, DEFAULT_BATCH_SIZE};
-use shared::db::{Database, Query, Replay};
+use shared::db::Database;
 use testkit::keys::{self, KeyServer};
 use tracing::instrument::WithSubscriber;
 use tracing_subscriber::layer::SubscriberExt;
@@ -65,21 +65,9 @@ fn chain(e: tokio_postgres::Error) -> String {
 }
 
 async fn measure(url: &str, devices: i64) -> Result<Value, String> {
-    // The whole day in one unbounded run takes longer than the default 30 s.
-    let config = shared::config::DbConfig::from_env(&[
-        ("DATABASE_URL", url),
-        ("DB_STATEMENT_TIMEOUT_MS", "900000"),
-    ])
-    .map_err(|e| e.to_string())?;
-    let db = Database::new(&config).map_err(|e| e.to_string())?;
-    let client = testkit::db::connect(url).await;
-    client
-        .batch_execute(crate::benchdb::OUR_SCHEMA)
-        .await
-        .map_err(|e| format!("legacy schema: {e}"))?;
-    shared::migrations::run(&db, &config)
-        .await
-        .map_err(|e| format!("migrations: {}", shared::http::chain(&e)))?;
+    // The whole day in one unbounded run takes longer than the default 30 s: the
+    // connection's long statement timeout serves the runs too.
+    let (db, client) = crate::benchdb::legacy_migrated(url).await?;
     client.batch_execute(UNUSED_HERE).await.map_err(chain)?;
     let seed_s = seed(&client, 1..=devices, 0..SLOTS).await?;
     client
@@ -282,16 +270,7 @@ async fn tiles(url: &str, client: &tokio_postgres::Client) -> Result<Value, Stri
     for _ in 0..TILE_WARMUP {
         shared::tiles::handle(&app, request()).await;
     }
-    let pid: i32 = app
-        .db
-        .query_one(
-            &Query::new("backend_pid", "SELECT pg_backend_pid()"),
-            &[],
-            Replay::Safe,
-        )
-        .await
-        .map_err(|e| e.to_string())?
-        .get(0);
+    let pid = crate::stats::backend_pid(&app.db).await?;
     let sent = app.db.statements_sent();
     let (backend, process) = (backend_cpu_ns(pid), process_cpu_ns(std::process::id()));
     let mut times: Vec<Duration> = Vec::with_capacity(TILE_REQUESTS);
