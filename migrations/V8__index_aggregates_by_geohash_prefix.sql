@@ -4,8 +4,8 @@
 -- and `%` included), which no index served: LIKE and this range cannot use
 -- idx_sensor_aggregates_5m_geohash (default collation), so a rare prefix walked
 -- the whole table. Byte order ("C") is what makes a prefix one index range; the
--- window_start after it orders each geohash's windows. It also serves the old
--- server's own `geohash LIKE '<prefix>%'` while it still runs.
+-- window_start after it orders each geohash's windows. The old server's own
+-- `geohash LIKE '<prefix>%'` can use it too while it still runs.
 --
 -- Built CONCURRENTLY, outside a transaction (shared/src/migrations/
 -- no_transaction.rs): the old server's job writes this table every minute and

@@ -12,8 +12,9 @@
 //! - `user_stats`: 50,000 devices, one in twenty that never uploaded.
 //!
 //! Per case: backend CPU per request (`/proc/<backend pid>/schedstat` before and
-//! after, the backend idle at both ends), latency, statements, and the statement's
-//! own `EXPLAIN (ANALYZE, BUFFERS)` with the same parameters (time, indexes).
+//! after, the backend idle at both ends; parallel workers off, so that the backend
+//! does all the work it measures), latency, statements, and the statement's own
+//! `EXPLAIN (ANALYZE, BUFFERS)` with the same parameters (time, indexes).
 
 use std::time::{Duration, Instant};
 
@@ -32,7 +33,8 @@ const DAYS: i64 = 365;
 const BATCH_DAYS: i64 = 8;
 const DEVICES: i64 = 200;
 const USER_STATS: i64 = 50_000;
-const KEY: &str = "bench-analytics-key";
+/// The key of `events/analytics.json`, which the requests are built from.
+const KEY: &str = "test-analytics-key";
 /// Long enough for a backend to finish its reply and go idle before it is read.
 const SETTLE: Duration = Duration::from_millis(20);
 
@@ -146,11 +148,20 @@ async fn seed(c: &Client) -> Result<(), String> {
              last_upload_at)
          SELECT md5('device-' || i), i * 12, i * 6, i, i * 60,
                 CASE WHEN i % 20 <> 0 THEN now() - (i * 631 % 525600) * interval '1 minute' END
-         FROM generate_series(1, {USER_STATS}) AS i;
-         VACUUM (ANALYZE) sensor_aggregates_5m, sensor_aggregates_daily, sensor_aggregation_batches, user_stats"
+         FROM generate_series(1, {USER_STATS}) AS i"
     ))
     .await
-    .map_err(chain)
+    .map_err(chain)?;
+    // On its own: VACUUM cannot run in the transaction of a multi-statement string.
+    // No parallel workers: their CPU would not show in the backend's schedstat.
+    for sql in [
+        "VACUUM (ANALYZE) sensor_aggregates_5m, sensor_aggregates_daily, sensor_aggregation_batches, user_stats",
+        "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET max_parallel_workers_per_gather = 0',
+                                    current_database()); END $$",
+    ] {
+        c.batch_execute(sql).await.map_err(chain)?;
+    }
+    Ok(())
 }
 
 /// What is measured: (label, path, query, requests).
