@@ -908,26 +908,6 @@ async fn plan_of(c: &Client, path: &str, query: &str) -> Value {
         .get(0)
 }
 
-/// `(node type, index)` of every plan node that ran and reads through an index.
-fn executed_indexes(plan: &Value) -> Vec<(String, String)> {
-    fn walk(node: &Value, out: &mut Vec<(String, String)>) {
-        if node["Actual Loops"].as_u64().unwrap_or(0) > 0 {
-            if let Some(index) = node["Index Name"].as_str() {
-                out.push((
-                    node["Node Type"].as_str().unwrap().to_string(),
-                    index.to_string(),
-                ));
-            }
-            for child in node["Plans"].as_array().into_iter().flatten() {
-                walk(child, out);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&plan[0]["Plan"], &mut out);
-    out
-}
-
 #[tokio::test]
 async fn the_prefix_the_keyset_and_the_coverage_range_are_served_by_their_indexes() {
     let s = setup().await;
@@ -957,7 +937,7 @@ async fn the_prefix_the_keyset_and_the_coverage_range_are_served_by_their_indexe
         .unwrap();
     const AGG: &str = "/analytics/aggregates";
     let ran = |plan: &Value| -> Vec<String> {
-        executed_indexes(plan)
+        testkit::plan::executed_indexes(plan)
             .into_iter()
             .map(|(_, index)| index)
             .collect()
@@ -1004,7 +984,7 @@ async fn the_prefix_the_keyset_and_the_coverage_range_are_served_by_their_indexe
     // Coverage: the windows by their start, the batches by V9's index without
     // touching the table (index-only, no heap fetch).
     let plan = plan_of(&s.client, "/analytics/coverage", "hours=6").await;
-    let used = executed_indexes(&plan);
+    let used = testkit::plan::executed_indexes(&plan);
     assert!(
         used.contains(&(
             "Index Only Scan".to_string(),
