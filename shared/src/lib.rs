@@ -8,6 +8,7 @@
 //! - [`daily_pot`]: the daily-pot routes' handlers;
 //! - [`http`]: typed failures and their HTTP answers; [`init`]: start-up errors;
 //! - [`reset`]: the nightly reset of daily upload counts;
+//! - [`runtime`]: where every function meets the Lambda runtime;
 //! - [`aggregate`]: the aggregation job (5-minute and daily sensor aggregates);
 //! - [`job`]: what the scheduled jobs share;
 //! - [`json`]: request bodies read strictly (a key named twice is refused);
@@ -28,6 +29,7 @@ pub mod job;
 pub mod json;
 pub mod migrations;
 pub mod reset;
+pub mod runtime;
 pub mod secrets;
 pub mod telemetry;
 pub mod tiles;

@@ -4,10 +4,10 @@
 //! invocation, and the next tick picks the work up again.
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use lambda_runtime::{service_fn, Error, LambdaEvent};
 use shared::aggregate::{AggregateConfig, Aggregation};
 use shared::config::{DbConfig, ProcessEnv};
 use shared::db::Database;
+use shared::runtime::{self, Error};
 use shared::secrets;
 
 #[tokio::main]
@@ -17,8 +17,5 @@ async fn main() -> Result<(), Error> {
     let env = secrets::resolve(&ProcessEnv).await?;
     let db = Database::new(&DbConfig::from_env(&env)?)?;
     let job = &Aggregation::new(db, AggregateConfig::from_env(&env)?);
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<EventBridgeEvent>| async move { job.handle(event.payload).await },
-    ))
-    .await
+    runtime::serve_events(|event: EventBridgeEvent| job.handle(event)).await
 }

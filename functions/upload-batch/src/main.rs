@@ -1,8 +1,8 @@
 //! POST /upload: stores a batch of sensor readings (shared::upload).
 
-use lambda_http::{service_fn, Error, Request};
 use shared::config::{DbConfig, ProcessEnv};
 use shared::db::Database;
+use shared::runtime::{self, Error};
 use shared::secrets;
 use shared::upload::{self, UploadApp};
 
@@ -14,8 +14,5 @@ async fn main() -> Result<(), Error> {
     let env = secrets::resolve(&ProcessEnv).await?;
     let db = Database::new(&DbConfig::from_env(&env)?)?;
     let app = &UploadApp::from_env(&env, db)?;
-    lambda_http::run(service_fn(move |request: Request| async move {
-        Ok::<_, Error>(upload::handle(app, request).await)
-    }))
-    .await
+    runtime::serve_http(|request| upload::handle(app, request)).await
 }
