@@ -1,6 +1,7 @@
 //! What `template.yaml` promises, checked: it lints clean with the pinned cfn-lint
 //! (and that lint does reject broken templates), every function is in it, every
-//! function's statement timeout is below its own Lambda timeout; and (issue 10)
+//! function's statement timeout is below its own Lambda timeout, and so is the
+//! longest a stalled database can hold one of its requests; and (issue 10)
 //! route functions reserve a bounded concurrency, the legacy URL is https, migrate
 //! alone connects as the DDL user, no secret sits in any environment, and each
 //! function may read exactly the secrets it names.
@@ -168,6 +169,33 @@ fn every_function_cancels_its_statements_before_lambda_ends_the_invocation() {
                 "{id}: Timeout {timeout_s}s exceeds API Gateway's 30 s"
             );
         }
+    }
+}
+
+#[test]
+fn a_silent_database_holds_a_request_less_than_its_functions_timeout() {
+    let t = template();
+    for (id, f) in &functions(&t) {
+        let timeout_s = number(&property(&t, f, "Timeout")).unwrap();
+        let statement_ms =
+            number(&f["Properties"]["Environment"]["Variables"]["DB_STATEMENT_TIMEOUT_MS"])
+                .unwrap();
+        // The template's DATABASE_URL names no connect_timeout: the derived one.
+        let url = &environment(&t, f)["DATABASE_URL"];
+        assert!(
+            !format!("{url:?}").contains("connect_timeout"),
+            "{id}: a connect_timeout in DATABASE_URL is not counted here"
+        );
+        let bounds = shared::db::Bounds::new(std::time::Duration::from_millis(statement_ms), None);
+        // One call: a connect and a round trip, each up to its bound.
+        let peak = bounds.per_call();
+        assert!(
+            peak < std::time::Duration::from_secs(timeout_s),
+            "{id}: a stalled database holds a request up to {peak:?} (connect {:?}, round trip {:?}), \
+             not below its Timeout {timeout_s}s",
+            bounds.connect,
+            bounds.round_trip
+        );
     }
 }
 

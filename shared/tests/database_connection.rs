@@ -1,7 +1,12 @@
 //! The container's connection against a real PostgreSQL: statement timeout,
-//! typed errors, and recovery from a connection closed between invocations.
+//! typed errors, recovery from a connection closed between invocations, and
+//! bounded waits on a server (or a path to it) that stops answering.
 
-use shared::db::{Database, DbError, Query, Replay, Type};
+use std::future::Future;
+use std::time::Duration;
+
+use shared::db::{Database, DbError, Query, Replay, Type, Wait};
+use testkit::proxy::CountingProxy;
 use testkit::TestDb;
 
 const SHOW_TIMEOUT: Query = Query::new("show_timeout", "SHOW statement_timeout");
@@ -163,4 +168,101 @@ async fn every_statement_is_one_counted_round_trip() {
         db.query(&ONE, &[], Replay::Safe).await.unwrap();
     }
     assert_eq!(db.statements_sent(), 3);
+}
+
+/// `call`'s outcome; a test guard, not a timing: an unbounded wait fails the test
+/// instead of hanging it.
+async fn bounded<T>(call: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), call)
+        .await
+        .expect("the call came back (an unbounded wait on a silent server)")
+}
+
+async fn one(db: &Database) -> Result<i32, DbError> {
+    Ok(bounded(db.query_one(&ONE, &[], Replay::Safe)).await?.get(0))
+}
+
+#[tokio::test]
+async fn a_server_that_accepts_and_never_answers_is_a_bounded_stall_and_the_next_call_connects() {
+    let test = TestDb::migrated().await;
+    let proxy = CountingProxy::start(&test.url).await;
+    let url = proxy.url_for(&test.url);
+    proxy.freeze();
+    // Plain text, and TLS (the handshake is what waits).
+    for url in [url.clone(), format!("{url}?sslmode=require")] {
+        let db = Database::new(&test.config(&[
+            ("DATABASE_URL", url.as_str()),
+            ("DB_STATEMENT_TIMEOUT_MS", "1000"),
+        ]))
+        .unwrap();
+        let err = one(&db).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DbError::Stalled {
+                    during: Wait::Connect,
+                    ..
+                }
+            ),
+            "{url}: {err:?}"
+        );
+        assert!(err.is_unavailable(), "a 503");
+    }
+
+    // The stall ends: the same container connects.
+    let db = Database::new(&test.config(&[
+        ("DATABASE_URL", url.as_str()),
+        ("DB_STATEMENT_TIMEOUT_MS", "1000"),
+    ]))
+    .unwrap();
+    assert!(one(&db).await.is_err());
+    proxy.thaw();
+    assert_eq!(one(&db).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_kept_connection_that_stops_answering_is_dropped_and_the_next_call_reconnects() {
+    let test = TestDb::migrated().await;
+    let proxy = CountingProxy::start(&test.url).await;
+    let db = Database::new(&test.config(&[
+        ("DATABASE_URL", proxy.url_for(&test.url).as_str()),
+        ("DB_STATEMENT_TIMEOUT_MS", "500"),
+    ]))
+    .unwrap();
+    let first = pid(&db).await;
+
+    // Frozen mid-session: the statement is sent, and nothing comes back.
+    proxy.freeze();
+    let err = one(&db).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DbError::Stalled {
+                during: Wait::Query("one"),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_unavailable(), "a 503");
+    // Never sent again on a new connection: a stall is not a lost connection.
+    assert_eq!(db.connects(), 1);
+
+    proxy.thaw();
+    assert_eq!(one(&db).await.unwrap(), 1);
+    assert_eq!(db.connects(), 2, "a new connection");
+    assert_ne!(pid(&db).await, first);
+    // The dropped one is closed, not left waiting: its backend exits.
+    let admin = test.client().await;
+    for _ in 0..500 {
+        let alive = admin
+            .query_opt("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&first])
+            .await
+            .unwrap();
+        if alive.is_none() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the stalled connection's backend {first} is still there");
 }
