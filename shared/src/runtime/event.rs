@@ -29,8 +29,9 @@ pub enum BadEvent {
     Body,
 }
 
-/// The fields of the event a route uses; the rest is skipped unread.
-#[derive(Debug, Default, Deserialize)]
+/// The fields of the event a route uses; the rest is skipped unread. No `Debug`:
+/// it holds the credentials the headers and body carry.
+#[derive(Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpEvent {
     #[serde(default)]
@@ -119,8 +120,8 @@ fn uri(path: &str, query: &str) -> Result<Uri, BadEvent> {
 }
 
 /// The event's headers, and whether one of them was no HTTP header: the rest are
-/// still read, so the event as a whole always deserializes.
-#[derive(Debug, Default)]
+/// still read, so the event as a whole always deserializes. No `Debug` (credentials).
+#[derive(Default)]
 struct Headers {
     map: HeaderMap,
     invalid: bool,
