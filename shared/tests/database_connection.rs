@@ -2,12 +2,16 @@
 //! typed errors, recovery from a connection closed between invocations, and
 //! bounded waits on a server (or a path to it) that stops answering.
 
+mod reliability_support;
+
 use std::future::Future;
 use std::time::Duration;
 
 use shared::db::{Database, DbError, Query, Replay, Type, Wait};
 use testkit::proxy::CountingProxy;
 use testkit::TestDb;
+
+use reliability_support::gone;
 
 const SHOW_TIMEOUT: Query = Query::new("show_timeout", "SHOW statement_timeout");
 const SLEEP: Query = Query::new("sleep", "SELECT pg_sleep($1)");
@@ -79,16 +83,7 @@ async fn a_connection_terminated_between_calls_is_replaced_transparently() {
         .await
         .unwrap();
     // Wait until the server has really ended it, as a frozen container would find.
-    for _ in 0..100 {
-        let alive = admin
-            .query_opt("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&first])
-            .await
-            .unwrap();
-        if alive.is_none() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    gone(&admin, first).await;
 
     let second = pid(&db).await;
     assert_ne!(second, first, "a new backend serves the second call");
@@ -253,16 +248,5 @@ async fn a_kept_connection_that_stops_answering_is_dropped_and_the_next_call_rec
     assert_eq!(db.connects(), 2, "a new connection");
     assert_ne!(pid(&db).await, first);
     // The dropped one is closed, not left waiting: its backend exits.
-    let admin = test.client().await;
-    for _ in 0..500 {
-        let alive = admin
-            .query_opt("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&first])
-            .await
-            .unwrap();
-        if alive.is_none() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the stalled connection's backend {first} is still there");
+    gone(&test.client().await, first).await;
 }

@@ -12,7 +12,8 @@
 //! `>` or a space, among others, and refused events with odd headers; the event is
 //! read here instead. A panic anywhere else in a route's handler is caught and
 //! answered 500, and the container serves on. A job's panic is lambda_runtime's
-//! to catch: the invocation fails and is retried, and the process goes on.
+//! to catch: the invocation fails and is retried, and the process goes on. Both
+//! need the release profile's `panic = "unwind"` (with "abort" nothing is caught).
 
 mod event;
 mod response;
