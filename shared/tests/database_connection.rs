@@ -243,10 +243,12 @@ async fn a_kept_connection_that_stops_answering_is_dropped_and_the_next_call_rec
     // Never sent again on a new connection: a stall is not a lost connection.
     assert_eq!(db.connects(), 1);
 
+    // The dropped one is closed, not left waiting on the silent socket: its
+    // backend exits while the stall lasts.
+    gone(&test.client().await, first).await;
+
     proxy.thaw();
     assert_eq!(one(&db).await.unwrap(), 1);
     assert_eq!(db.connects(), 2, "a new connection");
     assert_ne!(pid(&db).await, first);
-    // The dropped one is closed, not left waiting: its backend exits.
-    gone(&test.client().await, first).await;
 }

@@ -163,11 +163,14 @@ impl CountingProxy {
     }
 }
 
-/// Waits while the proxy is frozen.
+/// Resolves once the proxy is not frozen.
 async fn thawed(frozen: &mut watch::Receiver<bool>) {
     let _ = frozen.wait_for(|frozen| !*frozen).await;
 }
 
+/// Relays one connection. While the proxy is frozen both directions keep reading
+/// (so a side that closes is seen, and the other side's socket closed too) and
+/// hold what they read until the thaw.
 async fn relay(
     client: TcpStream,
     server: TcpStream,
@@ -176,35 +179,44 @@ async fn relay(
 ) {
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
-    // Set whenever the server sends something; the client's next bytes are then a
-    // new flight.
+    // Set whenever the server's bytes reach the client; the client's next bytes
+    // are then a new flight.
     let server_spoke = Arc::new(AtomicBool::new(true));
     let spoke = server_spoke.clone();
     let mut server_frozen = frozen.clone();
     tokio::spawn(async move {
         let mut chunk = vec![0u8; 64 * 1024];
+        let mut held: Vec<u8> = Vec::new();
         loop {
-            let n = match server_read.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            thawed(&mut server_frozen).await;
-            spoke.store(true, Ordering::SeqCst);
-            if client_write.write_all(&chunk[..n]).await.is_err() {
-                break;
+            tokio::select! {
+                read = server_read.read(&mut chunk) => match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => held.extend_from_slice(&chunk[..n]),
+                },
+                () = thawed(&mut server_frozen), if !held.is_empty() => {}
+            }
+            if !*server_frozen.borrow() && !held.is_empty() {
+                spoke.store(true, Ordering::SeqCst);
+                if client_write.write_all(&held).await.is_err() {
+                    break;
+                }
+                held.clear();
             }
         }
     });
+    // Bytes read and not yet a whole message; whole messages not yet sent.
     let mut pending: Vec<u8> = Vec::new();
+    let mut held: Vec<u8> = Vec::new();
     let mut started = false;
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
-        let n = match client_read.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        thawed(&mut frozen).await;
-        pending.extend_from_slice(&chunk[..n]);
+        tokio::select! {
+            read = client_read.read(&mut chunk) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => pending.extend_from_slice(&chunk[..n]),
+            },
+            () = thawed(&mut frozen), if !held.is_empty() => {}
+        }
         // Walk the complete messages in the buffer, counting as we go.
         let mut seen = Messages::default();
         let mut at = 0;
@@ -241,10 +253,13 @@ async fn relay(
             *total = *total + seen;
             total.flights += u64::from(new_flight);
         }
-        if server_write.write_all(&pending[..at]).await.is_err() {
-            break;
+        held.extend(pending.drain(..at));
+        if !*frozen.borrow() && !held.is_empty() {
+            if server_write.write_all(&held).await.is_err() {
+                break;
+            }
+            held.clear();
         }
-        pending.drain(..at);
     }
 }
 

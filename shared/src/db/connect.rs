@@ -159,8 +159,8 @@ impl Connector {
 
 /// An open connection: the client, and the task that runs its I/O. The task ends
 /// by itself when the client is dropped and the server has answered everything;
-/// a connection dropped because it stopped answering has its task aborted, since
-/// that answer may never come.
+/// a connection that stopped answering has its task aborted instead, since that
+/// answer may never come.
 pub(crate) struct Connected {
     pub(crate) client: Client,
     pub(crate) driver: tokio::task::AbortHandle,

@@ -191,8 +191,9 @@ impl Database {
         self.record(query, elapsed);
         let Ok(result) = result else {
             // Whatever it was doing, it will not answer this request: the next
-            // call opens a new connection, and this one's task is ended.
+            // call opens a new connection, and this one is closed.
             self.discard(&session).await;
+            session.abandon();
             return Err(Attempt::Failed(DbError::Stalled {
                 during: Wait::Query(query.name),
                 waited: elapsed,

@@ -26,16 +26,8 @@ pub(crate) struct Session {
     pub(crate) client: Arc<Client>,
     /// Named statements by SQL text; `None` where only unnamed ones may be used.
     prepared: Option<Mutex<Statements>>,
-    /// The connection's I/O task, ended with the session: a session is dropped
-    /// when its connection is closed, or when it stopped answering, and then the
-    /// task would wait for that answer for as long as the socket stays open.
+    /// The connection's I/O task, ended by [`Session::abandon`].
     driver: tokio::task::AbortHandle,
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        self.driver.abort();
-    }
 }
 
 impl Session {
@@ -45,6 +37,13 @@ impl Session {
             prepared: named_statements.then(Mutex::default),
             driver: connected.driver,
         }
+    }
+
+    /// Ends the connection that stopped answering: its I/O task would otherwise
+    /// wait for the answers still owed for as long as the socket stays open, even
+    /// with the client dropped. The socket closes, so the server's backend ends.
+    pub(crate) fn abandon(&self) {
+        self.driver.abort();
     }
 
     /// The statement cache. A panic cannot leave it half-changed (a map insert or
