@@ -291,6 +291,16 @@ impl FunctionProcess {
     /// `wanted` holds, waiting up to 5 s for at least one: the reader thread may
     /// lag behind the answer the function sent.
     pub async fn json_lines(&self, wanted: impl Fn(&Value) -> bool) -> Vec<Value> {
+        self.json_lines_at_least(1, wanted).await
+    }
+
+    /// Like [`FunctionProcess::json_lines`], waiting up to 5 s for `count` of them
+    /// (when several invocations each print one, the last may still be in the pipe).
+    pub async fn json_lines_at_least(
+        &self,
+        count: usize,
+        wanted: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         loop {
             let found: Vec<Value> = self
@@ -299,7 +309,7 @@ impl FunctionProcess {
                 .filter_map(|l| serde_json::from_str(l).ok())
                 .filter(|v| wanted(v))
                 .collect();
-            if !found.is_empty() || std::time::Instant::now() > deadline {
+            if found.len() >= count || std::time::Instant::now() > deadline {
                 return found;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -60,7 +60,7 @@ async fn claims_paid_and_refused_are_metrics_of_their_request() {
     assert_eq!(paid[0]["ClaimPaid"], amount);
     assert_eq!(paid[0]["requestId"], "local-1");
     let refused: Vec<(String, String)> = function
-        .json_lines(is_metric("ClaimRefused"))
+        .json_lines_at_least(3, is_metric("ClaimRefused"))
         .await
         .iter()
         .map(|m| (m["Reason"].to_string(), m["requestId"].to_string()))

@@ -81,7 +81,9 @@ async fn every_upload_outcome_is_a_metric_and_every_line_names_its_request() {
     assert_eq!(duplicate.len(), 1, "{}", function.output());
     assert_eq!(duplicate[0]["requestId"], "local-2");
 
-    let rejected = function.json_lines(is_metric("UploadRejected")).await;
+    let rejected = function
+        .json_lines_at_least(2, is_metric("UploadRejected"))
+        .await;
     let by_status: Vec<(&str, &str)> = rejected
         .iter()
         .map(|m| {
@@ -100,9 +102,10 @@ async fn every_upload_outcome_is_a_metric_and_every_line_names_its_request() {
 
     // Every log line written during an invocation names it (and its trace); the
     // refused requests each wrote at least one.
-    let logs = function.json_lines(|v| v.get("level").is_some()).await;
     for request in ["local-3", "local-4"] {
-        let lines: Vec<&Value> = logs.iter().filter(|l| l["requestId"] == request).collect();
+        let lines = function
+            .json_lines(|v| v.get("level").is_some() && v["requestId"] == request)
+            .await;
         assert!(
             !lines.is_empty(),
             "no line of {request}: {}",
