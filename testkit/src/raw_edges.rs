@@ -113,9 +113,11 @@ pub fn edges(normal: &Value) -> Vec<Edge> {
     edges
 }
 
-/// Sends every edge of `fixture` (`events/<fixture>.json` with `normal_headers`
-/// set, e.g. a token) to one process of `binary`, each followed by the normal
-/// event, which must be answered `normal_status` by the same process.
+/// Starts one process of `binary` and sends it `normal` (a complete event of its
+/// route, see [`normal_event`]), then every edge made from it, each followed by
+/// `normal` again: every edge must be answered (400 when it cannot be parsed,
+/// else anything but a 5xx), and every normal event `normal_status`, by the same
+/// process.
 pub async fn every_edge_is_answered(
     binary: &str,
     env: &[(String, String)],
