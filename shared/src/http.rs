@@ -1,4 +1,4 @@
-//! The one place where typed failures become HTTP answers (api.md, "Failures").
+//! The one place where typed failures become HTTP answers (docs/api.md, "Failures").
 
 use lambda_http::http::{header, StatusCode};
 use lambda_http::{Body, Response};

@@ -1,6 +1,6 @@
 //! Schema migrations (`migrations/`, embedded at build time), their undo, the
 //! cut-over of device secrets, and the role defaults that RDS Proxy needs. Run by the
-//! `migrate` function (api.md, "Sharing the database with the old server").
+//! `migrate` function (docs/coexistence.md, "migrate").
 //!
 //! - [`action`]: what `migrate` is asked to do (event or command line);
 //! - [`shape`], [`legacy_shape`]: the catalog's shape, and the check that a database

@@ -1,5 +1,5 @@
-//! The old server beside us on the migrated live database (api.md, "Sharing the
-//! database with the old server"): its statements S1–S9, verbatim and with the
+//! The old server beside us on the migrated live database (docs/coexistence.md, "The
+//! old server's statements"): its statements S1–S9, verbatim and with the
 //! parameter types the server infers, keep working and mean the same, and what either
 //! side writes the other reads correctly.
 

@@ -1,4 +1,4 @@
-//! The cut-over (api.md, "Sharing the database with the old server"): the remaining
+//! The cut-over (docs/coexistence.md, "Cut-over"): the remaining
 //! plain-text device secrets converted once the old server is off; refused, changing
 //! nothing, while one was used in the last 24 hours, unless forced.
 

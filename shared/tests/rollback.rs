@@ -1,4 +1,4 @@
-//! Rollback (api.md, "Sharing the database with the old server"): from every
+//! Rollback (docs/coexistence.md, "Rollback"): from every
 //! migration, back to exactly the old server's schema (the catalog compared with a
 //! database freshly loaded from the fixture), every row kept, the old server's
 //! statements working, and `migrate` applying everything again afterwards.

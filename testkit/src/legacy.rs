@@ -1,5 +1,5 @@
-//! The old Node server's statements S1–S9, verbatim (the team's
-//! `legacy-statements.md`: captured from node-postgres while its routes ran), and its
+//! The old Node server's statements S1–S9, verbatim (docs/coexistence.md,
+//! "The old server's statements": captured from node-postgres while its routes ran), and its
 //! routes as it runs them: each statement on its own (autocommit, no transaction),
 //! its parameters typed by the server's inference, as node-postgres sends them
 //! untyped. Tests run them against our migrated (or rolled-back) database to prove

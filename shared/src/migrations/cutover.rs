@@ -1,5 +1,5 @@
 //! The cut-over: once the old server is off, the plain-text device secrets it wrote
-//! are converted to the stored form of ours (api.md, "Sharing the database").
+//! are converted to the stored form of ours (docs/coexistence.md, "Cut-over").
 //!
 //! Our own code never touches a plain-text row except to convert it (an upload that
 //! matches one converts it while recording its use), so a plain-text secret used in
