@@ -273,9 +273,10 @@ impl FunctionProcess {
     }
 
     /// The JSON lines of stdout (log lines and metric documents) for which
-    /// `wanted` holds, waiting up to 5 s for at least one: the reader thread may
-    /// lag behind the answer the function sent.
-    pub async fn json_lines(&self, wanted: impl Fn(&Value) -> bool) -> Vec<Value> {
+    /// `wanted` holds, waiting up to 5 s for at least `at_least` of them: the reader
+    /// thread may lag behind the answers the function sent (returning at the first
+    /// line found let a test read two of three metrics).
+    pub async fn json_lines(&self, wanted: impl Fn(&Value) -> bool, at_least: usize) -> Vec<Value> {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         loop {
             let found: Vec<Value> = self
@@ -284,7 +285,7 @@ impl FunctionProcess {
                 .filter_map(|l| serde_json::from_str(l).ok())
                 .filter(|v| wanted(v))
                 .collect();
-            if !found.is_empty() || std::time::Instant::now() > deadline {
+            if found.len() >= at_least.max(1) || std::time::Instant::now() > deadline {
                 return found;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

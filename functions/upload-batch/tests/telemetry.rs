@@ -65,7 +65,7 @@ async fn every_upload_outcome_is_a_metric_and_every_line_names_its_request() {
     .unwrap();
     assert_eq!(token.status(), Some(401));
 
-    let accepted = function.json_lines(is_metric("UploadAccepted")).await;
+    let accepted = function.json_lines(is_metric("UploadAccepted"), 1).await;
     assert_eq!(accepted.len(), 1, "{}", function.output());
     assert_eq!(accepted[0]["UploadAccepted"], 2.0, "its readings");
     assert_eq!(accepted[0]["Function"], "upload-batch");
@@ -75,11 +75,11 @@ async fn every_upload_outcome_is_a_metric_and_every_line_names_its_request() {
         "DailyPot"
     );
 
-    let duplicate = function.json_lines(is_metric("UploadDuplicate")).await;
+    let duplicate = function.json_lines(is_metric("UploadDuplicate"), 1).await;
     assert_eq!(duplicate.len(), 1, "{}", function.output());
     assert_eq!(duplicate[0]["requestId"], "local-2");
 
-    let rejected = function.json_lines(is_metric("UploadRejected")).await;
+    let rejected = function.json_lines(is_metric("UploadRejected"), 2).await;
     let by_status: Vec<(&str, &str)> = rejected
         .iter()
         .map(|m| {
@@ -91,14 +91,21 @@ async fn every_upload_outcome_is_a_metric_and_every_line_names_its_request() {
         .collect();
     assert_eq!(by_status, [("422", "local-3"), ("401", "local-4")]);
 
-    let tokens = function.json_lines(is_metric("TokenRejected")).await;
+    let tokens = function.json_lines(is_metric("TokenRejected"), 1).await;
     assert_eq!(tokens.len(), 1, "{}", function.output());
     assert_eq!(tokens[0]["Class"], "malformed");
     assert_eq!(tokens[0]["requestId"], "local-4");
 
     // Every log line written during an invocation names it (and its trace); the
     // refused requests each wrote at least one.
-    let logs = function.json_lines(|v| v.get("level").is_some()).await;
+    // Lines arrive in order: once a line of the last request is read, all are.
+    function
+        .json_lines(
+            |v| v.get("level").is_some() && v["requestId"] == "local-4",
+            1,
+        )
+        .await;
+    let logs = function.json_lines(|v| v.get("level").is_some(), 1).await;
     for request in ["local-3", "local-4"] {
         let lines: Vec<&Value> = logs.iter().filter(|l| l["requestId"] == request).collect();
         assert!(
