@@ -81,8 +81,16 @@ async fn roll_back_from(k: u32) {
                 .0,
             202
         );
+        // Devices of the old server (one from the fixture, one it registered just
+        // now) upload to us with the plain-text secrets it issued.
         assert_eq!(
             ours.upload_with_secret(&upload_body(BOB_DEVICE, t), BOB_SECRET)
+                .await
+                .0,
+            202
+        );
+        assert_eq!(
+            ours.upload_with_secret(&upload_body("old-phone", t), &plain)
                 .await
                 .0,
             202
@@ -128,6 +136,16 @@ async fn roll_back_from(k: u32) {
         },
         "an old device that never talked to us"
     );
+    // Old devices that uploaded to us: their secrets still work there.
+    for (secret, user) in [(BOB_SECRET, "user-bob"), (plain.as_str(), "user-old")] {
+        assert_eq!(
+            old.upload(OldSender::Secret(secret), &batch).await.unwrap(),
+            OldUpload::Stored {
+                user: Some(user.into())
+            },
+            "from V{k}: a device of the old server that uploaded to us"
+        );
+    }
     assert_eq!(old.get_pot("user-old-2").await.unwrap().uploads_today, 0);
     for _ in 0..5 {
         old.count_upload("user-old-2").await.unwrap();
