@@ -5,6 +5,8 @@
 //! - [`action`]: what `migrate` is asked to do (event or command line);
 //! - [`shape`], [`legacy_shape`]: the catalog's shape, and the check that a database
 //!   is empty or the old server's before anything is changed;
+//! - [`found`]: what the first `migrate` found of the old server's schema, which the
+//!   rollback gives back;
 //! - [`rollback`]: the undo files (`undo/<n>__<name>.sql`), newest first;
 //! - `no_transaction`: files (migration or undo) whose statements run one by one,
 //!   outside a transaction (concurrent index builds);
@@ -16,6 +18,7 @@
 
 pub mod action;
 pub mod cutover;
+pub mod found;
 pub mod legacy_shape;
 mod no_transaction;
 pub mod progress;
@@ -184,6 +187,14 @@ async fn apply(
     }
     let in_target = |version: u32| target.is_none_or(|t| version <= t);
     let mut applied = Vec::new();
+    // What the old server's schema is before our first change to it, recorded once
+    // (V1 changes nothing on it, or creates it on an empty database): the rollback
+    // gives back exactly that.
+    if in_target(found::FIRST_CHANGE) && check.applied_version < found::FIRST_CHANGE {
+        let before = refinery::Target::Version(found::FIRST_CHANGE as i32 - 1);
+        applied.extend(refinery_up(client, before).await?);
+        found::record(client).await?;
+    }
     // refinery runs every migration in a transaction; one that must not run in
     // one (a concurrent index build) is run here, statement by statement, once
     // everything before it is applied, and then recorded as applied.
@@ -202,7 +213,7 @@ async fn apply(
         {
             let label = label(migration);
             tracing::info!(migration = %label, "applying outside a transaction");
-            no_transaction::run(client, sql, &label).await?;
+            no_transaction::run(client, sql, &label, None).await?;
             refinery_up(client, refinery::Target::FakeVersion(version as i32)).await?;
             applied.push(label);
         }
