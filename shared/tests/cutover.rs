@@ -39,7 +39,7 @@ async fn the_cutover_refuses_while_a_plain_secret_was_used_in_the_last_day_and_c
         "{err}"
     );
     assert!(
-        err.to_string().contains("old server is still serving"),
+        err.to_string().contains("with the old server or with us"),
         "{err}"
     );
     assert_eq!(before, upload_helpers::snapshot(&test.client().await).await);
