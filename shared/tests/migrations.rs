@@ -330,14 +330,8 @@ async fn the_redundant_index_is_dropped_and_the_claim_index_is_commented() {
     for test in [TestDb::legacy().await, TestDb::empty().await] {
         let client = test.client().await;
         migrate(&test).await;
-        assert!(!index_exists(&client, "idx_daily_pots_user_id").await);
         assert!(index_exists(&client, "idx_daily_pots_last_claim").await);
-        assert_eq!(
-            index_comment(&client, "idx_daily_pots_last_claim")
-                .await
-                .as_deref(),
-            Some("Index for daily reset queries and claim eligibility checks")
-        );
+        assert_seed_done(&client).await;
     }
 }
 
@@ -389,27 +383,32 @@ async fn the_seeds_first_step_done_before_us_in_whole_or_in_part_is_adopted_at_e
     .await;
 }
 
+/// The seed's first step done, once: the index gone, the comment in its words, the
+/// file in the old runner's table.
+async fn assert_seed_done(client: &Client) {
+    assert!(!index_exists(client, "idx_daily_pots_user_id").await);
+    assert_eq!(
+        index_comment(client, "idx_daily_pots_last_claim")
+            .await
+            .as_deref(),
+        Some("Index for daily reset queries and claim eligibility checks")
+    );
+    let rows = "SELECT count(*) FROM schema_migrations
+                WHERE filename = '20260113_remove_redundant_index.sql'";
+    assert_eq!(count(client, rows).await, 1);
+}
+
 #[tokio::test]
 async fn v2_does_only_what_the_seeds_first_step_left_to_do() {
-    let comment = Some("Index for daily reset queries and claim eligibility checks");
     // Applied by the old server's runner: nothing left, its row kept as it was.
     let test = TestDb::legacy().await;
     Variant::SeedApplied.make(&test.url).await;
     let client = test.client().await;
-    let row = "SELECT count(*) FROM schema_migrations
-               WHERE filename = '20260113_remove_redundant_index.sql'";
     let applied_at = "SELECT applied_at::text FROM schema_migrations
                       WHERE filename = '20260113_remove_redundant_index.sql'";
     let recorded: String = client.query_one(applied_at, &[]).await.unwrap().get(0);
     migrate(&test).await;
-    assert!(!index_exists(&client, "idx_daily_pots_user_id").await);
-    assert_eq!(
-        index_comment(&client, "idx_daily_pots_last_claim")
-            .await
-            .as_deref(),
-        comment
-    );
-    assert_eq!(count(&client, row).await, 1);
+    assert_seed_done(&client).await;
     let after: String = client.query_one(applied_at, &[]).await.unwrap().get(0);
     assert_eq!(after, recorded, "the old runner's row as it was");
 
@@ -420,14 +419,7 @@ async fn v2_does_only_what_the_seeds_first_step_left_to_do() {
     try_migrate(&test, Some(1)).await.unwrap();
     assert!(!index_exists(&client, "idx_daily_pots_user_id").await);
     migrate(&test).await;
-    assert!(!index_exists(&client, "idx_daily_pots_user_id").await);
-    assert_eq!(
-        index_comment(&client, "idx_daily_pots_last_claim")
-            .await
-            .as_deref(),
-        comment
-    );
-    assert_eq!(count(&client, row).await, 1);
+    assert_seed_done(&client).await;
 }
 
 #[tokio::test]
