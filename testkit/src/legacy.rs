@@ -222,7 +222,7 @@ pub async fn run(
 /// The seed's own first step, `backend/db/20260113_remove_redundant_index.sql`
 /// (file name, content verbatim), which the old server's runner applies at start-up.
 pub const REMOVE_REDUNDANT_INDEX: (&str, &str) = (
-    "20260113_remove_redundant_index.sql",
+    shared::migrations::legacy_shape::SEED_FILE,
     "-- Remove redundant index (user_id is already PRIMARY KEY)
 DROP INDEX IF EXISTS idx_daily_pots_user_id;
 
