@@ -119,3 +119,32 @@ async fn every_upload_outcome_is_a_metric_and_every_line_names_its_request() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_start_up_failure_is_the_init_error_naming_its_kind_in_words() {
+    let api = RuntimeApi::start().await;
+    // Everything but the app key.
+    let env: Vec<(String, String)> = [
+        ("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/unused"),
+        ("HASH_SECRET", "telemetry-hash-secret"),
+        ("FIREBASE_PROJECT_ID", "telemetry-test"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let function = FunctionProcess::spawn(BINARY.as_ref(), &env, &api);
+    assert_eq!(
+        api.init_error().await,
+        Some(json!({
+            "errorType": "InvalidConfiguration",
+            "errorMessage": "API_KEY is required but not set"
+        }))
+    );
+    let logged = function.json_lines(|l| l["level"] == "ERROR").await;
+    assert_eq!(logged.len(), 1, "{}", function.output());
+    assert_eq!(
+        logged[0]["message"], "cannot start: API_KEY is required but not set",
+        "{}",
+        logged[0]
+    );
+}
