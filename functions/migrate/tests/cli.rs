@@ -175,7 +175,7 @@ async fn in_the_lambda_console_each_failure_names_its_kind_and_says_what_is_wron
     );
     // The log line says the same, not the Debug form of the error.
     let logged = function
-        .json_lines(|l| l["level"] == "ERROR")
+        .json_lines(|l| l["level"] == "ERROR", 1)
         .await
         .iter()
         .map(|l| l.to_string())
@@ -258,7 +258,7 @@ async fn a_start_up_failure_is_the_init_error_with_its_kind_in_words() {
             "errorMessage": "DATABASE_URL is required but not set"
         }))
     );
-    let logged = function.json_lines(|l| l["level"] == "ERROR").await;
+    let logged = function.json_lines(|l| l["level"] == "ERROR", 1).await;
     assert_eq!(logged.len(), 1, "{}", function.output());
     assert_eq!(logged[0]["error_type"], "InvalidConfiguration");
 }

@@ -140,7 +140,7 @@ async fn a_start_up_failure_is_the_init_error_naming_its_kind_in_words() {
             "errorMessage": "API_KEY is required but not set"
         }))
     );
-    let logged = function.json_lines(|l| l["level"] == "ERROR").await;
+    let logged = function.json_lines(|l| l["level"] == "ERROR", 1).await;
     assert_eq!(logged.len(), 1, "{}", function.output());
     assert_eq!(
         logged[0]["message"], "cannot start: API_KEY is required but not set",
