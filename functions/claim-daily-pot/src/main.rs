@@ -4,14 +4,13 @@
 use shared::config::ProcessEnv;
 use shared::daily_pot::{claim, App};
 use shared::runtime::{self, Error};
-use shared::secrets;
+use shared::{init, secrets};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     // Secrets named by ARN are read first; a secret that cannot be read, or a
     // missing or malformed variable, stops the function here, naming it.
-    let env = secrets::resolve(&ProcessEnv).await?;
-    let app = &App::from_env(&env)?;
+    let app = &init::started(async { App::from_env(&secrets::resolve(&ProcessEnv).await?) }).await;
     runtime::serve_http(|request| claim::handle(app, request)).await
 }

@@ -7,14 +7,17 @@ use shared::config::{DbConfig, ProcessEnv};
 use shared::db::Database;
 use shared::reset::{DailyReset, ResetConfig};
 use shared::runtime::{self, Error};
-use shared::secrets;
+use shared::{init, secrets};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     // The database password, when named by ARN, is read first.
-    let env = secrets::resolve(&ProcessEnv).await?;
-    let db = Database::new(&DbConfig::from_env(&env)?)?;
-    let reset = &DailyReset::new(db, ResetConfig::from_env(&env)?);
+    let reset = &init::started(async {
+        let env = secrets::resolve(&ProcessEnv).await?;
+        let db = Database::new(&DbConfig::from_env(&env)?)?;
+        Ok(DailyReset::new(db, ResetConfig::from_env(&env)?))
+    })
+    .await;
     runtime::serve_events(|event: EventBridgeEvent| reset.handle(event)).await
 }

@@ -1,4 +1,4 @@
-//! How long the database may hold a request (api.md, "Failures (every route)"):
+//! How long the database may hold a request (docs/api.md, "Failures"):
 //! every wait is bounded, and the bounds follow from the function's own settings,
 //! so that they stay below its Lambda timeout (deploy/tests check the template's
 //! functions). Past a bound the request gets a 503 and the connection is dropped.

@@ -7,7 +7,7 @@
 //!   invocation, and the request built from it (400 for what no request can carry);
 //! - [`response`]: the handler's response as API Gateway takes it.
 //!
-//! No request ends the process (api.md, "Failures (every route)"): lambda_http
+//! No request ends the process (docs/api.md, "Failures"): lambda_http
 //! 1.x panicked building the request from a raw query string holding `"`, `<`,
 //! `>` or a space, among others, and refused events with odd headers; the event is
 //! read here instead. A panic anywhere else in a route's handler is caught and
