@@ -199,6 +199,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_debug_form_leaves_the_database_password_out() {
+        let in_the_url = DbConfig::from_env(&[("DATABASE_URL", "postgres://u:hunter2@h/db")]);
+        let given_apart = DbConfig::from_env(&[
+            ("DATABASE_URL", "postgres://u@h/db"),
+            ("DB_PASSWORD", "hunter2"),
+        ]);
+        for config in [in_the_url.unwrap(), given_apart.unwrap()] {
+            let text = format!("{config:?}");
+            assert!(!text.contains("hunter2"), "{text}");
+            assert!(text.contains("statement_timeout"), "{text}");
+        }
+    }
+
+    #[test]
     fn a_missing_database_url_is_named() {
         let err = DbConfig::from_env(&[("X", "y")]).unwrap_err();
         assert_eq!(err, ConfigError::Missing("DATABASE_URL"));

@@ -22,6 +22,10 @@ pub enum ApiError {
     /// 400 `{"error": <message>}`: a request the rules refuse (e.g. a locked pot).
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// 400 `{"error":"Bad Request"}`: an event no request can be built from (the
+    /// client sent what no HTTP request may carry).
+    #[error("bad request: {0}")]
+    Unparseable(#[from] crate::runtime::BadEvent),
     /// 401 `{"error":"Unauthorized","message": <reason>}`. The reason names a class
     /// of failure and never echoes a credential.
     #[error("unauthorized: {0}")]
@@ -63,7 +67,7 @@ impl From<DbError> for ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::Unparseable(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -79,6 +83,7 @@ impl ApiError {
         use serde_json::json;
         match self {
             Self::BadRequest(msg) | Self::Conflict(msg) => json!({ "error": msg }),
+            Self::Unparseable(_) => json!({ "error": "Bad Request" }),
             Self::Unauthorized(reason) => json!({ "error": "Unauthorized", "message": reason }),
             Self::MethodNotAllowed => {
                 json!({ "error": "Method Not Allowed", "message": "Method not allowed" })

@@ -9,6 +9,7 @@
 //! - [`http`]: typed failures and their HTTP answers; [`init`]: start-up errors;
 //! - [`failure`]: a failure as an operator reads it (`errorType` and words);
 //! - [`reset`]: the nightly reset of daily upload counts;
+//! - [`runtime`]: where every function meets the Lambda runtime;
 //! - [`aggregate`]: the aggregation job (5-minute and daily sensor aggregates);
 //! - [`job`]: what the scheduled jobs share;
 //! - [`json`]: request bodies read strictly (a key named twice is refused);
@@ -30,6 +31,7 @@ pub mod job;
 pub mod json;
 pub mod migrations;
 pub mod reset;
+pub mod runtime;
 pub mod secrets;
 pub mod telemetry;
 pub mod tiles;

@@ -249,6 +249,8 @@ async fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(String, Stri
 pub struct FunctionProcess {
     child: Child,
     output: Arc<Mutex<String>>,
+    /// Becomes true when the process's stdout closes: it has exited.
+    ended: tokio::sync::watch::Receiver<bool>,
 }
 
 impl FunctionProcess {
@@ -273,6 +275,7 @@ impl FunctionProcess {
         let output = Arc::new(Mutex::new(String::new()));
         let mut stdout = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
         let sink = output.clone();
+        let (end, ended) = tokio::sync::watch::channel(false);
         // Read as it comes, so a chatty function never blocks on a full pipe.
         std::thread::spawn(move || {
             let mut line = String::new();
@@ -280,8 +283,20 @@ impl FunctionProcess {
                 sink.lock().unwrap().push_str(&line);
                 line.clear();
             }
+            let _ = end.send(true);
         });
-        Self { child, output }
+        Self {
+            child,
+            output,
+            ended,
+        }
+    }
+
+    /// Resolves when the process has exited (its stdout closed), so a test waiting
+    /// for an answer learns at once that none will come.
+    pub async fn exited(&self) {
+        let mut ended = self.ended.clone();
+        let _ = ended.wait_for(|ended| *ended).await;
     }
 
     /// Everything the function printed on stdout so far.
@@ -347,12 +362,7 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 /// Gateway sends binary bodies) and `headers` set on top of the fixture's.
 pub fn http_event(fixture: &str, body: &[u8], headers: &[(&str, &str)]) -> Vec<u8> {
     use base64::Engine;
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../events")
-        .join(format!("{fixture}.json"));
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let mut event: Value = serde_json::from_str(&text).expect("an event fixture");
+    let mut event = fixture_event(fixture);
     for (name, value) in headers {
         event["headers"][*name] = Value::from(*value);
     }
@@ -367,4 +377,14 @@ pub fn http_event(fixture: &str, body: &[u8], headers: &[(&str, &str)]) -> Vec<u
         }
     }
     serde_json::to_vec(&event).expect("an event")
+}
+
+/// `events/<fixture>.json` as JSON.
+pub fn fixture_event(fixture: &str) -> Value {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../events")
+        .join(format!("{fixture}.json"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).expect("an event fixture")
 }

@@ -4,10 +4,10 @@
 //! invocation, and the next tick picks the work up again.
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use lambda_runtime::{service_fn, Error, LambdaEvent};
 use shared::aggregate::{AggregateConfig, Aggregation};
 use shared::config::{DbConfig, ProcessEnv};
 use shared::db::Database;
+use shared::runtime::{self, Error};
 use shared::{init, secrets};
 
 #[tokio::main]
@@ -20,8 +20,5 @@ async fn main() -> Result<(), Error> {
         Ok(Aggregation::new(db, AggregateConfig::from_env(&env)?))
     })
     .await;
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<EventBridgeEvent>| async move { job.handle(event.payload).await },
-    ))
-    .await
+    runtime::serve_events(|event: EventBridgeEvent| job.handle(event)).await
 }

@@ -3,10 +3,10 @@
 //! error fails the invocation, so Lambda retries it.
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use lambda_runtime::{service_fn, Error, LambdaEvent};
 use shared::config::{DbConfig, ProcessEnv};
 use shared::db::Database;
 use shared::reset::{DailyReset, ResetConfig};
+use shared::runtime::{self, Error};
 use shared::{init, secrets};
 
 #[tokio::main]
@@ -19,10 +19,5 @@ async fn main() -> Result<(), Error> {
         Ok(DailyReset::new(db, ResetConfig::from_env(&env)?))
     })
     .await;
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<EventBridgeEvent>| async move {
-            reset.handle(event.payload).await
-        },
-    ))
-    .await
+    runtime::serve_events(|event: EventBridgeEvent| reset.handle(event)).await
 }

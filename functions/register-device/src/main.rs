@@ -1,9 +1,9 @@
 //! POST /register-device: issues a device secret (shared::device).
 
-use lambda_http::{service_fn, Error, Request};
 use shared::config::{DbConfig, ProcessEnv};
 use shared::db::Database;
 use shared::device::{self, RegisterApp};
+use shared::runtime::{self, Error};
 use shared::{init, secrets};
 
 #[tokio::main]
@@ -17,8 +17,5 @@ async fn main() -> Result<(), Error> {
         RegisterApp::from_env(&env, db)
     })
     .await;
-    lambda_http::run(service_fn(move |request: Request| async move {
-        Ok::<_, Error>(device::handle(app, request).await)
-    }))
-    .await
+    runtime::serve_http(|request| device::handle(app, request)).await
 }

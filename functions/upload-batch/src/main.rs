@@ -1,8 +1,8 @@
 //! POST /upload: stores a batch of sensor readings (shared::upload).
 
-use lambda_http::{service_fn, Error, Request};
 use shared::config::{DbConfig, ProcessEnv};
 use shared::db::Database;
+use shared::runtime::{self, Error};
 use shared::upload::{self, UploadApp};
 use shared::{init, secrets};
 
@@ -17,8 +17,5 @@ async fn main() -> Result<(), Error> {
         UploadApp::from_env(&env, db)
     })
     .await;
-    lambda_http::run(service_fn(move |request: Request| async move {
-        Ok::<_, Error>(upload::handle(app, request).await)
-    }))
-    .await
+    runtime::serve_http(|request| upload::handle(app, request)).await
 }

@@ -2,9 +2,11 @@
 //! would ship it to CloudWatch: one business metric document (EMF) per upload
 //! accepted, duplicate or refused, and log lines that carry the invocation's
 //! request id and X-Ray trace id, so an operator can go from a metric's data point
-//! or an answer to every line of that request.
+//! or an answer to every line of that request. And what it survives: no raw path,
+//! query string, header or body ends it.
 
 use serde_json::{json, Value};
+use testkit::raw_edges::{every_edge_is_answered, function_env, normal_event};
 use testkit::runtime_api::{http_event, FunctionProcess, RuntimeApi};
 use testkit::TestDb;
 
@@ -147,4 +149,12 @@ async fn a_start_up_failure_is_the_init_error_naming_its_kind_in_words() {
         "{}",
         logged[0]
     );
+}
+
+#[tokio::test]
+async fn no_raw_request_ends_the_process() {
+    let test = TestDb::migrated().await;
+    // The fixture's anonymous upload: stored once, then a 202 duplicate each time.
+    let normal = normal_event("upload-batch", &[]);
+    every_edge_is_answered(BINARY, &function_env(&test.url), normal, 202).await;
 }
