@@ -1,6 +1,8 @@
 //! What `template.yaml` promises, checked: it lints clean with the pinned cfn-lint
 //! (and that lint does reject broken templates), every function is in it, every
-//! function's statement timeout is below its own Lambda timeout; and (issue 10)
+//! function's statement timeout is below its own Lambda timeout, and so is the
+//! longest a stalled database can hold one of its requests, and release builds
+//! unwind (a panic is caught, not the container's end); and (issue 10)
 //! route functions reserve a bounded concurrency, the legacy URL is https, migrate
 //! alone connects as the DDL user, no secret sits in any environment, and each
 //! function may read exactly the secrets it names.
@@ -169,6 +171,52 @@ fn every_function_cancels_its_statements_before_lambda_ends_the_invocation() {
             );
         }
     }
+}
+
+#[test]
+fn a_silent_database_holds_a_request_less_than_its_functions_timeout() {
+    let t = template();
+    for (id, f) in &functions(&t) {
+        let timeout_s = number(&property(&t, f, "Timeout")).unwrap();
+        let statement_ms =
+            number(&f["Properties"]["Environment"]["Variables"]["DB_STATEMENT_TIMEOUT_MS"])
+                .unwrap();
+        // The template's DATABASE_URL names no connect_timeout: the derived one.
+        let url = &environment(&t, f)["DATABASE_URL"];
+        assert!(
+            !format!("{url:?}").contains("connect_timeout"),
+            "{id}: a connect_timeout in DATABASE_URL is not counted here"
+        );
+        let bounds = shared::db::Bounds::new(std::time::Duration::from_millis(statement_ms), None);
+        // One call: a connect and a round trip, each up to its bound.
+        let peak = bounds.per_call();
+        assert!(
+            peak < std::time::Duration::from_secs(timeout_s),
+            "{id}: a stalled database holds a request up to {peak:?} (connect {:?}, round trip {:?}), \
+             not below its Timeout {timeout_s}s",
+            bounds.connect,
+            bounds.round_trip
+        );
+    }
+}
+
+#[test]
+fn the_release_profile_unwinds_so_a_panic_is_caught() {
+    // With panic = "abort" a panic anywhere (a library's included) ends the
+    // container: shared::runtime and lambda_runtime catch panics only by unwinding.
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let release = manifest
+        .split("\n[")
+        .find(|section| section.starts_with("profile.release]"))
+        .expect("Cargo.toml has a [profile.release]");
+    let panic = release
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("panic"))
+        .map(|rest| rest.trim_start_matches([' ', '=']).trim().to_string());
+    assert!(
+        panic.is_none() || panic.as_deref() == Some("\"unwind\""),
+        "[profile.release] panic = {panic:?}: a panic would end the container"
+    );
 }
 
 /// Names of the `functions/*` crates (each directory's package is named after it).

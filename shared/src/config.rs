@@ -1,4 +1,4 @@
-//! Configuration, read once at start-up from the environment (api.md, "Configuration").
+//! Configuration, read once at start-up from the environment (docs/api.md, "Configuration").
 //!
 //! Each function reads only the parts it needs; a missing or malformed variable is an
 //! init error that names the variable, never a failure at the first request.
@@ -197,6 +197,20 @@ impl DbConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_debug_form_leaves_the_database_password_out() {
+        let in_the_url = DbConfig::from_env(&[("DATABASE_URL", "postgres://u:hunter2@h/db")]);
+        let given_apart = DbConfig::from_env(&[
+            ("DATABASE_URL", "postgres://u@h/db"),
+            ("DB_PASSWORD", "hunter2"),
+        ]);
+        for config in [in_the_url.unwrap(), given_apart.unwrap()] {
+            let text = format!("{config:?}");
+            assert!(!text.contains("hunter2"), "{text}");
+            assert!(text.contains("statement_timeout"), "{text}");
+        }
+    }
 
     #[test]
     fn a_missing_database_url_is_named() {

@@ -1,4 +1,4 @@
-//! `GET`/`HEAD /health` (remaining-routes.md §2.4): whether the database answers,
+//! `GET`/`HEAD /health` (docs/remaining-routes.md, "GET /health"): whether the database answers,
 //! in the old server's shape, for health checkers and monitors. No authentication;
 //! the template bounds what callers can occupy (reserved concurrency, throttling).
 //!

@@ -1,4 +1,4 @@
-//! The one place where typed failures become HTTP answers (api.md, "Failures").
+//! The one place where typed failures become HTTP answers (docs/api.md, "Failures").
 
 use lambda_http::http::{header, StatusCode};
 use lambda_http::{Body, Response};
@@ -22,6 +22,10 @@ pub enum ApiError {
     /// 400 `{"error": <message>}`: a request the rules refuse (e.g. a locked pot).
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// 400 `{"error":"Bad Request"}`: an event no request can be built from (the
+    /// client sent what no HTTP request may carry).
+    #[error("bad request: {0}")]
+    Unparseable(#[from] crate::runtime::BadEvent),
     /// 400 `{"error":"Bad Request","message":"Invalid query","details":[…]}`: query
     /// parameters that are invalid or repeated, each with what is wrong.
     #[error("invalid query ({} errors)", .0.len())]
@@ -70,7 +74,9 @@ impl From<DbError> for ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) | Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::InvalidQuery(_) | Self::Unparseable(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -87,6 +93,7 @@ impl ApiError {
         use serde_json::json;
         match self {
             Self::BadRequest(msg) | Self::Conflict(msg) => json!({ "error": msg }),
+            Self::Unparseable(_) => json!({ "error": "Bad Request" }),
             Self::InvalidQuery(details) => json!({
                 "error": "Bad Request",
                 "message": "Invalid query",
@@ -181,13 +188,17 @@ pub fn for_method(
     response
 }
 
-/// `error: cause: cause…`, for logs.
+/// `error: cause: cause…`, for logs and operators. A cause the text already quotes
+/// (an error whose message embeds its source) is not repeated.
 pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
         source = s.source();
     }
     out
@@ -202,6 +213,15 @@ mod tests {
             Body::Text(t) => serde_json::from_str(t).unwrap(),
             other => panic!("unexpected body {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_chain_names_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("undo of V3: {0}")]
+        struct Outer(#[source] std::io::Error);
+        let err = Outer(std::io::Error::other("lock timeout"));
+        assert_eq!(chain(&err), "undo of V3: lock timeout");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The aggregation job (`shared::aggregate`) on a real database: the legacy
 //! fixture after our migrations, batches stored as the old server stores them and
 //! through the real upload handler. Each table is checked against hand-computed
-//! numbers (aggregation.md §11's examples, without the old job's bugs) and
+//! numbers (docs/aggregation.md §7's examples, without the old job's bugs) and
 //! against an independent model (`aggregation_support::model`), to 1e-9 relative.
 
 mod aggregation_support;
@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use shared::aggregate::{AggregateConfig, Aggregation};
 use tokio_postgres::Client;
 
-/// A batch with the fields the job reads (aggregation.md §11's columns).
+/// A batch with the fields the job reads (docs/aggregation.md §7's columns).
 struct B<'a> {
     geohash: Option<&'a str>,
     n: u32,
@@ -72,7 +72,7 @@ fn simple<'a>(geohash: &'a str, period_end: &'a str, light: f64) -> B<'a> {
     }
 }
 
-/// aggregation.md §11 example 1's batches (2026-03-10), B1..B8 by index.
+/// docs/aggregation.md §7 example 1's batches (2026-03-10), B1..B8 by index.
 async fn store_example_1(c: &Client, which: std::ops::RangeInclusive<usize>) {
     let q_b1 = [
         json!({"location_quality": "high"}),
@@ -392,7 +392,7 @@ async fn db_time(c: &Client, offset: &str) -> String {
 
 #[tokio::test]
 async fn a_window_is_written_once_it_has_closed_and_its_day_holds_closed_windows_only() {
-    // aggregation.md item 2: a reader of the analytics API must never get a
+    // docs/aggregation.md, "What ours must do" 2: a reader of the analytics API must never get a
     // partial current window that it would page past.
     let test = legacy_migrated().await;
     let c = test.client().await;
@@ -472,7 +472,7 @@ async fn a_window_is_written_once_it_has_closed_and_its_day_holds_closed_windows
 
 #[tokio::test]
 async fn a_batch_stored_twice_counts_once_and_the_oldest_window_is_not_skipped() {
-    // aggregation.md §11 example 3 (2026-03-11, geohash gcpvj0), D4 stored twice.
+    // docs/aggregation.md §7 example 2 (2026-03-11, geohash gcpvj0), D4 stored twice.
     let test = legacy_migrated().await;
     let c = test.client().await;
     allow_duplicates(&c).await;

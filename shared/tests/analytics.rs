@@ -1,4 +1,4 @@
-//! The analytics API (`shared::analytics`, remaining-routes.md §5.6–5.9) through its
+//! The analytics API (`shared::analytics`, docs/remaining-routes.md, "The analytics API") through its
 //! real handler on a real database: each route's answers over rows written by SQL
 //! and by our aggregation job, paging through every row with small limits, the
 //! literal geohash prefix, every 400, the keys, the methods, one read-only
@@ -261,7 +261,7 @@ async fn paging_through_the_aggregates_with_small_limits_returns_every_row_exact
 #[tokio::test]
 async fn a_window_and_a_day_have_the_old_keys_in_the_old_order_and_utc_midnight() {
     let s = setup().await;
-    // The contract's example row (§5.7). The database's zone is far from UTC:
+    // The contract's example row ("GET /analytics/aggregates"). The database's zone is far from UTC:
     // nothing in the answer may depend on it.
     s.client
         .batch_execute(&format!(

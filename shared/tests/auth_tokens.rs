@@ -235,6 +235,34 @@ async fn a_function_whose_emulator_variable_names_a_remote_host_does_not_start()
 }
 
 #[tokio::test]
+async fn a_function_on_aws_lambda_with_the_emulator_variable_does_not_start() {
+    let db = TestDb::migrated().await;
+    let keys = KeyServer::start(3600).await;
+    let mut env = db.env();
+    env.extend(keys.env());
+    env.insert(
+        "FIREBASE_AUTH_EMULATOR_HOST".into(),
+        "127.0.0.1:9099".into(),
+    );
+    // Locally: emulator tokens, as before.
+    assert!(App::from_env(&env).is_ok());
+    // On Lambda (a managed runtime names itself; every runtime has a task root).
+    for (marker, value) in [
+        ("AWS_EXECUTION_ENV", "AWS_Lambda_nodejs20.x"),
+        ("LAMBDA_TASK_ROOT", "/var/task"),
+    ] {
+        let mut env = env.clone();
+        env.insert(marker.into(), value.into());
+        // Before: a loopback value turned unsigned tokens valid on a deployed function.
+        let err = App::from_env(&env).err().expect(marker).to_string();
+        assert!(
+            err.contains("FIREBASE_AUTH_EMULATOR_HOST"),
+            "{marker}: {err}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn emulator_tokens_still_have_their_claims_checked() {
     let s = setup(true).await;
     let cases = [

@@ -1,8 +1,17 @@
 //! The container's connection against a real PostgreSQL: statement timeout,
-//! typed errors, and recovery from a connection closed between invocations.
+//! typed errors, recovery from a connection closed between invocations, and
+//! bounded waits on a server (or a path to it) that stops answering.
 
-use shared::db::{Database, DbError, Query, Replay, Type};
+mod reliability_support;
+
+use std::future::Future;
+use std::time::Duration;
+
+use shared::db::{Database, DbError, Query, Replay, Type, Wait};
+use testkit::proxy::CountingProxy;
 use testkit::TestDb;
+
+use reliability_support::gone;
 
 const SHOW_TIMEOUT: Query = Query::new("show_timeout", "SHOW statement_timeout");
 const SLEEP: Query = Query::new("sleep", "SELECT pg_sleep($1)");
@@ -74,16 +83,7 @@ async fn a_connection_terminated_between_calls_is_replaced_transparently() {
         .await
         .unwrap();
     // Wait until the server has really ended it, as a frozen container would find.
-    for _ in 0..100 {
-        let alive = admin
-            .query_opt("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&first])
-            .await
-            .unwrap();
-        if alive.is_none() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    gone(&admin, first).await;
 
     let second = pid(&db).await;
     assert_ne!(second, first, "a new backend serves the second call");
@@ -163,4 +163,92 @@ async fn every_statement_is_one_counted_round_trip() {
         db.query(&ONE, &[], Replay::Safe).await.unwrap();
     }
     assert_eq!(db.statements_sent(), 3);
+}
+
+/// `call`'s outcome; a test guard, not a timing: an unbounded wait fails the test
+/// instead of hanging it.
+async fn bounded<T>(call: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(30), call)
+        .await
+        .expect("the call came back (an unbounded wait on a silent server)")
+}
+
+async fn one(db: &Database) -> Result<i32, DbError> {
+    Ok(bounded(db.query_one(&ONE, &[], Replay::Safe)).await?.get(0))
+}
+
+#[tokio::test]
+async fn a_server_that_accepts_and_never_answers_is_a_bounded_stall_and_the_next_call_connects() {
+    let test = TestDb::migrated().await;
+    let proxy = CountingProxy::start(&test.url).await;
+    let url = proxy.url_for(&test.url);
+    proxy.freeze();
+    // Plain text, and TLS (the handshake is what waits).
+    for url in [url.clone(), format!("{url}?sslmode=require")] {
+        let db = Database::new(&test.config(&[
+            ("DATABASE_URL", url.as_str()),
+            ("DB_STATEMENT_TIMEOUT_MS", "1000"),
+        ]))
+        .unwrap();
+        let err = one(&db).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DbError::Stalled {
+                    during: Wait::Connect,
+                    ..
+                }
+            ),
+            "{url}: {err:?}"
+        );
+        assert!(err.is_unavailable(), "a 503");
+    }
+
+    // The stall ends: the same container connects.
+    let db = Database::new(&test.config(&[
+        ("DATABASE_URL", url.as_str()),
+        ("DB_STATEMENT_TIMEOUT_MS", "1000"),
+    ]))
+    .unwrap();
+    assert!(one(&db).await.is_err());
+    proxy.thaw();
+    assert_eq!(one(&db).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_kept_connection_that_stops_answering_is_dropped_and_the_next_call_reconnects() {
+    let test = TestDb::migrated().await;
+    let proxy = CountingProxy::start(&test.url).await;
+    let db = Database::new(&test.config(&[
+        ("DATABASE_URL", proxy.url_for(&test.url).as_str()),
+        ("DB_STATEMENT_TIMEOUT_MS", "500"),
+    ]))
+    .unwrap();
+    let first = pid(&db).await;
+
+    // Frozen mid-session: the statement is sent, and nothing comes back.
+    proxy.freeze();
+    let err = one(&db).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            DbError::Stalled {
+                during: Wait::Query("one"),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_unavailable(), "a 503");
+    // Never sent again on a new connection: a stall is not a lost connection.
+    assert_eq!(db.connects(), 1);
+
+    // The dropped one is closed, not left waiting on the silent socket: its
+    // backend exits while the stall lasts.
+    gone(&test.client().await, first).await;
+
+    proxy.thaw();
+    assert_eq!(one(&db).await.unwrap(), 1);
+    assert_eq!(db.connects(), 2, "a new connection");
+    assert_ne!(pid(&db).await, first);
 }

@@ -1,7 +1,8 @@
-//! The DML-only role of README "Database roles": granted exactly
+//! The roles of README "Database roles". The DML-only role: granted exactly
 //! deploy/sql/app-role-grants.sql on a migrated database, every route and the
 //! nightly reset work as it, and it can neither change the schema nor delete a row.
-//! The role is the template's DatabaseUser; migrate alone connects as the owner.
+//! The role is the template's DatabaseUser; migrate alone connects as the owner,
+//! by membership, without CREATEROLE, on a schema closed to PUBLIC.
 
 mod upload_helpers;
 
@@ -26,10 +27,15 @@ struct Role {
 
 impl Role {
     async fn create(test: &TestDb) -> Self {
-        let name = format!("dailypot_app_{:016x}", rand::random::<u64>());
+        Self::with(test, "dailypot_app", "LOGIN").await
+    }
+
+    /// `CREATE ROLE <prefix>_<random> <attributes>`.
+    async fn with(test: &TestDb, prefix: &str, attributes: &str) -> Self {
+        let name = format!("{prefix}_{:016x}", rand::random::<u64>());
         test.client()
             .await
-            .batch_execute(&format!("CREATE ROLE {name} LOGIN"))
+            .batch_execute(&format!("CREATE ROLE {name} {attributes}"))
             .await
             .unwrap();
         Self {
@@ -214,4 +220,94 @@ async fn the_dml_only_role_can_neither_change_the_schema_nor_delete_rows() {
             "{statement}: {err}"
         );
     }
+}
+
+/// The statement fails for want of a privilege.
+async fn refused(client: &tokio_postgres::Client, statement: &str) {
+    let err = client.batch_execute(statement).await.expect_err(statement);
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE),
+        "{statement}: {err}"
+    );
+}
+
+#[tokio::test]
+async fn migrate_runs_as_the_readme_role_without_createrole_on_a_schema_closed_to_public() {
+    // The live database as the old server left it, its tables the master user's,
+    // on a cluster that (like one upgraded from PostgreSQL 14) lets PUBLIC create
+    // in schema public.
+    let test = TestDb::legacy().await;
+    let owner = Role::with(&test, "dailypot_owner", "NOLOGIN").await;
+    let migrate = Role::with(&test, "dailypot_migrate", "LOGIN").await;
+    let app = Role::create(&test).await;
+    let admin = test.client().await;
+    admin
+        .batch_execute("GRANT CREATE ON SCHEMA public TO PUBLIC")
+        .await
+        .unwrap();
+
+    // README, "Database roles", as the master user.
+    let tables = admin
+        .query(
+            "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
+            &[],
+        )
+        .await
+        .unwrap();
+    for table in tables {
+        let table: String = table.get(0);
+        admin
+            .batch_execute(&format!("ALTER TABLE {table} OWNER TO {}", owner.name))
+            .await
+            .unwrap();
+    }
+    admin
+        .batch_execute(&format!(
+            "GRANT {owner} TO {migrate};
+             GRANT CREATE ON SCHEMA public TO {migrate};
+             REVOKE CREATE ON SCHEMA public FROM PUBLIC;",
+            owner = owner.name,
+            migrate = migrate.name
+        ))
+        .await
+        .unwrap();
+
+    // Every migration, as that role, granting the application role its tables.
+    let config = DbConfig::from_env(&[
+        ("DATABASE_URL", migrate.url().as_str()),
+        ("DB_APP_ROLE", app.name.as_str()),
+    ])
+    .unwrap();
+    let db = Database::new(&config).unwrap();
+    let report = shared::migrations::run(&db, &config)
+        .await
+        .unwrap_or_else(|e| panic!("migrate as the README's role: {e}"));
+    assert!(!report.applied.is_empty());
+    // Then the grants file, as migrate (README).
+    let as_migrate = testkit::db::connect(&migrate.url()).await;
+    as_migrate.batch_execute(&grants(&app.name)).await.unwrap();
+
+    // Neither creates a role; the application role creates nothing in public.
+    refused(&as_migrate, "CREATE ROLE dailypot_intruder").await;
+    let as_app = testkit::db::connect(&app.url()).await;
+    refused(&as_app, "CREATE ROLE dailypot_intruder").await;
+    refused(&as_app, "CREATE TABLE stolen (x int)").await;
+    refused(
+        &as_app,
+        "CREATE FUNCTION stolen() RETURNS int AS 'SELECT 1' LANGUAGE sql",
+    )
+    .await;
+
+    // And the application works as its role.
+    let keys = KeyServer::start(3600).await;
+    let mut extra = upload_helpers::key_env(&keys);
+    extra.push(("DATABASE_URL".into(), app.url()));
+    let env = env(&as_pairs(&extra));
+    let pots = App::new(
+        Database::new(&DbConfig::from_env(&env).unwrap()).unwrap(),
+        keys.verifier(),
+    );
+    let response = get::handle(&pots, with_token("get-daily-pot", &keys::token("alice"))).await;
+    assert_eq!(response.status(), 200);
 }

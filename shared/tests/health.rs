@@ -1,4 +1,4 @@
-//! `GET`/`HEAD /health` (`shared::health`, remaining-routes.md §2.4) through its real
+//! `GET`/`HEAD /health` (`shared::health`, docs/remaining-routes.md, "GET /health") through its real
 //! handler: the old shape while the database answers, and a 503 with `Retry-After`
 //! and no error text when it does not: refused, a socket that accepts and never
 //! answers, and a connection that goes silent after it was open (and the next

@@ -1,6 +1,7 @@
 //! Faults on the real handlers against the real PostgreSQL: sessions terminated
 //! between and in the middle of invocations, a database unreachable at a cold
-//! start, statements hitting the timeout, a key server that is down or slow.
+//! start, statements hitting the timeout, a database that stops answering without
+//! closing anything, a key server that is down or slow.
 //! The client sees a 503 with Retry-After (or success after the one safe retry),
 //! never a half-written upload or claim, and the same App works afterwards.
 //! Only backends of each test's own database are terminated.
@@ -19,6 +20,7 @@ use shared::config::DbConfig;
 use shared::daily_pot::{claim, get, App};
 use shared::db::Database;
 use testkit::keys::{self, KeyServer};
+use testkit::proxy::CountingProxy;
 use testkit::requests::{body_json, with_token};
 use testkit::TestDb;
 use tokio_postgres::Client;
@@ -395,6 +397,69 @@ async fn a_statement_over_the_timeout_is_a_503_and_the_connection_stays_usable()
         202
     );
     assert_eq!((pots.db.connects(), uploads.db.connects()), (1, 1));
+}
+
+/// A handler's answer; a test guard, not a timing: an unbounded wait on the
+/// database fails the test instead of hanging it.
+async fn answered(handler: impl std::future::Future<Output = Response<Body>>) -> Response<Body> {
+    tokio::time::timeout(Duration::from_secs(30), handler)
+        .await
+        .expect("an answer (the request waited on a silent database without bound)")
+}
+
+#[tokio::test]
+async fn a_database_that_stops_answering_is_a_503_and_the_next_request_reconnects() {
+    let test = TestDb::migrated().await;
+    let keys = KeyServer::start(3600).await;
+    let admin = test.client().await;
+    let proxy = CountingProxy::start(&test.url).await;
+    let config = test.config(&[
+        ("DATABASE_URL", proxy.url_for(&test.url).as_str()),
+        ("DB_STATEMENT_TIMEOUT_MS", "500"),
+    ]);
+    let pots = App::new(Database::new(&config).unwrap(), keys.verifier());
+    let uploads = upload_app_on(Database::new(&config).unwrap(), &[]);
+    let token = keys::token("alice");
+    let get = || get::handle(&pots, with_token("get-daily-pot", &token));
+
+    // A cold start on a server that accepts and never answers (connect phase).
+    proxy.freeze();
+    assert_unavailable(answered(get()).await);
+    assert_unavailable(
+        answered(shared::upload::handle(
+            &uploads,
+            upload_request(&fixture_upload(), &[]),
+        ))
+        .await,
+    );
+    proxy.thaw();
+    assert_eq!(answered(get()).await.status(), 200);
+    assert_eq!(upload(&uploads, &fixture_upload(), &[]).await.0, 202);
+    let batches = "SELECT count(*) FROM sensor_batches";
+    let before = count(&admin, batches).await;
+
+    // Kept connections frozen mid-session: the statements are sent, nothing
+    // comes back.
+    proxy.freeze();
+    assert_unavailable(answered(get()).await);
+    let mut second = fixture_upload();
+    second["timestamp"] = json!("2026-11-26T10:05:00Z");
+    assert_unavailable(
+        answered(shared::upload::handle(
+            &uploads,
+            upload_request(&second, &[]),
+        ))
+        .await,
+    );
+    proxy.thaw();
+    // The next requests run on new connections (the frozen ones were dropped).
+    assert_eq!(answered(get()).await.status(), 200);
+    // The stalled upload may have been stored when its bytes went through at the
+    // thaw (the client gave up on the answer, not on the statement): once at most.
+    let stored = upload(&uploads, &second, &[]).await;
+    assert_eq!(stored.0, 202, "{:?}", stored.1);
+    assert_eq!(count(&admin, batches).await, before + 1, "stored once");
+    assert_eq!((pots.db.connects(), uploads.db.connects()), (2, 2));
 }
 
 fn jwks_of_the_signing_key() -> String {

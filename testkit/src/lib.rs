@@ -4,7 +4,8 @@
 //! Manager; requests from the event fixtures; the old server's statements, to run
 //! beside ours; clusters of a test's own, PgBouncer, test certificates and
 //! captured logs for the infrastructure tests; a local Lambda Runtime API
-//! to drive the real function binaries; the indexes of a query plan.
+//! to drive the real function binaries, and the raw requests
+//! they must survive; the indexes of a query plan.
 
 pub mod certs;
 pub mod cluster;
@@ -17,6 +18,7 @@ pub mod logs;
 pub mod pgbouncer;
 pub mod plan;
 pub mod proxy;
+pub mod raw_edges;
 pub mod requests;
 pub mod runtime_api;
 pub mod secrets;

@@ -5,12 +5,17 @@
 //! wait for the server each, unless pipelined), and each flight (client bytes sent
 //! after the server last spoke, i.e. waits actually taken). The startup packet and
 //! the SSL/GSSAPI requests before it have no type byte and are not counted.
+//!
+//! It can also be frozen ([`CountingProxy::freeze`]): every connection, open or
+//! new, stays open and carries nothing either way until [`CountingProxy::thaw`],
+//! as a server or a network path that stopped answering without closing anything.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 /// Frontend messages seen so far, over all connections.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -95,6 +100,7 @@ impl std::ops::Add for Messages {
 pub struct CountingProxy {
     port: u16,
     messages: Arc<Mutex<Messages>>,
+    frozen: watch::Sender<bool>,
 }
 
 impl CountingProxy {
@@ -111,13 +117,31 @@ impl CountingProxy {
         let port = listener.local_addr().expect("address").port();
         let messages = Arc::new(Mutex::new(Messages::default()));
         let counter = messages.clone();
+        let (frozen, thawed) = watch::channel(false);
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let server = TcpStream::connect(&upstream).await.expect("upstream");
-                tokio::spawn(relay(client, server, counter.clone()));
+                tokio::spawn(relay(client, server, counter.clone(), thawed.clone()));
             }
         });
-        Self { port, messages }
+        Self {
+            port,
+            messages,
+            frozen,
+        }
+    }
+
+    /// From now on no byte passes, either way, on any connection, until [`thaw`];
+    /// new connections are accepted and get nothing either.
+    ///
+    /// [`thaw`]: CountingProxy::thaw
+    pub fn freeze(&self) {
+        self.frozen.send_replace(true);
+    }
+
+    /// Bytes pass again (those held meanwhile first).
+    pub fn thaw(&self) {
+        self.frozen.send_replace(false);
     }
 
     /// `url` (a test database's) pointed at the proxy instead.
@@ -139,35 +163,60 @@ impl CountingProxy {
     }
 }
 
-async fn relay(client: TcpStream, server: TcpStream, messages: Arc<Mutex<Messages>>) {
+/// Resolves once the proxy is not frozen.
+async fn thawed(frozen: &mut watch::Receiver<bool>) {
+    let _ = frozen.wait_for(|frozen| !*frozen).await;
+}
+
+/// Relays one connection. While the proxy is frozen both directions keep reading
+/// (so a side that closes is seen, and the other side's socket closed too) and
+/// hold what they read until the thaw.
+async fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    messages: Arc<Mutex<Messages>>,
+    mut frozen: watch::Receiver<bool>,
+) {
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
-    // Set whenever the server sends something; the client's next bytes are then a
-    // new flight.
+    // Set whenever the server's bytes reach the client; the client's next bytes
+    // are then a new flight.
     let server_spoke = Arc::new(AtomicBool::new(true));
     let spoke = server_spoke.clone();
+    let mut server_frozen = frozen.clone();
     tokio::spawn(async move {
         let mut chunk = vec![0u8; 64 * 1024];
+        let mut held: Vec<u8> = Vec::new();
         loop {
-            let n = match server_read.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            spoke.store(true, Ordering::SeqCst);
-            if client_write.write_all(&chunk[..n]).await.is_err() {
-                break;
+            tokio::select! {
+                read = server_read.read(&mut chunk) => match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => held.extend_from_slice(&chunk[..n]),
+                },
+                () = thawed(&mut server_frozen), if !held.is_empty() => {}
+            }
+            if !*server_frozen.borrow() && !held.is_empty() {
+                spoke.store(true, Ordering::SeqCst);
+                if client_write.write_all(&held).await.is_err() {
+                    break;
+                }
+                held.clear();
             }
         }
     });
+    // Bytes read and not yet a whole message; whole messages not yet sent.
     let mut pending: Vec<u8> = Vec::new();
+    let mut held: Vec<u8> = Vec::new();
     let mut started = false;
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
-        let n = match client_read.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        pending.extend_from_slice(&chunk[..n]);
+        tokio::select! {
+            read = client_read.read(&mut chunk) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => pending.extend_from_slice(&chunk[..n]),
+            },
+            () = thawed(&mut frozen), if !held.is_empty() => {}
+        }
         // Walk the complete messages in the buffer, counting as we go.
         let mut seen = Messages::default();
         let mut at = 0;
@@ -204,10 +253,13 @@ async fn relay(client: TcpStream, server: TcpStream, messages: Arc<Mutex<Message
             *total = *total + seen;
             total.flights += u64::from(new_flight);
         }
-        if server_write.write_all(&pending[..at]).await.is_err() {
-            break;
+        held.extend(pending.drain(..at));
+        if !*frozen.borrow() && !held.is_empty() {
+            if server_write.write_all(&held).await.is_err() {
+                break;
+            }
+            held.clear();
         }
-        pending.drain(..at);
     }
 }
 

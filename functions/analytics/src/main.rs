@@ -2,10 +2,10 @@
 //! aggregates and device counters, read only, behind the analytics keys. The logic
 //! is `shared::analytics`.
 
-use lambda_http::{run, service_fn, Error, Request};
 use shared::analytics::AnalyticsApp;
 use shared::config::ProcessEnv;
-use shared::secrets;
+use shared::runtime::{self, Error};
+use shared::{init, secrets};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -13,11 +13,8 @@ async fn main() -> Result<(), Error> {
     // Secrets named by ARN are read first (the analytics keys, and the app key they
     // must differ from); none configured, one equal to the app key, or a secret that
     // cannot be read stops the function here, naming the variable.
-    let env = secrets::resolve(&ProcessEnv).await?;
-    let app = AnalyticsApp::from_env(&env)?;
-    let app = &app;
-    run(service_fn(move |request: Request| async move {
-        Ok::<_, Error>(shared::analytics::handle(app, request).await)
-    }))
-    .await
+    let app =
+        &init::started(async { AnalyticsApp::from_env(&secrets::resolve(&ProcessEnv).await?) })
+            .await;
+    runtime::serve_http(|request| shared::analytics::handle(app, request)).await
 }

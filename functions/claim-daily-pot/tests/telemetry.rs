@@ -1,9 +1,11 @@
 //! What the real `claim-daily-pot` process reports: one `ClaimPaid` document (the
 //! amount as its value) per claim paid, one `ClaimRefused` by reason per claim the
-//! rules refuse, each naming the request it belongs to.
+//! rules refuse, each naming the request it belongs to; and what it survives: no
+//! raw path, query string, header or body ends it.
 
 use serde_json::Value;
 use testkit::keys::{token, KeyServer, PROJECT_ID};
+use testkit::raw_edges::{emulator_token, every_edge_is_answered, function_env, normal_event};
 use testkit::runtime_api::{http_event, FunctionProcess, RuntimeApi};
 use testkit::TestDb;
 
@@ -53,12 +55,12 @@ async fn claims_paid_and_refused_are_metrics_of_their_request() {
     assert_eq!(claim("early").await.unwrap().status(), Some(400)); // local-3
     assert_eq!(claim("nobody").await.unwrap().status(), Some(400)); // local-4
 
-    let paid = function.json_lines(is_metric("ClaimPaid")).await;
+    let paid = function.json_lines(is_metric("ClaimPaid"), 1).await;
     assert_eq!(paid.len(), 1, "{}", function.output());
     assert_eq!(paid[0]["ClaimPaid"], amount);
     assert_eq!(paid[0]["requestId"], "local-1");
     let refused: Vec<(String, String)> = function
-        .json_lines(is_metric("ClaimRefused"))
+        .json_lines(is_metric("ClaimRefused"), 3)
         .await
         .iter()
         .map(|m| (m["Reason"].to_string(), m["requestId"].to_string()))
@@ -72,4 +74,22 @@ async fn claims_paid_and_refused_are_metrics_of_their_request() {
         ]
         .map(|(a, b)| (a.to_string(), b.to_string()))
     );
+}
+
+#[tokio::test]
+async fn no_raw_request_ends_the_process() {
+    let test = TestDb::migrated().await;
+    // Claimed today already: every normal claim is the same 409.
+    test.client()
+        .await
+        .batch_execute(
+            "INSERT INTO daily_pots (user_id, uploads_today, uploads_day, last_claim_date)
+             VALUES ('raw-edges', 5, (now() AT TIME ZONE 'UTC')::date,
+                     (now() AT TIME ZONE 'UTC')::date)",
+        )
+        .await
+        .unwrap();
+    let bearer = format!("Bearer {}", emulator_token("raw-edges"));
+    let normal = normal_event("claim-daily-pot", &[("authorization", &bearer)]);
+    every_edge_is_answered(BINARY, &function_env(&test.url), normal, 409).await;
 }

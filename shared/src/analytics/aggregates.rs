@@ -1,4 +1,5 @@
-//! `GET /analytics/aggregates` (remaining-routes.md §5.7): the rows of
+//! `GET /analytics/aggregates` (docs/remaining-routes.md, "GET
+//! /analytics/aggregates"): the rows of
 //! `sensor_aggregates_5m` (`bucket=5m`) or `sensor_aggregates_daily` (`bucket=day`)
 //! in key order, a page at a time, behind keyset cursors that page through every
 //! row exactly once.

@@ -1,4 +1,5 @@
-//! `GET /analytics/coverage` (remaining-routes.md §5.8): per geohash, the windows of
+//! `GET /analytics/coverage` (docs/remaining-routes.md, "GET
+//! /analytics/coverage"): per geohash, the windows of
 //! the last `hours` hours on the database's clock, with the distinct devices behind
 //! them, the busiest cells first.
 

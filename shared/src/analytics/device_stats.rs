@@ -1,4 +1,5 @@
-//! `GET /analytics/device-stats` (remaining-routes.md §5.9): every device's
+//! `GET /analytics/device-stats` (docs/remaining-routes.md, "GET
+//! /analytics/device-stats"): every device's
 //! counters in `user_stats`, the most recent upload first, a page at a time behind a
 //! full-precision cursor.
 
@@ -82,7 +83,7 @@ pub struct Page {
 /// The order matches the old `COALESCE(last_upload_at, '1970-01-01') DESC` for
 /// every real time after 1970, and puts devices that never uploaded last without
 /// stopping there. A full scan of `user_stats` with a top-N sort (the optional
-/// index of §5.9 is not built: it would cost every upload WAL).
+/// index of the contract is not built: it would cost every upload WAL).
 ///
 /// $1 limit, $2/$3 cursor (its time NULL for `-infinity`; $3 NULL: no cursor).
 pub const DEVICE_STATS: Query = Query::new(

@@ -1,4 +1,5 @@
-//! The analytics API's keys (remaining-routes.md §5.6): `X-API-Key` must be one of
+//! The analytics API's keys (docs/remaining-routes.md, "Common to
+//! the three routes"): `X-API-Key` must be one of
 //! `ANALYTICS_API_KEYS` (comma-separated; `ANALYTICS_API_KEY` when the plural is
 //! unset, as the old server read them), never the app key.
 

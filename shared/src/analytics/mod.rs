@@ -1,4 +1,4 @@
-//! The analytics API (remaining-routes.md §5.6–5.10): the operator's and partners'
+//! The analytics API (docs/remaining-routes.md, "The analytics API"): the operator's and partners'
 //! read-only view of the aggregates our job computes, behind keys of its own. One
 //! function, three routes:
 //!

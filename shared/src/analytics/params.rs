@@ -1,4 +1,5 @@
-//! Query parameters of the analytics routes (remaining-routes.md §5.6): unknown ones
+//! Query parameters of the analytics routes (docs/remaining-routes.md, "Common
+//! to the three routes"): unknown ones
 //! are ignored; a known one that is repeated or invalid is a 400 listing every such
 //! parameter with what is wrong (the old server answered 500). Integers are decimal
 //! digits only (`1e2`, `0x10`, `+5`, `5.0` and ` 7 ` are refused).

@@ -51,14 +51,36 @@ impl AuthConfig {
     }
 }
 
+/// Variables that say the process runs on AWS Lambda, which no local tool sets
+/// (cargo lambda watch, the tests' Runtime API): `AWS_EXECUTION_ENV`, which Lambda
+/// sets for its managed runtimes only (not for the `provided` family this project
+/// deploys on), and `LAMBDA_TASK_ROOT` and `AWS_LAMBDA_INITIALIZATION_TYPE`, which it
+/// sets for every runtime.
+pub const ON_LAMBDA: [&str; 3] = [
+    "AWS_EXECUTION_ENV",
+    "LAMBDA_TASK_ROOT",
+    "AWS_LAMBDA_INITIALIZATION_TYPE",
+];
+
 /// Whether emulator tokens are on. Unsigned tokens are valid for anyone who can
-/// send one, so only for an emulator on this machine: a variable naming any other
-/// host (a stray production setting, say) stops the start-up instead.
+/// send one, so only for an emulator on this machine: on AWS Lambda the variable
+/// is refused whatever it says (one console edit, or a copied development value,
+/// would let anyone act as any user), and a value naming any other host than this
+/// machine's stops the start-up too.
 fn emulator(env: &dyn Env) -> Result<bool, ConfigError> {
     const NAME: &str = "FIREBASE_AUTH_EMULATOR_HOST";
     let Some(value) = optional(env, NAME) else {
         return Ok(false);
     };
+    if let Some(marker) = ON_LAMBDA.iter().find(|m| optional(env, m).is_some()) {
+        return Err(ConfigError::Malformed {
+            name: NAME,
+            reason: format!(
+                "must not be set on AWS Lambda ({marker} is set): emulator tokens are \
+                 unsigned, so anyone could act as any user"
+            ),
+        });
+    }
     if is_loopback_host(value.trim()) {
         Ok(true)
     } else {
@@ -159,6 +181,37 @@ mod tests {
             let c = with_emulator(host).unwrap_or_else(|e| panic!("{host:?}: {e}"));
             assert!(c.emulator, "{host:?}");
         }
+    }
+
+    #[test]
+    fn on_lambda_the_emulator_variable_stops_the_start_up_whatever_it_names() {
+        for marker in ON_LAMBDA {
+            let err = AuthConfig::from_env(&[
+                ("FIREBASE_PROJECT_ID", "demo"),
+                ("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9099"),
+                (marker, "AWS_Lambda_rust"),
+            ])
+            .expect_err(marker);
+            assert!(
+                matches!(
+                    err,
+                    ConfigError::Malformed {
+                        name: "FIREBASE_AUTH_EMULATOR_HOST",
+                        ..
+                    }
+                ),
+                "{marker}: {err}"
+            );
+            let message = err.to_string();
+            assert!(message.contains("FIREBASE_AUTH_EMULATOR_HOST"), "{message}");
+            assert!(message.contains(marker), "{message}");
+            // On Lambda without the variable: signed tokens only, as always.
+            let c =
+                AuthConfig::from_env(&[("FIREBASE_PROJECT_ID", "demo"), (marker, "x")]).unwrap();
+            assert!(!c.emulator);
+        }
+        // Locally (no marker) nothing changes.
+        assert!(with_emulator("127.0.0.1:9099").unwrap().emulator);
     }
 
     #[test]

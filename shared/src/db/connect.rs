@@ -1,6 +1,7 @@
 //! Opening one connection: verified TLS unless it stays on this machine, the
-//! statement timeout in the startup packet, and an RDS IAM token as the password
-//! when configured.
+//! statement timeout in the startup packet, an RDS IAM token as the password
+//! when configured, and the whole of it (TCP, TLS, login) within the connect bound
+//! ([`Bounds`]), on a socket whose kernel gives up on a silent peer.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,16 +16,20 @@ use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{Client, NoTls, Socket};
 
+use super::bounds::{Bounds, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL};
+use super::error::Wait;
 use super::password::RotatingPassword;
 use super::DbError;
 use crate::config::DbConfig;
 
-/// How long one connection attempt may take before the request gets a 503.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// tokio-postgres's `keepalives_idle` when `DATABASE_URL` names none.
+const DEFAULT_KEEPALIVES_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
 
 /// What stays the same across connects: built once per container.
 pub(crate) struct Connector {
     config: tokio_postgres::Config,
+    /// The bound of one connect, TCP to login.
+    bound: Duration,
     tls: Option<Arc<RemoteTls>>,
     iam: Option<IamTokens>,
     password: Option<RotatingPassword>,
@@ -33,8 +38,21 @@ pub(crate) struct Connector {
 impl Connector {
     pub(crate) fn new(db: &DbConfig) -> Result<Self, ConnectorError> {
         let mut config = db.url.clone();
+        let bound = Bounds::of(db).connect;
+        // What the URL sets is kept. The TCP connect alone gets the whole bound;
+        // unacknowledged data for as long ends a kept connection (a peer gone
+        // without closing it); keepalives notice one that vanished while idle.
         if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
+            config.connect_timeout(bound);
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(bound);
+        }
+        if config.get_keepalives_idle() == DEFAULT_KEEPALIVES_IDLE {
+            config.keepalives_idle(KEEPALIVE_IDLE);
+        }
+        if config.get_keepalives_interval().is_none() {
+            config.keepalives_interval(KEEPALIVE_INTERVAL);
         }
         // Behind RDS Proxy startup options are refused (FATAL) and `SET` pins the
         // session; there the role default set by `migrate` applies instead.
@@ -77,6 +95,7 @@ impl Connector {
         };
         Ok(Self {
             config,
+            bound,
             tls,
             iam,
             password,
@@ -85,7 +104,7 @@ impl Connector {
 
     /// A new connection. When the server refuses a password read from Secrets
     /// Manager, the secret is read again and, if it changed, the connect retried.
-    pub(crate) async fn connect(&self) -> Result<Client, DbError> {
+    pub(crate) async fn connect(&self) -> Result<Connected, DbError> {
         match self.open().await {
             Err(err) if refused_password(&err) => match &self.password {
                 Some(password) if password.reread().await => self.open().await,
@@ -95,7 +114,17 @@ impl Connector {
         }
     }
 
-    async fn open(&self) -> Result<Client, DbError> {
+    /// One connect within the bound; past it the half-open connection is dropped.
+    async fn open(&self) -> Result<Connected, DbError> {
+        tokio::time::timeout(self.bound, self.open_unbounded())
+            .await
+            .unwrap_or(Err(DbError::Stalled {
+                during: Wait::Connect,
+                waited: self.bound,
+            }))
+    }
+
+    async fn open_unbounded(&self) -> Result<Connected, DbError> {
         let unavailable = |e: Box<dyn std::error::Error + Send + Sync>| DbError::Unavailable(e);
         let mut config = self.config.clone();
         if let Some(password) = &self.password {
@@ -105,26 +134,36 @@ impl Connector {
             // Tokens live 15 minutes: a fresh one for every connect.
             config.password(iam.token().await.map_err(unavailable)?);
         }
-        let client = match &self.tls {
+        let (client, driver) = match &self.tls {
             None => {
                 let (client, connection) = config
                     .connect(NoTls)
                     .await
                     .map_err(|e| unavailable(e.into()))?;
-                tokio::spawn(drive(connection));
-                client
+                (client, tokio::spawn(drive(connection)))
             }
             Some(tls) => {
                 let (client, connection) = config
                     .connect(AwaitedTls(tls.clone()))
                     .await
                     .map_err(|e| unavailable(e.into()))?;
-                tokio::spawn(drive(connection));
-                client
+                (client, tokio::spawn(drive(connection)))
             }
         };
-        Ok(client)
+        Ok(Connected {
+            client,
+            driver: driver.abort_handle(),
+        })
     }
+}
+
+/// An open connection: the client, and the task that runs its I/O. The task ends
+/// by itself when the client is dropped and the server has answered everything;
+/// a connection that stopped answering has its task aborted instead, since that
+/// answer may never come.
+pub(crate) struct Connected {
+    pub(crate) client: Client,
+    pub(crate) driver: tokio::task::AbortHandle,
 }
 
 /// The server refused the login: 28P01 (a wrong password), or 28000, which a

@@ -2,14 +2,21 @@
 
 use tokio_postgres::error::SqlState;
 
-/// A database failure. `Unavailable` and `Timeout` are the server's or the network's
-/// fault and map to 503 (the client may retry); `Query` is a bug or a broken invariant
+/// A database failure. `Unavailable`, `Stalled` and `Timeout` are the server's or
+/// the network's fault and map to 503 (the client may retry); `Query` is a bug or a broken invariant
 /// and maps to 500.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// Could not connect, or the connection was lost.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// No answer within its bound ([`super::Bounds`]): connecting, or a statement's
+    /// round trip on a connection that stopped answering. The connection is dropped.
+    #[error("no answer from the database {during} within {waited:?}")]
+    Stalled {
+        during: Wait,
+        waited: std::time::Duration,
+    },
     /// The statement was cancelled by `statement_timeout` (SQLSTATE 57014).
     #[error("query {query} cancelled by the statement timeout")]
     Timeout { query: &'static str },
@@ -28,7 +35,10 @@ pub enum DbError {
 impl DbError {
     /// True when the client should be told to retry later (503) rather than 500.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Unavailable(_) | Self::Timeout { .. })
+        matches!(
+            self,
+            Self::Unavailable(_) | Self::Stalled { .. } | Self::Timeout { .. }
+        )
     }
 
     /// The SQLSTATE of a failed query, for callers that expect one (e.g. 23505).
@@ -47,6 +57,24 @@ impl DbError {
             Self::Timeout { query }
         } else {
             Self::Query { query, source: err }
+        }
+    }
+}
+
+/// What the database was waited on for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// TCP connect, TLS handshake and login.
+    Connect,
+    /// A named query's round trip.
+    Query(&'static str),
+}
+
+impl std::fmt::Display for Wait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Connect => f.write_str("while connecting"),
+            Self::Query(name) => write!(f, "to query {name}"),
         }
     }
 }

@@ -1,8 +1,10 @@
 //! The database connection of one Lambda container: opened lazily, reused across
-//! invocations, re-opened when it was closed while the container was frozen. Every
-//! statement goes through [`Database::query`], which times it and logs slow ones,
-//! and runs it prepared on direct connections ([`session`]).
+//! invocations, re-opened when it was closed while the container was frozen, or
+//! dropped when it stopped answering. Every statement goes through
+//! [`Database::query`], which bounds its wait ([`bounds`]), times it and logs slow
+//! ones, and runs it prepared on direct connections ([`session`]).
 
+mod bounds;
 mod connect;
 mod error;
 mod password;
@@ -11,13 +13,15 @@ mod session;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::Mutex;
+use tokio::time::{timeout_at, Instant};
 use tokio_postgres::{Client, Row};
 
+pub use bounds::Bounds;
 pub use connect::ConnectorError;
-pub use error::DbError;
+pub use error::{DbError, Wait};
 pub use query::{Param, Planning, Query, Replay};
 pub use tokio_postgres::types::Type;
 
@@ -28,6 +32,7 @@ use session::Session;
 
 pub struct Database {
     connector: Connector,
+    bounds: Bounds,
     slow_query: Duration,
     /// Named prepared statements (direct connections), or unnamed only (RDS Proxy).
     named_statements: bool,
@@ -42,6 +47,7 @@ impl Database {
     pub fn new(config: &DbConfig) -> Result<Self, ConnectorError> {
         Ok(Self {
             connector: Connector::new(config)?,
+            bounds: Bounds::of(config),
             slow_query: config.slow_query,
             named_statements: !config.proxy,
             session: Mutex::new(None),
@@ -53,17 +59,20 @@ impl Database {
     /// Runs a named statement and returns its rows.
     ///
     /// If the connection turns out to be gone, it is re-opened; the statement is sent
-    /// once more only when `replay` is [`Replay::Safe`].
+    /// once more only when `replay` is [`Replay::Safe`]. The whole call waits at
+    /// most [`Bounds::per_call`]: a connection that stops answering is dropped
+    /// (the next call opens a new one) and the statement is not sent again.
     pub async fn query(
         &self,
         query: &Query,
         params: &[Param<'_>],
         replay: Replay,
     ) -> Result<Vec<Row>, DbError> {
-        match self.attempt(query, params).await {
+        let deadline = Instant::now() + self.bounds.per_call();
+        match self.attempt(query, params, deadline).await {
             Err(Attempt::Lost(_)) if replay == Replay::Safe => {
                 tracing::info!(query = query.name, "connection lost; retrying once");
-                self.attempt(query, params)
+                self.attempt(query, params, deadline)
                     .await
                     .map_err(Attempt::into_error)
             }
@@ -122,19 +131,27 @@ impl Database {
         Ok(self.session().await?.client.clone())
     }
 
-    /// Drops the cached connection, so that the next query connects anew: for a
-    /// caller that gave up waiting on it (a request still pending on a connection
-    /// would hold up every later one).
+    /// Drops the cached connection and closes it, so that the next query connects
+    /// anew: for a caller that gave up waiting on it under a bound of its own
+    /// (shorter than [`Bounds`]), as a stalled query does past its bound.
     pub async fn forget_connection(&self) {
-        *self.session.lock().await = None;
+        if let Some(session) = self.session.lock().await.take() {
+            session.abandon();
+        }
     }
 
     /// A connection of its own, outside the cache, for work that needs a session
     /// (advisory locks, transactions across statements): migrations and tests.
+    /// Its connect is bounded like any; its statements are the caller's to bound.
     pub async fn open_session(&self) -> Result<Client, DbError> {
-        let client = self.connector.connect().await?;
+        let connected = self.connector.connect().await?;
         self.connects.fetch_add(1, Ordering::Relaxed);
-        Ok(client)
+        Ok(connected.client)
+    }
+
+    /// The bounds of this container's waits on the database.
+    pub fn bounds(&self) -> Bounds {
+        self.bounds
     }
 
     /// The open session, or a new one (with no statement prepared yet).
@@ -144,9 +161,9 @@ impl Database {
             return Ok(session.clone());
         }
         *slot = None;
-        let client = self.connector.connect().await?;
+        let connected = self.connector.connect().await?;
         self.connects.fetch_add(1, Ordering::Relaxed);
-        let session = Arc::new(Session::new(client, self.named_statements));
+        let session = Arc::new(Session::new(connected, self.named_statements));
         *slot = Some(session.clone());
         Ok(session)
     }
@@ -159,12 +176,38 @@ impl Database {
         }
     }
 
-    async fn attempt(&self, query: &Query, params: &[Param<'_>]) -> Result<Vec<Row>, Attempt> {
-        let session = self.session().await.map_err(Attempt::Failed)?;
+    /// One try, connecting if needed, over by `deadline` at the latest.
+    async fn attempt(
+        &self,
+        query: &Query,
+        params: &[Param<'_>],
+        deadline: Instant,
+    ) -> Result<Vec<Row>, Attempt> {
+        let began = Instant::now();
+        // The connect's own bound ends it otherwise (inside the connector); this
+        // is the retry's connect, cut by what is left of the call's time.
+        let Ok(session) = timeout_at(deadline, self.session()).await else {
+            return Err(Attempt::Failed(DbError::Stalled {
+                during: Wait::Connect,
+                waited: began.elapsed(),
+            }));
+        };
+        let session = session.map_err(Attempt::Failed)?;
         let started = Instant::now();
-        let result = session.run(query, params, &self.statements).await;
+        let bound = deadline.min(started + self.bounds.round_trip);
+        let result = timeout_at(bound, session.run(query, params, &self.statements)).await;
         let elapsed = started.elapsed();
         self.record(query, elapsed);
+        let Ok(result) = result else {
+            // Whatever it was doing, it will not answer this request: the next
+            // call opens a new connection, and this one is closed.
+            self.discard(&session).await;
+            session.abandon();
+            return Err(Attempt::Failed(DbError::Stalled {
+                during: Wait::Query(query.name),
+                waited: elapsed,
+            }));
+        };
         match result {
             Ok(rows) => Ok(rows),
             Err(err) if lost_connection(&err) => {

@@ -12,26 +12,45 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Row, Statement};
 
+use super::connect::Connected;
 use super::{Param, Planning, Query};
+
+type Statements = HashMap<&'static str, Statement>;
 
 pub(crate) struct Session {
     pub(crate) client: Arc<Client>,
     /// Named statements by SQL text; `None` where only unnamed ones may be used.
-    prepared: Option<Mutex<HashMap<&'static str, Statement>>>,
+    prepared: Option<Mutex<Statements>>,
+    /// The connection's I/O task, ended by [`Session::abandon`].
+    driver: tokio::task::AbortHandle,
 }
 
 impl Session {
-    pub(crate) fn new(client: Client, named_statements: bool) -> Self {
+    pub(crate) fn new(connected: Connected, named_statements: bool) -> Self {
         Self {
-            client: Arc::new(client),
+            client: Arc::new(connected.client),
             prepared: named_statements.then(Mutex::default),
+            driver: connected.driver,
         }
+    }
+
+    /// Ends the connection that stopped answering: its I/O task would otherwise
+    /// wait for the answers still owed for as long as the socket stays open, even
+    /// with the client dropped. The socket closes, so the server's backend ends.
+    pub(crate) fn abandon(&self) {
+        self.driver.abort();
+    }
+
+    /// The statement cache. A panic cannot leave it half-changed (a map insert or
+    /// remove), so a poisoned lock is taken as it is.
+    fn statements(prepared: &Mutex<Statements>) -> MutexGuard<'_, Statements> {
+        prepared.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Runs `query` once, counting each round trip it takes in `round_trips`: one,
@@ -50,9 +69,7 @@ impl Session {
         else {
             return self.client.query_typed(query.sql, params).await;
         };
-        let cached = prepared
-            .lock()
-            .expect("statement cache")
+        let cached = Self::statements(prepared)
             .get(query.sql)
             .filter(|s| same_types(s, params))
             .cloned();
@@ -99,7 +116,7 @@ impl Session {
         if let Some(prepared) = &self.prepared {
             // A concurrent first use may have won: keep one (the other is closed
             // on the server when dropped).
-            let mut prepared = prepared.lock().expect("statement cache");
+            let mut prepared = Self::statements(prepared);
             match prepared.get(query.sql) {
                 Some(existing) if existing.params() == statement.params() => {}
                 _ => {
@@ -113,7 +130,7 @@ impl Session {
     /// have replaced it; then the next use prepares once more, which is harmless).
     fn forget(&self, query: &Query) {
         if let Some(prepared) = &self.prepared {
-            prepared.lock().expect("statement cache").remove(query.sql);
+            Self::statements(prepared).remove(query.sql);
         }
     }
 }

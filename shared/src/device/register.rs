@@ -1,5 +1,5 @@
 //! `POST /register-device`: a new secret for a device, owned by the token's user
-//! (api.md, "POST /register-device").
+//! (docs/api.md, "POST /register-device").
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
@@ -46,11 +46,20 @@ impl RegisterApp {
     }
 }
 
-/// A valid registration body.
-#[derive(Debug, PartialEq, Eq)]
+/// A valid registration body. Its `Debug` leaves the token out.
+#[derive(PartialEq, Eq)]
 pub struct Registration {
     pub device_id: DeviceId,
     pub firebase_token: String,
+}
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration")
+            .field("device_id", &self.device_id)
+            .field("firebase_token", &"..")
+            .finish()
+    }
 }
 
 impl Registration {
@@ -166,5 +175,14 @@ mod tests {
         assert_eq!(paths(r#"{"device_id":5}"#), ["device_id", "firebase_token"]);
         assert_eq!(paths("not json"), [""]);
         assert_eq!(paths("[]"), [""]);
+    }
+
+    #[test]
+    fn the_debug_form_leaves_the_token_out() {
+        let r =
+            Registration::parse(br#"{"device_id":"d","firebase_token":"eyJ.secret.sig"}"#).unwrap();
+        let text = format!("{r:?}");
+        assert!(!text.contains("eyJ"), "{text}");
+        assert!(text.contains("device_id"), "{text}");
     }
 }

@@ -1,4 +1,4 @@
-//! `POST /upload`: a batch of sensor readings (api.md, "POST /upload").
+//! `POST /upload`: a batch of sensor readings (docs/api.md, "POST /upload").
 //!
 //! - [`body`]: size limits and gzip;
 //! - [`raw`], [`request`], [`time`]: the body streamed into the typed upload, and
@@ -30,13 +30,23 @@ use store::{Sender, Stored};
 
 const DEVICE_SECRET_HEADER: &str = "x-device-secret";
 
-/// The upload route's own settings.
-#[derive(Debug, Clone)]
+/// The upload route's own settings. Its `Debug` leaves the HMAC key out.
+#[derive(Clone)]
 pub struct UploadConfig {
     /// `HASH_SECRET`: the HMAC key of `device_hash` (the old server's).
     pub hash_secret: String,
     pub max_readings: usize,
     pub max_body_bytes: usize,
+}
+
+impl std::fmt::Debug for UploadConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UploadConfig")
+            .field("hash_secret", &"..")
+            .field("max_readings", &self.max_readings)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
 }
 
 impl UploadConfig {
@@ -186,5 +196,13 @@ mod tests {
         assert!(err.to_string().contains("UPLOAD_MAX_READINGS"));
         let err = UploadConfig::from_env(&[("X", "y")]).unwrap_err();
         assert_eq!(err, ConfigError::Missing("HASH_SECRET"));
+    }
+
+    #[test]
+    fn the_debug_form_leaves_the_hmac_key_out() {
+        let c = UploadConfig::from_env(&[("HASH_SECRET", "hunter2-hash-key")]).unwrap();
+        let text = format!("{c:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("max_readings: 5000"), "{text}");
     }
 }
