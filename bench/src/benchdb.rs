@@ -42,6 +42,27 @@ where
     result
 }
 
+/// The live schema and our migrations in the (empty) database at `url`, with a
+/// statement timeout for long set-up work: the connection (its `Database`, on
+/// which the migrations ran) and a plain client.
+pub async fn legacy_migrated(url: &str) -> Result<(Database, tokio_postgres::Client), String> {
+    let config = shared::config::DbConfig::from_env(&[
+        ("DATABASE_URL", url),
+        ("DB_STATEMENT_TIMEOUT_MS", "900000"),
+    ])
+    .map_err(|e| e.to_string())?;
+    let db = Database::new(&config).map_err(|e| e.to_string())?;
+    let client = testkit::db::connect(url).await;
+    client
+        .batch_execute(OUR_SCHEMA)
+        .await
+        .map_err(|e| format!("legacy schema: {e}"))?;
+    shared::migrations::run(&db, &config)
+        .await
+        .map_err(|e| format!("migrations: {}", shared::http::chain(&e)))?;
+    Ok((db, client))
+}
+
 pub struct BenchDb {
     pub name: String,
     pub oid: u32,

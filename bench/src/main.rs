@@ -2,12 +2,13 @@
 //! See BENCHMARKS.md for what each figure means; `scripts/bench` runs it.
 //!
 //!   bench [--quick] [--no-peer] [--reset-scale] [--no-cold-start] [--out DIR] [--chart FILE.svg]
-//!         | bench --dbcpu (a new connection's costs) | bench --aggregate
+//!         | bench --dbcpu (a new connection's costs) | bench --aggregate | bench --analytics
 //!         [--users N --devices N --readings N --requests N --warmup N --concurrency N --seed N]
 //!   bench --cold-start-tls [LABEL=BINARY ...]   (get-daily-pot over verified TLS only)
 //!   bench --upload-cpu [--readings N]   (the upload's own CPU per stage, no database)
 
 mod aggregate;
+mod analytics;
 mod benchdb;
 mod capacity;
 mod chart;
@@ -41,6 +42,8 @@ struct Options {
     upload_cpu: bool,
     /// Only the tiles route and the aggregation job over a realistic day.
     aggregate: bool,
+    /// Only the analytics API over a realistic year of aggregates.
+    analytics: bool,
     /// Only what a new connection costs the database (dbcpu.rs), then stop.
     dbcpu: bool,
     out: PathBuf,
@@ -64,6 +67,7 @@ fn parse_args() -> Result<Options, String> {
         reset_scale: false,
         upload_cpu: false,
         aggregate: false,
+        analytics: false,
         dbcpu: false,
         out: repo_root().join("target/bench"),
         chart: None,
@@ -79,6 +83,7 @@ fn parse_args() -> Result<Options, String> {
             "--reset-scale" => o.reset_scale = true,
             "--upload-cpu" => o.upload_cpu = true,
             "--aggregate" => o.aggregate = true,
+            "--analytics" => o.analytics = true,
             "--dbcpu" => o.dbcpu = true,
             "--out" => o.out = PathBuf::from(value("--out")?),
             "--chart" => o.chart = Some(PathBuf::from(value("--chart")?)),
@@ -186,6 +191,14 @@ async fn run(o: Options) -> Result<(), String> {
             serde_json::to_string_pretty(&result).unwrap(),
             path.display()
         );
+        return Ok(());
+    }
+    if o.analytics {
+        std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
+        let result = analytics::run(&testkit::db::server_url()).await?;
+        let path = o.out.join("analytics.json");
+        write_json(&path, &result)?;
+        println!("summary: {}", path.display());
         return Ok(());
     }
     let p = o.params;

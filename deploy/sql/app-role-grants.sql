@@ -7,14 +7,17 @@
 -- the role's name as a psql variable (README, "Database roles"):
 --   psql "$OWNER_URL" -v app_user=dailypot_app -f deploy/sql/app-role-grants.sql
 
--- GET /api/user/tiles reads the batches (below) and nothing else.
+-- GET /api/user/tiles reads the batches (below) and nothing else; GET /health
+-- reads nothing. The analytics API (GET /analytics/*) only reads: the aggregate
+-- tables, the job's sensor_aggregation_batches and user_stats, all granted below
+-- for the upload and the job already.
 --
 -- GET /daily-pot and the upload create pots, the upload counts on them, the claim
 -- pays, the reset zeroes stale counts (ON CONFLICT DO UPDATE and RETURNING read).
 GRANT SELECT, INSERT, UPDATE ON daily_pots TO :"app_user";
 -- The upload stores batches (RETURNING reads the row's user_id).
 GRANT SELECT, INSERT ON sensor_batches TO :"app_user";
--- The upload adds to the device's stats.
+-- The upload adds to the device's stats (/analytics/device-stats reads them).
 GRANT SELECT, INSERT, UPDATE ON user_stats TO :"app_user";
 -- register-device creates or replaces a device's secret; the upload looks it up
 -- and touches last_used_at.
@@ -24,9 +27,11 @@ GRANT SELECT, INSERT, UPDATE ON device_secrets TO :"app_user";
 -- file is the role's whole set.
 GRANT SELECT, INSERT ON upload_keys TO :"app_user";
 -- The aggregation job (aggregate-sensors) reads the batches (above) and rebuilds the
--- old job's tables (upserts: RETURNING and ON CONFLICT read them).
+-- old job's tables (upserts: RETURNING and ON CONFLICT read them); the analytics
+-- API reads them.
 GRANT SELECT, INSERT, UPDATE ON sensor_aggregates_5m, sensor_aggregates_daily TO :"app_user";
 -- Its own bookkeeping (V6), which `migrate` grants to DB_APP_ROLE itself too: what
--- each batch contributed (inserted once, never changed), and where it is.
+-- each batch contributed (inserted once, never changed; /analytics/coverage counts
+-- the devices in it), and where it is.
 GRANT SELECT, INSERT ON sensor_aggregation_batches TO :"app_user";
 GRANT SELECT, UPDATE ON sensor_aggregation_progress TO :"app_user";

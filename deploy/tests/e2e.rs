@@ -190,12 +190,16 @@ async fn every_route_and_the_reset_work_through_cargo_lambda_watch() {
     let again = watch.invoke("aggregate-sensors");
     assert_eq!(again["batchesRead"], 0, "{again}");
 
+    health_and_analytics_over_http(&watch, &c).await;
+
     // Every function answers its own fixture through `cargo lambda invoke`.
     for (function, status) in [
         ("get-daily-pot", 200),
         ("claim-daily-pot", 400), // the fixture's user has no pot yet
         ("upload-batch", 202),
         ("get-user-tiles", 200),
+        ("health", 200),
+        ("analytics", 200),
         // The fixture's token is signed (RS256): locally the signing keys are
         // unreachable on purpose (FIREBASE_JWKS_URL), which is a 503.
         ("register-device", 503),
@@ -394,6 +398,116 @@ async fn every_route_over_http(watch: &Watch, c: &tokio_postgres::Client) {
         .unwrap()
         .get(0);
     assert_eq!(i64::from(credits), amount);
+}
+
+/// GET /health, and the three analytics routes over rows written by SQL and the
+/// counters of the uploads above.
+async fn health_and_analytics_over_http(watch: &Watch, c: &tokio_postgres::Client) {
+    let http = reqwest::Client::new();
+    let r = http.get(watch.url("/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let health: Value = r.json().await.unwrap();
+    assert_eq!(
+        (
+            health["status"].clone(),
+            health["checks"]["database"]["status"].clone()
+        ),
+        (json!("healthy"), json!("up")),
+        "{health}"
+    );
+    let r = http.head(watch.url("/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.unwrap().is_empty(), "HEAD has no body");
+    let r = http.post(watch.url("/health")).send().await.unwrap();
+    assert_eq!(r.status(), 405, "wrong method");
+
+    const KEY: &str = "test-analytics-key"; // [workspace.metadata.lambda.env]
+    c.batch_execute(
+        "INSERT INTO sensor_aggregates_5m (window_start, window_end, geohash, samples_count, device_count,
+             avg_light, location_share, quality_samples)
+         SELECT w, w + interval '5 minutes', g, 4, 2, 77.5, 0.75, 3
+         FROM generate_series(date_bin('5 minutes', now(), timestamptz 'epoch') - interval '1 hour',
+                              date_bin('5 minutes', now(), timestamptz 'epoch') - interval '5 minutes',
+                              interval '5 minutes') AS w,
+              unnest(ARRAY['u09tvw', 'u09tvx', 'u0_abc']) AS g",
+    )
+    .await
+    .unwrap();
+    let get = |path: &str| http.get(watch.url(path)).header("x-api-key", KEY).send();
+    // Every window of u09tv*, two at a time, each once.
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut query = vec![("geohash", "u09tv"), ("limit", "2")];
+        if let Some(c) = &cursor {
+            query.push(("cursor", c));
+        }
+        let r = http
+            .get(watch.url("/analytics/aggregates"))
+            .header("x-api-key", KEY)
+            .query(&query)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["cache-control"], "no-store");
+        let page: Value = r.json().await.unwrap();
+        for item in page["items"].as_array().unwrap() {
+            seen.push(format!("{}|{}", item["window_start"], item["geohash"]));
+        }
+        cursor = page["next_cursor"].as_str().map(str::to_string);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let distinct: std::collections::BTreeSet<&String> = seen.iter().collect();
+    assert_eq!((seen.len(), distinct.len()), (24, 24), "{seen:?}");
+    // `_` is a character, not a wildcard.
+    let r = get("/analytics/aggregates?geohash=u0_").await.unwrap();
+    let page: Value = r.json().await.unwrap();
+    assert!(
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["geohash"] == "u0_abc"),
+        "{page}"
+    );
+    let r = http
+        .get(watch.url("/analytics/aggregates"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "no key");
+    let r = get("/analytics/aggregates?limit=0").await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["details"][0]["path"],
+        "limit"
+    );
+
+    let r = get("/analytics/coverage?hours=2").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let coverage: Value = r.json().await.unwrap();
+    assert_eq!(coverage["items"].as_array().unwrap().len(), 3, "{coverage}");
+    assert_eq!(coverage["truncated"], false);
+
+    let r = get("/analytics/device-stats?limit=500").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let stats: Value = r.json().await.unwrap();
+    assert!(
+        !stats["items"].as_array().unwrap().is_empty(),
+        "the uploads' devices: {stats}"
+    );
+    assert_eq!(stats["next_cursor"], Value::Null, "one page holds them all");
+    let r = http
+        .delete(watch.url("/analytics/device-stats"))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405, "wrong method");
 }
 
 #[tokio::test(flavor = "multi_thread")]

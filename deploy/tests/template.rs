@@ -366,7 +366,11 @@ fn the_routes_of_the_contract_are_deployed_and_served_locally_alike() {
             "/daily-pot/upload",
             "/upload",
             "/register-device",
-            "/api/user/tiles"
+            "/api/user/tiles",
+            "/health",
+            "/analytics/aggregates",
+            "/analytics/coverage",
+            "/analytics/device-stats"
         ])
     );
     assert_eq!(local_routes(), deployed);
@@ -472,37 +476,93 @@ fn resources_allowed(policies: &[(String, Value)], action: &str) -> Vec<Value> {
     out
 }
 
+/// The functions that hold a small fixed number of containers (connections)
+/// instead of `RouteConcurrency`: the unauthenticated health check, the analytics
+/// API (a few consumers), and the jobs (one run at a time).
+const SMALL_RESERVATIONS: [(&str, u64); 5] = [
+    ("health", 2),
+    ("analytics", 2),
+    ("daily-reset", 1),
+    ("aggregate-sensors", 1),
+    ("migrate", 1),
+];
+
 #[test]
-fn every_route_function_reserves_its_concurrency_so_connections_stay_within_max_connections() {
+fn every_function_reserves_its_concurrency_so_connections_stay_within_max_connections() {
     let t = template();
     let param = &t["Parameters"]["RouteConcurrency"];
     assert_eq!(param["Type"].as_str(), Some("Number"));
     assert!(number(&param["MinValue"]).is_some_and(|min| min >= 1));
     let functions = functions(&t);
-    let routes = functions.iter().filter(|(_, f)| has_http_route(f)).count();
-    let others = functions.len() - routes;
+    let mut scaled = 0;
+    let mut fixed = 0;
+    for (id, f) in &functions {
+        let binary = f["Metadata"]["BuildProperties"]["Binary"].as_str().unwrap();
+        let reserved = &f["Properties"]["ReservedConcurrentExecutions"];
+        match SMALL_RESERVATIONS.iter().find(|(b, _)| *b == binary) {
+            Some((_, n)) => {
+                assert_eq!(number(reserved), Some(*n), "{id}");
+                fixed += n;
+            }
+            None => {
+                assert!(has_http_route(f), "{id}: a job reserves a fixed number");
+                assert_eq!(
+                    references(reserved),
+                    BTreeSet::from(["RouteConcurrency".to_string()]),
+                    "{id}: ReservedConcurrentExecutions: !Ref RouteConcurrency"
+                );
+                scaled += 1;
+            }
+        }
+    }
     // The description does the arithmetic for the functions the template has.
     let description = param["Description"].as_str().unwrap();
     for needed in [
         "max_connections".to_string(),
-        format!("{routes} x RouteConcurrency + {others}"),
+        format!("{scaled} x RouteConcurrency + {fixed}"),
     ] {
         assert!(
             description.contains(&needed),
             "say {needed:?}: {description}"
         );
     }
-    for (id, f) in &functions {
-        let reserved = &f["Properties"]["ReservedConcurrentExecutions"];
-        if has_http_route(f) {
-            assert_eq!(
-                references(reserved),
-                BTreeSet::from(["RouteConcurrency".to_string()]),
-                "{id}: ReservedConcurrentExecutions: !Ref RouteConcurrency"
+}
+
+/// `RouteSettings` of each HttpApi event of the function with logical id `id`.
+fn route_settings(t: &Value, id: &str) -> Vec<(String, Value)> {
+    t["Resources"][id]["Properties"]["Events"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .filter(|e| e["Type"].as_str() == Some("HttpApi"))
+        .map(|e| {
+            let p = &e["Properties"];
+            (
+                p["Path"].as_str().unwrap().to_string(),
+                p["RouteSettings"].clone(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_health_check_and_the_analytics_api_are_throttled_route_by_route() {
+    // /health is unauthenticated and the analytics routes are heavy: each route
+    // has a limit of its own below the API's default, and keeps its metrics (a
+    // route's settings replace the default ones).
+    let t = template();
+    let default_rate = number(&t["Parameters"]["ThrottlingRateLimit"]["Default"]).unwrap();
+    for (id, routes) in [("HealthFunction", 1), ("AnalyticsFunction", 3)] {
+        let settings = route_settings(&t, id);
+        assert_eq!(settings.len(), routes, "{id}");
+        for (path, s) in settings {
+            let rate = number(&s["ThrottlingRateLimit"]).unwrap_or_else(|| panic!("{path}"));
+            assert!(
+                (1..=10).contains(&rate) && rate < default_rate,
+                "{path}: {rate}"
             );
-        } else {
-            // The reset and migrate: one connection each, counted above.
-            assert_eq!(number(reserved), Some(1), "{id}");
+            assert!(number(&s["ThrottlingBurstLimit"]).is_some(), "{path}");
+            assert_eq!(s["DetailedMetricsEnabled"].as_bool(), Some(true), "{path}");
         }
     }
 }
@@ -675,15 +735,24 @@ fn each_function_may_read_exactly_the_secrets_its_environment_names() {
         }
         assert_eq!(granted, named, "{id}: the secrets it may read");
     }
-    // The app key where it is checked; the hash secret where batches are stored.
+    // The app key where it is checked (and where the analytics keys must differ
+    // from it); the hash secret where batches are stored; the analytics keys in
+    // the analytics function only.
     let upload = environment(&t, &t["Resources"]["UploadBatchFunction"]);
     let register = environment(&t, &t["Resources"]["RegisterDeviceFunction"]);
+    let analytics = environment(&t, &t["Resources"]["AnalyticsFunction"]);
     for (env, variable) in [
         (&upload, "API_KEY_SECRET_ARN"),
         (&upload, "HASH_SECRET_SECRET_ARN"),
         (&register, "API_KEY_SECRET_ARN"),
+        (&analytics, "API_KEY_SECRET_ARN"),
+        (&analytics, "ANALYTICS_API_KEYS_SECRET_ARN"),
     ] {
         assert!(env.contains_key(variable), "{variable}");
+    }
+    for (id, f) in functions(&t) {
+        let has = environment(&t, &f).contains_key("ANALYTICS_API_KEYS_SECRET_ARN");
+        assert_eq!(has, id == "AnalyticsFunction", "{id}");
     }
 }
 

@@ -26,10 +26,17 @@ pub enum ApiError {
     /// client sent what no HTTP request may carry).
     #[error("bad request: {0}")]
     Unparseable(#[from] crate::runtime::BadEvent),
+    /// 400 `{"error":"Bad Request","message":"Invalid query","details":[…]}`: query
+    /// parameters that are invalid or repeated, each with what is wrong.
+    #[error("invalid query ({} errors)", .0.len())]
+    InvalidQuery(Vec<FieldError>),
     /// 401 `{"error":"Unauthorized","message": <reason>}`. The reason names a class
     /// of failure and never echoes a credential.
     #[error("unauthorized: {0}")]
     Unauthorized(&'static str),
+    /// 404: a path the function does not serve (API Gateway routes it none).
+    #[error("not found")]
+    NotFound,
     /// 405.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -67,8 +74,11 @@ impl From<DbError> for ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) | Self::Unparseable(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::InvalidQuery(_) | Self::Unparseable(_) => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -84,7 +94,13 @@ impl ApiError {
         match self {
             Self::BadRequest(msg) | Self::Conflict(msg) => json!({ "error": msg }),
             Self::Unparseable(_) => json!({ "error": "Bad Request" }),
+            Self::InvalidQuery(details) => json!({
+                "error": "Bad Request",
+                "message": "Invalid query",
+                "details": details,
+            }),
             Self::Unauthorized(reason) => json!({ "error": "Unauthorized", "message": reason }),
+            Self::NotFound => json!({ "error": "Not Found", "message": "Route not found" }),
             Self::MethodNotAllowed => {
                 json!({ "error": "Method Not Allowed", "message": "Method not allowed" })
             }
@@ -148,6 +164,28 @@ pub fn require_method(
 /// Turns a handler's outcome into the answer.
 pub fn respond(result: Result<Response<Body>, ApiError>) -> Response<Body> {
     result.unwrap_or_else(ApiError::into_response)
+}
+
+/// `response` marked for no cache to keep (`Cache-Control: no-store`): answers
+/// that change from one request to the next, or hold what a key unlocked.
+pub fn no_store(mut response: Response<Body>) -> Response<Body> {
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+/// The answer to `method`: a `HEAD` gets the `GET`'s status and headers without
+/// its body.
+pub fn for_method(
+    method: &lambda_http::http::Method,
+    mut response: Response<Body>,
+) -> Response<Body> {
+    if method == lambda_http::http::Method::HEAD {
+        *response.body_mut() = Body::Empty;
+    }
+    response
 }
 
 /// `error: cause: cause…`, for logs and operators. A cause the text already quotes
@@ -219,6 +257,39 @@ mod tests {
         assert!(require_method(&request(Method::GET), &[Method::GET]).is_ok());
         let err = require_method(&request(Method::DELETE), &[Method::GET]).unwrap_err();
         assert_eq!(err.into_response().status(), 405);
+    }
+
+    #[test]
+    fn an_invalid_query_lists_each_parameter_and_what_is_wrong() {
+        let r = ApiError::InvalidQuery(vec![FieldError {
+            path: "limit".into(),
+            message: "must be an integer from 1 to 500".into(),
+        }])
+        .into_response();
+        assert_eq!(r.status(), 400);
+        assert_eq!(
+            body(&r),
+            serde_json::json!({"error": "Bad Request", "message": "Invalid query",
+                "details": [{"path": "limit", "message": "must be an integer from 1 to 500"}]})
+        );
+    }
+
+    #[test]
+    fn a_head_answer_keeps_the_status_and_headers_and_drops_the_body() {
+        use lambda_http::http::Method;
+        let get = || no_store(json(StatusCode::OK, &serde_json::json!({"a": 1})));
+        let head = for_method(&Method::HEAD, get());
+        assert_eq!(head.status(), 200);
+        assert_eq!(head.headers()[header::CACHE_CONTROL], "no-store");
+        assert_eq!(
+            head.headers()[header::CONTENT_TYPE],
+            get().headers()[header::CONTENT_TYPE]
+        );
+        assert!(matches!(head.body(), Body::Empty));
+        assert_eq!(
+            body(&for_method(&Method::GET, get())),
+            serde_json::json!({"a": 1})
+        );
     }
 
     #[test]

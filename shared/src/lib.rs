@@ -11,6 +11,8 @@
 //! - [`reset`]: the nightly reset of daily upload counts;
 //! - [`runtime`]: where every function meets the Lambda runtime;
 //! - [`aggregate`]: the aggregation job (5-minute and daily sensor aggregates);
+//! - [`analytics`]: the analytics API over them, behind keys of its own;
+//! - [`health`]: `GET /health`, whether the database answers;
 //! - [`job`]: what the scheduled jobs share;
 //! - [`json`]: request bodies read strictly (a key named twice is refused);
 //! - [`telemetry`]: logs and metrics;
@@ -18,6 +20,7 @@
 //! - [`upload`], [`device`]: `POST /upload` and `POST /register-device`.
 
 pub mod aggregate;
+pub mod analytics;
 pub mod audit;
 pub mod auth;
 pub mod config;
@@ -25,6 +28,7 @@ pub mod daily_pot;
 pub mod db;
 pub mod device;
 pub mod failure;
+pub mod health;
 pub mod http;
 pub mod init;
 pub mod job;

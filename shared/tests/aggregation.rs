@@ -376,6 +376,100 @@ async fn a_late_batch_updates_its_window_and_day_instead_of_replacing_them() {
     assert_tables_match_the_model(&c).await;
 }
 
+/// The database's clock moved by `offset` (e.g. `- interval '1 minute'`), as the
+/// old server's `timestamp` text.
+async fn db_time(c: &Client, offset: &str) -> String {
+    c.query_one(
+        &format!(
+            "SELECT to_char((now() {offset}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+        ),
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+#[tokio::test]
+async fn a_window_is_written_once_it_has_closed_and_its_day_holds_closed_windows_only() {
+    // docs/aggregation.md, "What ours must do" 2: a reader of the analytics API must never get a
+    // partial current window that it would page past.
+    let test = legacy_migrated().await;
+    let c = test.client().await;
+    let db = test.database();
+    c.batch_execute("DELETE FROM sensor_batches").await.unwrap();
+    // One batch in a window closed ten minutes ago, one from a device whose clock
+    // runs an hour ahead: its window is still open (the current one would be too,
+    // but a run near a boundary could see it close).
+    let (closed, ahead) = (
+        db_time(&c, "- interval '10 minutes'").await,
+        db_time(&c, "+ interval '1 hour'").await,
+    );
+    store(
+        &c,
+        "hashA",
+        &closed,
+        &simple("u09tvw", &closed, 10.0).json(),
+    )
+    .await;
+    store(
+        &c,
+        "hashB",
+        &ahead,
+        &B {
+            n: 3,
+            ..simple("u09tvw", &ahead, 20.0)
+        }
+        .json(),
+    )
+    .await;
+
+    let first = run(&db, 100).await;
+    assert_eq!(
+        (first.batches_added, first.windows_written),
+        (2, 1),
+        "both recorded, one written: {first:?}"
+    );
+    let now: chrono::DateTime<chrono::Utc> = c.query_one("SELECT now()", &[]).await.unwrap().get(0);
+    let written = windows(&c).await;
+    assert!(
+        written
+            .keys()
+            .all(|(start, _)| *start + chrono::Duration::minutes(5) <= now),
+        "{written:?}"
+    );
+    let day_samples: i64 = days(&c).await.values().map(|d| d.samples).sum();
+    assert_eq!(day_samples, 1, "the days hold the closed window only");
+
+    // An hour later (emulated: the recorded window and the last run's start moved
+    // back, as the database clock cannot be): the first run after the window
+    // closed writes it and its day, with no batch arriving.
+    c.batch_execute(
+        "UPDATE sensor_aggregation_batches SET window_start = window_start - interval '2 hours'
+             WHERE device_hash = 'hashB';
+         UPDATE sensor_aggregation_progress SET updated_at = updated_at - interval '2 hours'",
+    )
+    .await
+    .unwrap();
+    let second = run(&db, 100).await;
+    assert_eq!(
+        (second.batches_read, second.windows_written),
+        (0, 1),
+        "{second:?}"
+    );
+    let samples: Vec<i64> = windows(&c).await.values().map(|w| w.samples).collect();
+    assert_eq!(samples.iter().sum::<i64>(), 4, "{samples:?}");
+    let day_samples: i64 = days(&c).await.values().map(|d| d.samples).sum();
+    assert_eq!(day_samples, 4);
+    // And once written, a window is not written again.
+    let third = run(&db, 100).await;
+    assert_eq!(
+        (third.windows_written, third.days_written),
+        (0, 0),
+        "{third:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_batch_stored_twice_counts_once_and_the_oldest_window_is_not_skipped() {
     // docs/aggregation.md §7 example 2 (2026-03-11, geohash gcpvj0), D4 stored twice.
@@ -885,9 +979,9 @@ async fn v6_keeps_the_old_servers_insert_working_and_its_undo_removes_exactly_wh
     const OURS: &str = "SELECT count(*) FROM pg_class WHERE relname LIKE 'sensor_aggregation%' OR relname = 'idx_sensor_batches_received_xid'
                 UNION ALL SELECT count(*) FROM pg_proc WHERE proname LIKE 'sensor_aggregation%'
                 UNION ALL SELECT count(*) FROM pg_attribute WHERE attrelid = 'sensor_batches'::regclass AND attname = 'received_xid' AND NOT attisdropped";
-    // Tables with their indexes (two tables, their keys, the bucket index, V7's
-    // arrival index), two functions, one column.
-    assert_eq!(counts(&c, OURS).await, [6, 2, 1]);
+    // Tables with their indexes (two tables, their keys, the bucket index, V9's
+    // window index, V7's arrival index), two functions, one column.
+    assert_eq!(counts(&c, OURS).await, [7, 2, 1]);
 
     let undo = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -915,6 +1009,6 @@ async fn v6_keeps_the_old_servers_insert_working_and_its_undo_removes_exactly_wh
     c.batch_execute(&format!("BEGIN; {redo} COMMIT;"))
         .await
         .unwrap();
-    // All but the arrival index, which V7 builds concurrently.
+    // All but the arrival and window indexes, which V7 and V9 build concurrently.
     assert_eq!(counts(&c, OURS).await, [5, 2, 1]);
 }

@@ -15,7 +15,7 @@ use shared::device::RegisterApp;
 use shared::reset::ResetConfig;
 use shared::upload::UploadApp;
 use testkit::keys::{self, KeyServer};
-use testkit::requests::with_token;
+use testkit::requests::{event as fixture, rerouted, with_token};
 use testkit::TestDb;
 use upload_helpers::{answer, as_pairs, env, event, fixture_upload, upload};
 
@@ -158,6 +158,35 @@ async fn every_route_and_job_works_as_the_dml_only_role() {
         .unwrap()
         .get(0);
     assert!(days >= 1);
+
+    // The analytics API reads both aggregate tables, the job's batches and the
+    // devices' counters; /health reads nothing.
+    let keys = shared::analytics::AnalyticsKeys::from_env(&[
+        ("ANALYTICS_API_KEYS", "test-analytics-key"),
+        ("API_KEY", "another-key"),
+    ])
+    .unwrap();
+    let analytics = shared::analytics::AnalyticsApp::new(db(), keys);
+    for (path, query) in [
+        ("/analytics/aggregates", "bucket=5m"),
+        ("/analytics/aggregates", "bucket=day"),
+        ("/analytics/coverage", "hours=168"),
+        ("/analytics/device-stats", ""),
+    ] {
+        use lambda_http::aws_lambda_events::query_map::QueryMap;
+        use lambda_http::RequestExt;
+        let request = rerouted(fixture("analytics"), lambda_http::http::Method::GET, path)
+            .with_query_string_parameters(query.parse::<QueryMap>().unwrap());
+        let (status, body) = answer(shared::analytics::handle(&analytics, request).await);
+        assert_eq!(status, 200, "{path}?{query}: {body}");
+        // The uploads above are older than a week: coverage has no cell (its
+        // statement reads all three tables all the same).
+        let empty = body["items"].as_array().unwrap().is_empty();
+        assert_eq!(empty, path.ends_with("coverage"), "{path}?{query}: {body}");
+    }
+    let health = shared::health::HealthApp::new(db(), true);
+    let response = shared::health::handle(&health, fixture("health")).await;
+    assert_eq!(response.status(), 200);
 }
 
 #[tokio::test]

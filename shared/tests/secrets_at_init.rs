@@ -111,6 +111,52 @@ async fn a_deployed_upload_function_gets_its_secrets_from_secrets_manager_at_sta
     assert_eq!(response.status(), 401);
 }
 
+#[tokio::test]
+async fn a_deployed_analytics_function_reads_its_keys_and_refuses_the_app_key_among_them() {
+    let test = TestDb::migrated().await;
+    let (app_key, dash, partner) = (random("app-key"), random("dash"), random("partner"));
+    let service = SecretsManager::start(vec![
+        (arn("app-key"), Some(app_key.clone())),
+        (arn("analytics-keys"), Some(format!("{dash}, {partner}"))),
+        (arn("leaky-keys"), Some(format!("{dash},{app_key}"))),
+    ])
+    .await;
+    let deployed = |keys: &str| {
+        env_of(
+            &service,
+            HashMap::from([("DATABASE_URL".to_string(), test.url.clone())]),
+            &[
+                ("API_KEY_SECRET_ARN", &arn("app-key")),
+                ("ANALYTICS_API_KEYS_SECRET_ARN", &arn(keys)),
+            ],
+        )
+    };
+    let base = deployed("analytics-keys");
+    let env = secrets::resolve(&base).await.unwrap();
+    let app = shared::analytics::AnalyticsApp::from_env(&env).unwrap();
+    let call = |key: &str| {
+        let mut request = testkit::requests::event("analytics");
+        request
+            .headers_mut()
+            .insert("x-api-key", HeaderValue::from_str(key).unwrap());
+        shared::analytics::handle(&app, request)
+    };
+    assert_eq!(call(&partner).await.status(), 200);
+    assert_eq!(call(&app_key).await.status(), 401);
+    // The fixture's local key is not a deployed one.
+    let response = shared::analytics::handle(&app, testkit::requests::event("analytics")).await;
+    assert_eq!(response.status(), 401);
+
+    let base = deployed("leaky-keys");
+    let env = secrets::resolve(&base).await.unwrap();
+    let err = shared::analytics::AnalyticsApp::from_env(&env)
+        .err()
+        .expect("the start-up stops")
+        .to_string();
+    assert!(err.contains("ANALYTICS_API_KEYS"), "{err}");
+    assert!(!err.contains(&app_key) && !err.contains(&dash), "{err}");
+}
+
 /// Resolves `env` and returns the error's message, checking that it holds none of
 /// `hidden`.
 async fn init_error(env: &HashMap<String, String>, hidden: &[&str]) -> String {

@@ -181,6 +181,19 @@ impl TestDb {
         DbConfig::from_env(&env).expect("test configuration is valid")
     }
 
+    /// Every session opened on this database from now on is read-only
+    /// (`default_transaction_read_only`): a write of a route under test would fail.
+    pub async fn make_read_only(&self) {
+        self.client()
+            .await
+            .batch_execute(&format!(
+                "ALTER DATABASE {} SET default_transaction_read_only = on",
+                self.name
+            ))
+            .await
+            .expect("the database can be made read-only");
+    }
+
     /// The application's connection (what a function's container holds).
     pub fn database(&self) -> Database {
         Database::new(&self.config(&[])).expect("connector builds")

@@ -21,3 +21,26 @@ fn collect(plan: &Value, out: &mut Vec<String>) {
         _ => {}
     }
 }
+
+/// `(node type, index)` of every node of a plan from `EXPLAIN (ANALYZE, FORMAT
+/// JSON)` that ran and reads through an index, outermost first: the branches a
+/// one-time filter skipped (`never executed`) left out.
+pub fn executed_indexes(plan: &Value) -> Vec<(String, String)> {
+    fn walk(node: &Value, out: &mut Vec<(String, String)>) {
+        if node["Actual Loops"].as_u64().unwrap_or(0) == 0 {
+            return;
+        }
+        if let (Some(kind), Some(index)) = (node["Node Type"].as_str(), node["Index Name"].as_str())
+        {
+            out.push((kind.to_string(), index.to_string()));
+        }
+        for child in node["Plans"].as_array().into_iter().flatten() {
+            walk(child, out);
+        }
+    }
+    let mut out = Vec::new();
+    for root in plan.as_array().into_iter().flatten() {
+        walk(&root["Plan"], &mut out);
+    }
+    out
+}

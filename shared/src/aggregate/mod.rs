@@ -8,12 +8,16 @@
 //!    (new arrivals first, then the rows stored before V6), each recorded once
 //!    with what it contributes to its window; the unreadable ones are skipped,
 //!    logged by key and counted (the `AggregationSkippedBatches` metric);
-//! 3. [`queries::REBUILD`]: every window and whole UTC day those batches touch is
-//!    computed again from all of its batches and written where it changed.
+//! 3. [`queries::REBUILD`]: every closed window those batches touch, and every
+//!    window that closed since the last run, is computed again from all of its
+//!    batches, with its UTC day (the day's closed windows), and written where it
+//!    changed.
 //!
-//! So a late batch updates its window and day when it arrives, a backlog catches
-//! up over several runs, and a run over nothing new writes nothing. A database
-//! error rolls the run back and fails the invocation.
+//! So a late batch updates its window and day when it arrives, a window still
+//! open is written by the first run after it closes (never partially, so a reader
+//! of the analytics API never pages past it), a backlog catches up over several
+//! runs, and a run over nothing new writes nothing. A database error rolls the
+//! run back and fails the invocation.
 
 mod queries;
 

@@ -17,7 +17,8 @@ pub const LOCK_KEY: i64 = 0x6167_6772_6567_6174; // "aggregat"
 
 /// Reads at most `$1` batches not read before, records what each contributes to
 /// its window, and moves the progress row past them. Returns what it read, the
-/// unreadable batches (by key, with the reason), and the windows that changed.
+/// unreadable batches (by key, with the reason), and the closed windows to write:
+/// those that changed, and those that closed since the last run.
 ///
 /// - Arrivals first: the batches stored since V6 that the last run's snapshot did
 ///   not show, or showed after the cursor where that run stopped at its bound, in
@@ -108,8 +109,19 @@ moved AS (
         updated_at = now()
     RETURNING backlog_done
 ),
+-- The windows to write: closed ones only (window_end <= now(), the run's start),
+-- so a reader never pages past a partial current window. Those this run's batches
+-- touched, and those that closed since the last run (its start is the progress
+-- row's updated_at): the batches of a window still open when they arrived were
+-- recorded then, and it is written by the first run after it closes.
 changed AS (
-    SELECT DISTINCT window_start, geohash FROM added
+    SELECT window_start, geohash FROM added
+    WHERE window_start < date_bin('5 minutes', now(), timestamptz '1970-01-01 00:00:00+00')
+    UNION
+    SELECT window_start, geohash FROM sensor_aggregation_batches
+    WHERE window_start >= date_bin('5 minutes', (SELECT updated_at FROM progress),
+                                   timestamptz '1970-01-01 00:00:00+00')
+      AND window_start < date_bin('5 minutes', now(), timestamptz '1970-01-01 00:00:00+00')
 ),
 unreadable AS (
     SELECT device_hash, timestamp_utc, unreadable FROM contributions WHERE unreadable IS NOT NULL
@@ -126,8 +138,9 @@ SELECT (SELECT count(*) FROM arrived) AS arrived,
 "#,
 );
 
-/// Rebuilds, from `sensor_aggregation_batches`, every window and the whole UTC day
-/// of each changed window (`$1` window starts, `$2` geohashes, pairwise), and
+/// Rebuilds, from `sensor_aggregation_batches`, every window and the UTC day (its
+/// closed windows) of each changed window (`$1` window starts, `$2` geohashes,
+/// pairwise, all closed), and
 /// upserts the rows of the old job's two tables. One pass over the days' batches
 /// yields both: the grouping set with `window_start` gives the windows, the one
 /// without it the days. A row is written only when a value changed.
@@ -166,6 +179,8 @@ sums AS (
       ON c.geohash = d.geohash
      AND c.window_start >= d.day::timestamp AT TIME ZONE 'UTC'
      AND c.window_start < (d.day + 1)::timestamp AT TIME ZONE 'UTC'
+     -- A day holds its closed windows only, like the window table.
+     AND c.window_start < date_bin('5 minutes', now(), timestamptz '1970-01-01 00:00:00+00')
     GROUP BY GROUPING SETS ((d.geohash, d.day, c.window_start), (d.geohash, d.day))
 ),
 metrics AS (

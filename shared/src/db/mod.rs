@@ -22,7 +22,7 @@ use tokio_postgres::{Client, Row};
 pub use bounds::Bounds;
 pub use connect::ConnectorError;
 pub use error::{DbError, Wait};
-pub use query::{Param, Query, Replay};
+pub use query::{Param, Planning, Query, Replay};
 pub use tokio_postgres::types::Type;
 
 use crate::config::DbConfig;
@@ -129,6 +129,15 @@ impl Database {
     /// The open connection, or a new one if there is none or it was closed.
     pub async fn client(&self) -> Result<Arc<Client>, DbError> {
         Ok(self.session().await?.client.clone())
+    }
+
+    /// Drops the cached connection and closes it, so that the next query connects
+    /// anew: for a caller that gave up waiting on it under a bound of its own
+    /// (shorter than [`Bounds`]), as a stalled query does past its bound.
+    pub async fn forget_connection(&self) {
+        if let Some(session) = self.session.lock().await.take() {
+            session.abandon();
+        }
     }
 
     /// A connection of its own, outside the cache, for work that needs a session

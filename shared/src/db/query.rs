@@ -12,11 +12,37 @@ use tokio_postgres::types::{ToSql, Type};
 pub struct Query {
     pub name: &'static str,
     pub sql: &'static str,
+    pub planning: Planning,
+}
+
+/// When PostgreSQL plans a statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Planning {
+    /// Prepared once per connection (directly connected), its plan reused.
+    Once,
+    /// Sent unnamed every time, so each run is planned for its own values: for
+    /// statements whose best plan depends on them (an optional filter that matches
+    /// one row in a million or every row), where a reused generic plan would fit
+    /// some values only. Costs a Parse and a plan per run.
+    EachRun,
 }
 
 impl Query {
     pub const fn new(name: &'static str, sql: &'static str) -> Self {
-        Self { name, sql }
+        Self {
+            name,
+            sql,
+            planning: Planning::Once,
+        }
+    }
+
+    /// A statement planned for its values at every run ([`Planning::EachRun`]).
+    pub const fn planned_each_run(name: &'static str, sql: &'static str) -> Self {
+        Self {
+            name,
+            sql,
+            planning: Planning::EachRun,
+        }
     }
 }
 

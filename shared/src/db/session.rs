@@ -7,7 +7,8 @@
 //! Describe that prepare it travel in the same flight as an unnamed run of the same
 //! query, whose rows answer the request. Behind RDS Proxy (`DB_PROXY=true`) every
 //! query runs unnamed (`query_typed`): a named statement would pin the session to
-//! one database connection there.
+//! one database connection there. So does a query planned for its values at every
+//! run ([`Planning::EachRun`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +19,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Row, Statement};
 
 use super::connect::Connected;
-use super::{Param, Query};
+use super::{Param, Planning, Query};
 
 type Statements = HashMap<&'static str, Statement>;
 
@@ -61,7 +62,11 @@ impl Session {
         round_trips: &AtomicU64,
     ) -> Result<Vec<Row>, tokio_postgres::Error> {
         round_trips.fetch_add(1, Ordering::Relaxed);
-        let Some(prepared) = &self.prepared else {
+        let Some(prepared) = self
+            .prepared
+            .as_ref()
+            .filter(|_| query.planning == Planning::Once)
+        else {
             return self.client.query_typed(query.sql, params).await;
         };
         let cached = Self::statements(prepared)

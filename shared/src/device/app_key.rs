@@ -2,7 +2,7 @@
 
 use lambda_http::http::HeaderMap;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use subtle::{Choice, ConstantTimeEq};
 
 use crate::config::{required, ConfigError, Env};
 use crate::http::ApiError;
@@ -28,18 +28,33 @@ impl AppKey {
 
     /// 401 "Missing API key" / "Invalid API key" unless the header holds the key.
     pub fn check(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let given = headers
-            .get(HEADER)
-            .map(|v| v.as_bytes())
-            .filter(|v| !v.is_empty())
-            .ok_or(ApiError::Unauthorized("Missing API key"))?;
-        let digest: [u8; 32] = Sha256::digest(given).into();
-        if bool::from(digest.ct_eq(&self.digest)) {
+        if bool::from(self.matches(&presented(headers)?)) {
             Ok(())
         } else {
-            Err(ApiError::Unauthorized("Invalid API key"))
+            Err(INVALID)
         }
     }
+
+    /// Whether `given`, a [`presented`] key, is this one, in constant time.
+    pub fn matches(&self, given: &PresentedKey) -> Choice {
+        given.0.ct_eq(&self.digest)
+    }
+}
+
+/// The key a request carries in `X-API-Key`, as its digest.
+pub struct PresentedKey([u8; 32]);
+
+/// The answer to a key that matches none.
+pub const INVALID: ApiError = ApiError::Unauthorized("Invalid API key");
+
+/// The request's `X-API-Key`; 401 "Missing API key" when it has none (or an empty one).
+pub fn presented(headers: &HeaderMap) -> Result<PresentedKey, ApiError> {
+    let given = headers
+        .get(HEADER)
+        .map(|v| v.as_bytes())
+        .filter(|v| !v.is_empty())
+        .ok_or(ApiError::Unauthorized("Missing API key"))?;
+    Ok(PresentedKey(Sha256::digest(given).into()))
 }
 
 #[cfg(test)]

@@ -126,6 +126,10 @@ const ADDED: &[(u32, &str)] = &[
     (3, "trigger daily_pots.daily_pots_stamp_uploads_day"),
     (6, "column sensor_batches.received_xid"),
     (7, "index sensor_batches.idx_sensor_batches_received_xid"),
+    (
+        8,
+        "index sensor_aggregates_5m.sensor_aggregates_5m_geohash_prefix",
+    ),
 ];
 
 /// Facts of the old server's schema a migration of ours drops (absent once it ran).

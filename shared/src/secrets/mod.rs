@@ -46,7 +46,7 @@ enum Form {
 
 /// Every secret a function may need. `DB_PASSWORD` joins the user and host of
 /// `DATABASE_URL` (see [`crate::config::DbConfig`]).
-pub static SECRETS: [Secret; 3] = [
+pub static SECRETS: [Secret; 4] = [
     Secret {
         name: "API_KEY",
         arn_variable: "API_KEY_SECRET_ARN",
@@ -61,6 +61,12 @@ pub static SECRETS: [Secret; 3] = [
         name: "DB_PASSWORD",
         arn_variable: "DB_PASSWORD_SECRET_ARN",
         form: Form::JsonField("password"),
+    },
+    // The analytics API's keys, comma-separated ([`crate::analytics::keys`]).
+    Secret {
+        name: "ANALYTICS_API_KEYS",
+        arn_variable: "ANALYTICS_API_KEYS_SECRET_ARN",
+        form: Form::Text,
     },
 ];
 

@@ -84,6 +84,11 @@ impl Instant {
         Some(Self(at.with_timezone(&Utc)))
     }
 
+    /// `t` as a JavaScript `Date` would hold it: to the millisecond, truncated.
+    pub fn truncated(t: DateTime<Utc>) -> Self {
+        Self(DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t))
+    }
+
     pub fn as_utc(&self) -> DateTime<Utc> {
         self.0
     }

@@ -1,0 +1,20 @@
+//! GET /analytics/aggregates, /analytics/coverage and /analytics/device-stats: the
+//! aggregates and device counters, read only, behind the analytics keys. The logic
+//! is `shared::analytics`.
+
+use shared::analytics::AnalyticsApp;
+use shared::config::ProcessEnv;
+use shared::runtime::{self, Error};
+use shared::{init, secrets};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    // Secrets named by ARN are read first (the analytics keys, and the app key they
+    // must differ from); none configured, one equal to the app key, or a secret that
+    // cannot be read stops the function here, naming the variable.
+    let app =
+        &init::started(async { AnalyticsApp::from_env(&secrets::resolve(&ProcessEnv).await?) })
+            .await;
+    runtime::serve_http(|request| shared::analytics::handle(app, request)).await
+}
