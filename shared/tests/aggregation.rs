@@ -8,6 +8,7 @@ mod aggregation_support;
 mod upload_helpers;
 
 use aggregation_support::*;
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use shared::aggregate::{AggregateConfig, Aggregation};
 use tokio_postgres::Client;
@@ -786,6 +787,84 @@ async fn fresh_uploads_through_the_real_handler_are_aggregated() {
         .map(|(_, a)| a.samples)
         .sum();
     assert_eq!(day_samples, expected_samples);
+}
+
+#[tokio::test]
+async fn readings_at_the_date_bounds_are_stored_and_aggregated_and_beyond_them_refused() {
+    // api.md: every date lies in [1970-01-01T00:00:00.000Z, 9999-12-31T23:59:59.999Z],
+    // and whatever is accepted the job can read. Year 10000 used to be stored as
+    // "+010000-…" (skipped by the job for good), and -1e15 ms was a 500.
+    let test = legacy_migrated().await;
+    let c = test.client().await;
+    let uploads = upload_helpers::upload_app(&test, &[]);
+    let at = |timestamp: Value, t: Value| {
+        let mut body = upload_helpers::fixture_upload();
+        body["timestamp"] = timestamp;
+        body["batch"] = json!([{"t": t, "light": 5}]);
+        body
+    };
+    let before = upload_helpers::snapshot(&c).await;
+    for (body, path) in [
+        (at(json!(-1e15), json!(0)), "timestamp"),
+        (at(json!(-1), json!(0)), "timestamp"),
+        (at(json!(0), json!(253_402_300_800_000u64)), "batch[0].t"),
+        (
+            at(json!(0), json!("10000-01-01T00:00:00.000Z")),
+            "batch[0].t",
+        ),
+        (
+            at(json!(0), json!("9999-12-31T23:59:59.999-00:01")),
+            "batch[0].t",
+        ),
+    ] {
+        let (status, answer) = upload_helpers::upload(&uploads, &body, &[]).await;
+        assert_eq!(status, 422, "{body}: {answer}");
+        assert_eq!(answer["details"][0]["path"], path, "{answer}");
+    }
+    assert_eq!(
+        upload_helpers::snapshot(&c).await,
+        before,
+        "nothing written"
+    );
+
+    for body in [
+        at(json!(0), json!("1970-01-01T00:00:00.000Z")),
+        at(
+            json!("9999-12-31T23:59:59.999Z"),
+            json!(253_402_300_799_999u64),
+        ),
+    ] {
+        let (status, answer) = upload_helpers::upload(&uploads, &body, &[]).await;
+        assert_eq!(
+            (status, answer),
+            (202, json!({"accepted_records": 1})),
+            "{body}"
+        );
+    }
+    let summary = run(&test.database(), 100).await;
+    assert_eq!(
+        (summary.arrivals_read, summary.batches_skipped),
+        (2, 0),
+        "{summary:?}"
+    );
+    let recorded: Vec<DateTime<Utc>> = c
+        .query(
+            "SELECT window_start FROM sensor_aggregation_batches
+             WHERE device_hash = $1 ORDER BY window_start",
+            &[&upload_helpers::device_hash(
+                &upload_helpers::fixture_device(),
+            )],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        recorded,
+        [utc("1970-01-01T00:00:00Z"), utc("9999-12-31T23:55:00Z")]
+    );
+    assert_tables_match_the_model(&c).await;
 }
 
 #[tokio::test]
