@@ -148,6 +148,77 @@ async fn a_retried_batch_is_a_duplicate_and_counts_nothing_again() {
 }
 
 #[tokio::test]
+async fn counters_at_their_maximum_saturate_and_the_upload_is_still_stored_and_counted() {
+    // api.md: the counters saturate at the column's maximum, never overflow into a
+    // refused upload (an overflow used to be a 500 for every later upload of the
+    // device).
+    let test = TestDb::migrated().await;
+    let app = upload_app(&test, &[]);
+    let client = test.client().await;
+    let secret = insert_secret(&client, "android-realistic", "user-1").await;
+    let headers = [("x-device-secret", Some(secret.as_str()))];
+    let at = |timestamp: &str| {
+        let mut b = realistic();
+        b["timestamp"] = json!(timestamp);
+        b
+    };
+    assert_eq!(
+        upload(&app, &at("2026-03-01T10:00:00Z"), &headers).await.0,
+        202
+    );
+    // The counters where the next batch (5 readings, 2 valid, 1 pocket, 59 s)
+    // would overflow each of them.
+    client
+        .execute(
+            "UPDATE user_stats SET samples_count = 9223372036854775807,
+                 valid_samples = 9223372036854775806, pocket_samples = 9223372036854775807,
+                 uptime_seconds = 9223372036854775800",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (status, answer) = upload(&app, &at("2026-03-01T11:00:00Z"), &headers).await;
+    assert_eq!((status, answer), (202, json!({"accepted_records": 5})));
+    let stats = |sql: &'static str| {
+        let client = &client;
+        async move {
+            let row = client.query_one(sql, &[]).await.unwrap();
+            (0..row.len())
+                .map(|i| row.get::<_, i64>(i))
+                .collect::<Vec<_>>()
+        }
+    };
+    let counters = "SELECT samples_count, valid_samples, pocket_samples, uptime_seconds
+                    FROM user_stats";
+    assert_eq!(stats(counters).await, vec![i64::MAX; 4]);
+    assert_eq!(
+        stats(
+            "SELECT count(*), (SELECT uploads_today::bigint FROM daily_pots) FROM sensor_batches"
+        )
+        .await,
+        [2, 2],
+        "stored and counted"
+    );
+
+    // The largest uptime one batch can add (its readings span 1970 to 9999)
+    // onto a counter that holds less than that below the maximum.
+    client
+        .execute(
+            "UPDATE user_stats SET uptime_seconds = 9223372036854775807 - 253402300798",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut span = at("2026-03-01T12:00:00Z");
+    span["batch"] = json!([{"t": 0}, {"t": "9999-12-31T23:59:59.999Z"}]);
+    assert_eq!(upload(&app, &span, &headers).await.0, 202);
+    assert_eq!(
+        stats("SELECT uptime_seconds FROM user_stats").await,
+        [i64::MAX]
+    );
+}
+
+#[tokio::test]
 async fn an_older_batch_arriving_late_never_moves_last_upload_at_back() {
     let test = TestDb::migrated().await;
     let app = upload_app(&test, &[]);

@@ -81,11 +81,14 @@ stats AS (
                                  uptime_seconds, last_upload_at, user_id)
     SELECT $1::text, $4::bigint, $5::bigint, $6::bigint, $7::bigint, $2::timestamptz, batch.user_id
     FROM batch
+    -- Each counter saturates at the column's maximum (bigint) instead of overflowing
+    -- into an error that would refuse every later upload of the device: summed as
+    -- numeric, which cannot overflow, then capped.
     ON CONFLICT (device_hash) DO UPDATE SET
-        samples_count  = s.samples_count  + EXCLUDED.samples_count,
-        valid_samples  = s.valid_samples  + EXCLUDED.valid_samples,
-        pocket_samples = s.pocket_samples + EXCLUDED.pocket_samples,
-        uptime_seconds = s.uptime_seconds + EXCLUDED.uptime_seconds,
+        samples_count  = least(s.samples_count  + EXCLUDED.samples_count::numeric,  9223372036854775807)::bigint,
+        valid_samples  = least(s.valid_samples  + EXCLUDED.valid_samples::numeric,  9223372036854775807)::bigint,
+        pocket_samples = least(s.pocket_samples + EXCLUDED.pocket_samples::numeric, 9223372036854775807)::bigint,
+        uptime_seconds = least(s.uptime_seconds + EXCLUDED.uptime_seconds::numeric, 9223372036854775807)::bigint,
         -- A late, older batch never moves it back (GREATEST skips NULL).
         last_upload_at = GREATEST(s.last_upload_at, EXCLUDED.last_upload_at),
         -- An anonymous upload keeps the user a device is known for.
