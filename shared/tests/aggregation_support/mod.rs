@@ -24,9 +24,18 @@ pub async fn legacy_migrated() -> TestDb {
     test
 }
 
+/// The job's bounds with at most `batch_size` batches per run (and the default
+/// bytes).
+pub fn bounds(batch_size: i64) -> AggregateConfig {
+    AggregateConfig {
+        batch_size,
+        max_bytes: shared::aggregate::DEFAULT_MAX_BYTES,
+    }
+}
+
 /// One run of the job with at most `batch_size` batches.
 pub async fn run(db: &Database, batch_size: i64) -> AggregateSummary {
-    shared::aggregate::run(db, &AggregateConfig { batch_size })
+    shared::aggregate::run(db, &bounds(batch_size))
         .await
         .expect("the run succeeds")
 }
