@@ -188,7 +188,7 @@ async fn apply(
     // one (a concurrent index build) is run here, statement by statement, once
     // everything before it is applied, and then recorded as applied.
     let runner = migrations::runner();
-    // Embedded in file-name order (V10 before V2): taken in version order.
+    // Embedded in file-name order (a V10 before V2): taken in version order.
     let mut forward: Vec<_> = runner.get_migrations().iter().collect();
     forward.sort_by_key(|m| m.version());
     for migration in forward {

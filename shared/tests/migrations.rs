@@ -138,7 +138,7 @@ fn refinery_embeds_exactly_the_migration_files() {
         .iter()
         .map(|m| (m.version() as u32, m.name().to_string()))
         .collect();
-    // In file-name order (V10 before V2); refinery applies them by version.
+    // In file-name order (a V10 before V2); refinery applies them by version.
     embedded.sort();
     assert_eq!(embedded, migration_files());
     assert!(embedded.iter().all(|(_, n)| !n.contains("undo")));

@@ -1,6 +1,6 @@
 //! How much one run reads (aggregation.md, "What ours must do", item 4): at most
 //! `AGGREGATE_BATCH_SIZE` batches and `AGGREGATE_MAX_BYTES` bytes of `batch_json`
-//! (as stored), both times the run's share, kept in the progress row (V11).
+//! (as stored), both times the run's share, kept in the progress row.
 //!
 //! A run that never finished (the statement timeout rolled it back, or the
 //! invocation was killed) leaves its start recorded, and the next run takes half
