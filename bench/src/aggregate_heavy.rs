@@ -141,42 +141,10 @@ async fn measure(url: &str, timeout_ms: u64) -> Result<Value, String> {
     }))
 }
 
-/// `BATCHES` heavy batches, copies of `PAYLOADS` payloads with their own device,
-/// time and window: noisy readings (values of a few significant digits, as
-/// sensors give), every one with a quality object.
+/// `BATCHES` heavy batches, copies of `PAYLOADS` payloads (`testkit::heavy`).
 async fn seed(client: &tokio_postgres::Client) -> Result<(), String> {
     client
-        .batch_execute(&format!(
-            "CREATE TEMP TABLE payloads AS
-             SELECT p, jsonb_build_object(
-                 'geohash', 'u09tvw',
-                 'summary', jsonb_build_object('count', {READINGS}, 'accel_rms', 9.81, 'gyro_rms', 0.12,
-                     'light', jsonb_build_object('avg', 120.5, 'min', 0.5, 'max', 998.2)),
-                 'location', jsonb_build_object('lat', 48.85, 'lon', 2.35, 'accuracy_m', 12),
-                 'battery_level', 70,
-                 'batch', (SELECT jsonb_agg(jsonb_build_object(
-                     't', 1773136800000 + r * 200,
-                     'light', round((random() * 1000)::numeric, 1),
-                     'accel', jsonb_build_array(round((random() - 0.5)::numeric, 4), round((9.8 + random() - 0.5)::numeric, 4),
-                                                round((random() - 0.5)::numeric, 4)),
-                     'gyro', jsonb_build_array(round((random() / 10)::numeric, 5), round((random() / 10)::numeric, 5),
-                                               round((random() / 10)::numeric, 5)),
-                     'pressure', round((1013 + random())::numeric, 2),
-                     'quality', jsonb_build_object('orientation', 'face_up', 'tilt_deg', round((random() * 90)::numeric, 1),
-                         'motion_state', (ARRAY['unknown', 'stationary', 'light', 'active'])[1 + r % 4],
-                         'motion_confidence', round(random()::numeric, 2),
-                         'pocket', CASE WHEN r % 7 = 0 THEN 'likely' ELSE 'unlikely' END,
-                         'location_quality', 'high')))
-                     FROM generate_series(1, {READINGS} + p * 0) AS r)) AS j
-             FROM generate_series(0, {PAYLOADS} - 1) AS p;
-             INSERT INTO sensor_batches (device_hash, timestamp_utc, batch_json)
-             SELECT 'heavy-' || d, timestamptz '2026-03-10T00:00:00Z' + d * interval '5 minutes',
-                    jsonb_set(j, '{{summary,period_end}}',
-                              to_jsonb(to_char((timestamptz '2026-03-10T00:00:00Z' + d * interval '5 minutes')
-                                               AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')))
-             FROM generate_series(1, {BATCHES}) AS d JOIN payloads ON p = d % {PAYLOADS};
-             DROP TABLE payloads;"
-        ))
+        .batch_execute(&testkit::heavy::store_sql(BATCHES, READINGS, PAYLOADS))
         .await
         .map_err(|e| format!("seed: {}", chain(e)))?;
     client

@@ -573,39 +573,20 @@ async fn a_backlog_catches_up_over_several_bounded_runs() {
     );
 }
 
-/// `n` heavy batches of `readings` readings each, as the old server stores them
-/// (the JSON built once, each batch with its own device, timestamp and window);
-/// every other one is left in the backlog (stored before V6). Returns their
-/// bytes as stored.
+/// `n` heavy batches of `readings` readings each (`testkit::heavy`); every other
+/// one is left in the backlog (stored before V6). Returns their bytes as stored.
 async fn store_heavy(c: &Client, n: i64, readings: i64) -> i64 {
-    c.batch_execute(&format!(
-        "WITH heavy AS MATERIALIZED (
-             SELECT jsonb_build_object(
-                 'geohash', 'u09tvw',
-                 'summary', jsonb_build_object('count', {readings}, 'accel_rms', 9.8, 'gyro_rms', 0.1,
-                                               'light', jsonb_build_object('avg', 40.5, 'min', 1, 'max', 99)),
-                 'location', jsonb_build_object('lat', 48.85, 'lon', 2.35, 'accuracy_m', 12),
-                 'battery_level', 70,
-                 'batch', (SELECT jsonb_agg(jsonb_build_object(
-                               't', 1773136800000 + r * 100, 'light', (r * 7919) % 1000 / 10.0,
-                               'accel', jsonb_build_array((r * 31) % 97 / 10.0, 9.8, (r * 17) % 89 / 10.0),
-                               'quality', jsonb_build_object('pocket', CASE WHEN r % 5 = 0 THEN 'likely' ELSE 'unlikely' END,
-                                                             'motion_state', 'stationary', 'motion_confidence', (r % 10) / 10.0)))
-                           FROM generate_series(1, {readings}) AS r)) AS j
-         )
-         INSERT INTO sensor_batches (device_hash, timestamp_utc, batch_json)
-         SELECT 'heavy' || d, timestamptz '2026-03-10T08:00:00Z' + d * interval '5 minutes',
-                jsonb_set(heavy.j, '{{summary,period_end}}',
-                          to_jsonb(to_char((timestamptz '2026-03-10T08:00:00Z' + d * interval '5 minutes')
-                                           AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')))
-         FROM heavy, generate_series(1, {n}) AS d;
-         UPDATE sensor_batches SET received_xid = NULL
-         WHERE device_hash LIKE 'heavy%' AND substr(device_hash, 6)::int % 2 = 0;"
-    ))
+    c.batch_execute(&testkit::heavy::store_sql(n, readings, 1))
+        .await
+        .unwrap();
+    c.batch_execute(
+        "UPDATE sensor_batches SET received_xid = NULL
+         WHERE device_hash LIKE 'heavy-%' AND substr(device_hash, 7)::int % 2 = 0",
+    )
     .await
     .unwrap();
     c.query_one(
-        "SELECT sum(pg_column_size(batch_json))::bigint FROM sensor_batches WHERE device_hash LIKE 'heavy%'",
+        "SELECT sum(pg_column_size(batch_json))::bigint FROM sensor_batches WHERE device_hash LIKE 'heavy-%'",
         &[],
     )
     .await
@@ -678,12 +659,27 @@ async fn heavy_batches_under_a_short_statement_timeout_are_caught_up_and_every_r
     // stood still (0 batches in 15 runs, measured with a 4.5 s timeout).
     let test = legacy_migrated().await;
     let c = test.client().await;
-    let (batches, readings) = (100, 2000);
+    let (batches, readings) = (60, 2000);
     let fixture = counts(&c, "SELECT count(*) FROM sensor_batches").await[0] as u64;
     let stored_bytes = store_heavy(&c, batches, readings).await;
-    // All of them in one run take several times the timeout (1.5 s here, more on
-    // a loaded machine), one batch a small part of it (15 ms, 40 ms loaded).
-    let db = Database::new(&test.config(&[("DB_STATEMENT_TIMEOUT_MS", "400")])).unwrap();
+    // The timeout is ten times what reading one batch takes on this machine now
+    // (the slowest of three tries; 200 ms at least): all of them in one run take
+    // several times the timeout, one batch a small part of it, fast machine or
+    // loaded one.
+    let mut one_batch = std::time::Duration::ZERO;
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        c.query_one(
+            "SELECT (sensor_aggregation_read(batch_json, timestamp_utc)).samples
+             FROM sensor_batches WHERE device_hash = 'heavy-1'",
+            &[],
+        )
+        .await
+        .unwrap();
+        one_batch = one_batch.max(started.elapsed());
+    }
+    let timeout_ms = (one_batch.as_millis() * 10).max(200).to_string();
+    let db = Database::new(&test.config(&[("DB_STATEMENT_TIMEOUT_MS", &timeout_ms)])).unwrap();
     let bounds = AggregateConfig {
         batch_size: 1000,
         max_bytes: stored_bytes,
@@ -712,7 +708,7 @@ async fn heavy_batches_under_a_short_statement_timeout_are_caught_up_and_every_r
                 "run {i}: {} batches, {} readings, {} bytes, limits {:?}, {} ms",
                 s.batches_read, s.readings_read, s.bytes_read, s.limits, s.elapsed_ms
             ),
-            Err(share) => eprintln!("run {i}: cut by the statement timeout (share {share})"),
+            Err(share) => eprintln!("run {i}: cut by the {timeout_ms} ms timeout (share {share})"),
         }
     }
     let mut read = 0;
@@ -748,7 +744,7 @@ async fn heavy_batches_under_a_short_statement_timeout_are_caught_up_and_every_r
     assert_eq!(read, fixture + batches as u64, "every batch read once");
     let recorded = counts(
         &c,
-        "SELECT sum(samples)::bigint FROM sensor_aggregation_batches WHERE device_hash LIKE 'heavy%'",
+        "SELECT sum(samples)::bigint FROM sensor_aggregation_batches WHERE device_hash LIKE 'heavy-%'",
     )
     .await;
     assert_eq!(recorded, [batches * readings]);

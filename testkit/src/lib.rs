@@ -4,11 +4,13 @@
 //! Manager; requests from the event fixtures; the old server's statements, to run
 //! beside ours; clusters of a test's own, PgBouncer, test certificates and
 //! captured logs for the infrastructure tests; a local Lambda Runtime API
-//! to drive the real function binaries; the indexes of a query plan.
+//! to drive the real function binaries; the indexes of a query plan; heavy
+//! batches for the aggregation job.
 
 pub mod certs;
 pub mod cluster;
 pub mod db;
+pub mod heavy;
 pub mod http;
 pub mod infra;
 pub mod keys;
