@@ -176,39 +176,7 @@ pub async fn run(db: &Database, config: &AggregateConfig) -> Result<AggregateSum
     .await?;
     let outcome = match start {
         None => Outcome::LockedOut,
-        Some((start, _)) => {
-            let share: f64 = start.get("run_share");
-            summary.after_unfinished_run = start.get("unfinished");
-            let timeout_ms: i64 = start.get("statement_timeout_ms");
-            let timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms as u64));
-            let limits = Limits::of(config, share);
-            summary.limits = Some(limits);
-            let tx = session
-                .transaction()
-                .await
-                .map_err(|e| DbError::classify("aggregate_begin", e))?;
-            summary.statements += 1;
-            let outcome = match in_transaction(&tx, limits, &mut summary).await {
-                Ok(outcome) => outcome,
-                Err(err) => {
-                    // Rolled back before the error is returned, so the lock is free
-                    // for the next run (dropping the transaction would only queue
-                    // the ROLLBACK). Its start stays recorded: the next run reads less.
-                    let _ = tx.rollback().await;
-                    return Err(err);
-                }
-            };
-            if let Outcome::Done { slowest } = outcome {
-                summary.statements += 2;
-                let next = budget::next_share(share, slowest, timeout);
-                query_opt(&tx, &FINISH, &[(&next, Type::FLOAT8)]).await?;
-                tx.commit()
-                    .await
-                    .map_err(|e| DbError::classify("aggregate_commit", e))?;
-            }
-            // Else dropping the uncommitted transaction rolls it back.
-            outcome
-        }
+        Some((start, _)) => started_run(&mut session, config, &start, &mut summary).await?,
     };
     summary.locked_out = outcome == Outcome::LockedOut;
     summary.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -225,6 +193,53 @@ enum Outcome {
     LockedOut,
 }
 
+/// The run once [`START`] let it through (its row: the share, whether the last
+/// run finished, the statement timeout): its transaction, committed with the next
+/// run's share, or rolled back (awaited, so the lock is free for the next run;
+/// the run's start stays recorded, so the next one reads less).
+async fn started_run(
+    session: &mut tokio_postgres::Client,
+    config: &AggregateConfig,
+    start: &tokio_postgres::Row,
+    summary: &mut AggregateSummary,
+) -> Result<Outcome, DbError> {
+    let share: f64 = start.get("run_share");
+    summary.after_unfinished_run = start.get("unfinished");
+    let timeout_ms: i64 = start.get("statement_timeout_ms");
+    let timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms as u64));
+    let limits = Limits::of(config, share);
+    summary.limits = Some(limits);
+    let tx = session
+        .transaction()
+        .await
+        .map_err(|e| DbError::classify("aggregate_begin", e))?;
+    summary.statements += 1;
+    let work = async {
+        let outcome = in_transaction(&tx, limits, summary).await?;
+        if let Outcome::Done { slowest } = outcome {
+            summary.statements += 1;
+            let next = budget::next_share(share, slowest, timeout);
+            query_opt(&tx, &FINISH, &[(&next, Type::FLOAT8)]).await?;
+        }
+        Ok(outcome)
+    };
+    match work.await {
+        Ok(outcome @ Outcome::Done { .. }) => {
+            summary.statements += 1;
+            tx.commit()
+                .await
+                .map_err(|e| DbError::classify("aggregate_commit", e))?;
+            Ok(outcome)
+        }
+        // Another run took the lock since this one started: nothing was done.
+        Ok(Outcome::LockedOut) => Ok(Outcome::LockedOut),
+        Err(err) => {
+            let _ = tx.rollback().await;
+            Err(err)
+        }
+    }
+}
+
 async fn in_transaction(
     tx: &Transaction<'_>,
     limits: Limits,
@@ -236,7 +251,6 @@ async fn in_transaction(
         .0
         .get(0);
     if !locked {
-        // Another run took the lock since this one started.
         return Ok(Outcome::LockedOut);
     }
 
