@@ -1,4 +1,4 @@
--- Retries are recognised per sender (api.md, POST /upload "fix"): the key of a
+-- Retries are recognised per sender (docs/api.md, "What is stored"): the key of a
 -- batch we store becomes (device_hash, timestamp_utc, sender), the sender being
 -- the user the batch is stored for, or '' when it is anonymous (no user id is
 -- empty: tokens with an empty sub are refused). With V4's (device_hash,

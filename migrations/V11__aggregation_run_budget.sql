@@ -1,4 +1,4 @@
--- The aggregation job's run budget (aggregation.md, "What ours must do", item 4):
+-- The aggregation job's run budget (docs/aggregation.md, "What ours must do", item 4):
 -- a run reads at most a share of its configured bounds (batches, and bytes of
 -- batch_json as stored), and a run that could not finish leaves the next one less
 -- to do, so a backlog of heavy batches cannot make every run hit the statement

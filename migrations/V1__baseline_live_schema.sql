@@ -99,17 +99,26 @@ CREATE TABLE IF NOT EXISTS device_secrets (
 );
 CREATE INDEX IF NOT EXISTS idx_device_secrets_secret ON device_secrets (secret);
 
-CREATE TABLE IF NOT EXISTS daily_pots (
-    user_id          TEXT PRIMARY KEY,
-    total_credits    INTEGER NOT NULL DEFAULT 0,
-    uploads_today    INTEGER NOT NULL DEFAULT 0,
-    uploads_required INTEGER NOT NULL DEFAULT 5,
-    last_claim_date  DATE,
-    created_at       TIMESTAMP NOT NULL DEFAULT NOW(),
-    updated_at       TIMESTAMP NOT NULL DEFAULT NOW()
-);
--- Redundant with the primary key; V2 drops it, as the seed did.
-CREATE INDEX IF NOT EXISTS idx_daily_pots_user_id    ON daily_pots (user_id);
+-- Created with its redundant index (V2 drops it, as the seed did) only where the
+-- table is missing: on the live database the seed's own first step, or an operator,
+-- may have dropped that index already, and it stays dropped (api.md, "The live
+-- database").
+DO $$
+BEGIN
+    IF to_regclass('daily_pots') IS NULL THEN
+        CREATE TABLE daily_pots (
+            user_id          TEXT PRIMARY KEY,
+            total_credits    INTEGER NOT NULL DEFAULT 0,
+            uploads_today    INTEGER NOT NULL DEFAULT 0,
+            uploads_required INTEGER NOT NULL DEFAULT 5,
+            last_claim_date  DATE,
+            created_at       TIMESTAMP NOT NULL DEFAULT NOW(),
+            updated_at       TIMESTAMP NOT NULL DEFAULT NOW()
+        );
+        CREATE INDEX idx_daily_pots_user_id ON daily_pots (user_id);
+    END IF;
+END
+$$;
 CREATE INDEX IF NOT EXISTS idx_daily_pots_last_claim ON daily_pots (last_claim_date);
 
 -- The trigger the old upload counter depends on (its "new day" branch reads

@@ -118,10 +118,10 @@ function peerPayload(body) {
 }
 
 /**
- * What the contract (api.md "POST /upload") stores, from the same code: the
+ * What the contract (docs/api.md "POST /upload") stores, from the same code: the
  * readings as validateUpload normalises them (a light is filled in where it is
  * missing only to pass validation, and removed again), the payload from derive,
- * then the three differences api.md names, each computed with the peer's own
+ * then the three differences docs/api.md names, each computed with the peer's own
  * summarize over the readings concerned.
  */
 function contractPayload(body) {

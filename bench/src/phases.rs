@@ -28,7 +28,7 @@ pub async fn run(
     let expected: &[u16] = match phase.endpoint {
         Endpoint::Upload { .. } => &[202],
         // Our contract dates the counter and counts uploads itself: a claimant
-        // whose count is not today's may be refused (400), as api.md says.
+        // whose count is not today's may be refused (400): docs/api.md, "POST /daily-pot/claim".
         Endpoint::Claim => &[200, 400],
         _ => &[200],
     };

@@ -82,7 +82,7 @@ async fn measure(url: &str) -> Result<Value, String> {
             "rows_per_statement": rows,
             "longest_statement_ms": round1(legacy_ms),
             "stale_counts_left": legacy_left,
-            "note": "pots never claimed (last_claim_date NULL) keep yesterday's count: the bug api.md fixes",
+            "note": "pots never claimed (last_claim_date NULL) keep yesterday's count: the bug docs/api.md ('daily-reset') fixes",
         },
         "batched_reset": {
             "code": "shared::reset::run (the daily-reset function's), one warm connection",

@@ -291,8 +291,8 @@ pub fn device_id(d: u64) -> String {
     format!("android-{}", &sha256_hex(&format!("device-{d}"))[..16])
 }
 
-/// The secret the peer seeds in plain text (as the old server stores it; our upload
-/// converts a row to its hash at its first use).
+/// The secret the peer seeds in plain text (as the old server stores it; it stays
+/// plain until the cut-over, and our upload matches it as such).
 pub fn device_secret(d: u64) -> String {
     sha256_hex(&format!("secret-{d}"))
 }

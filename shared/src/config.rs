@@ -1,4 +1,4 @@
-//! Configuration, read once at start-up from the environment (api.md, "Configuration").
+//! Configuration, read once at start-up from the environment (docs/api.md, "Configuration").
 //!
 //! Each function reads only the parts it needs; a missing or malformed variable is an
 //! init error that names the variable, never a failure at the first request.

@@ -1,4 +1,4 @@
-//! The one place where typed failures become HTTP answers (api.md, "Failures").
+//! The one place where typed failures become HTTP answers (docs/api.md, "Failures").
 
 use lambda_http::http::{header, StatusCode};
 use lambda_http::{Body, Response};
@@ -145,13 +145,17 @@ pub fn respond(result: Result<Response<Body>, ApiError>) -> Response<Body> {
     result.unwrap_or_else(ApiError::into_response)
 }
 
-/// `error: cause: cause…`, for logs.
+/// `error: cause: cause…`, for logs and operators. A cause the text already quotes
+/// (an error whose message embeds its source) is not repeated.
 pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut out = err.to_string();
     let mut source = err.source();
     while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
         source = s.source();
     }
     out
@@ -166,6 +170,15 @@ mod tests {
             Body::Text(t) => serde_json::from_str(t).unwrap(),
             other => panic!("unexpected body {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_chain_names_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("undo of V3: {0}")]
+        struct Outer(#[source] std::io::Error);
+        let err = Outer(std::io::Error::other("lock timeout"));
+        assert_eq!(chain(&err), "undo of V3: lock timeout");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`auth`]: Firebase ID tokens;
 //! - [`daily_pot`]: the daily-pot routes' handlers;
 //! - [`http`]: typed failures and their HTTP answers; [`init`]: start-up errors;
+//! - [`failure`]: a failure as an operator reads it (`errorType` and words);
 //! - [`reset`]: the nightly reset of daily upload counts;
 //! - [`aggregate`]: the aggregation job (5-minute and daily sensor aggregates);
 //! - [`job`]: what the scheduled jobs share;
@@ -22,6 +23,7 @@ pub mod config;
 pub mod daily_pot;
 pub mod db;
 pub mod device;
+pub mod failure;
 pub mod http;
 pub mod init;
 pub mod job;

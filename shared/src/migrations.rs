@@ -1,10 +1,12 @@
 //! Schema migrations (`migrations/`, embedded at build time), their undo, the
 //! cut-over of device secrets, and the role defaults that RDS Proxy needs. Run by the
-//! `migrate` function (api.md, "Sharing the database with the old server").
+//! `migrate` function (docs/coexistence.md, "migrate").
 //!
 //! - [`action`]: what `migrate` is asked to do (event or command line);
 //! - [`shape`], [`legacy_shape`]: the catalog's shape, and the check that a database
 //!   is empty or the old server's before anything is changed;
+//! - [`found`]: what the first `migrate` found of the old server's schema, which the
+//!   rollback gives back;
 //! - [`rollback`]: the undo files (`undo/<n>__<name>.sql`), newest first;
 //! - `no_transaction`: files (migration or undo) whose statements run one by one,
 //!   outside a transaction (concurrent index builds);
@@ -16,6 +18,7 @@
 
 pub mod action;
 pub mod cutover;
+pub mod found;
 pub mod legacy_shape;
 mod no_transaction;
 pub mod progress;
@@ -30,6 +33,7 @@ use tokio_postgres::Client;
 
 use crate::config::DbConfig;
 use crate::db::{Database, DbError};
+use crate::failure::Failure;
 pub use action::{Action, ActionError};
 pub use cutover::CutoverReport;
 pub use rollback::RollbackReport;
@@ -84,8 +88,8 @@ pub enum MigrateError {
     #[error("migration failed: {0}")]
     Migration(#[from] refinery::Error),
     #[error(
-        "the database is neither empty nor the old server's schema, so nothing was changed; \
-         it differs in:\n{}",
+        "the database is neither empty nor the old server's schema, so nothing was changed. \
+         It differs in:\n{}",
         list(.0)
     )]
     Shape(Vec<Difference>),
@@ -96,13 +100,31 @@ pub enum MigrateError {
     UnknownMigration { version: i32, name: String },
     #[error(
         "cut-over refused, nothing changed: {recent} plain-text device secret(s) were used in \
-         the last 24 hours, so the old server is still serving. Switch it off first, or run \
-         the cut-over with force"
+         the last 24 hours, with the old server or with us; converted, they would fail \
+         wherever the old server serves them again. Run it once they are a day idle, or with \
+         force once the old server is off for good"
     )]
     CutoverRefused { recent: i64 },
 }
 
 impl MigrateError {
+    /// Its kind, as Lambda's `errorType`: a refusal by its name (nothing was
+    /// changed), else what failed while doing `action`.
+    pub fn kind(&self, action: Action) -> &'static str {
+        match self {
+            Self::Shape(_) => "ShapeRefused",
+            Self::CutoverRefused { .. } => "CutoverRefused",
+            Self::UnknownMigration { .. } => "RollbackRefused",
+            Self::Db(e) if e.is_unavailable() => "DatabaseUnavailable",
+            _ => match action {
+                Action::Migrate => "MigrationFailed",
+                Action::Audit => "AuditFailed",
+                Action::Cutover { .. } => "CutoverFailed",
+                Action::Rollback => "RollbackFailed",
+            },
+        }
+    }
+
     fn sql(step: impl Into<String>, source: tokio_postgres::Error) -> Self {
         Self::Sql {
             step: step.into(),
@@ -184,6 +206,14 @@ async fn apply(
     }
     let in_target = |version: u32| target.is_none_or(|t| version <= t);
     let mut applied = Vec::new();
+    // What the old server's schema is before our first change to it, recorded once
+    // (V1 changes nothing on it, or creates it on an empty database): the rollback
+    // gives back exactly that.
+    if in_target(found::FIRST_CHANGE) && check.applied_version < found::FIRST_CHANGE {
+        let before = refinery::Target::Version(found::FIRST_CHANGE as i32 - 1);
+        applied.extend(refinery_up(client, before).await?);
+        found::record(client).await?;
+    }
     // refinery runs every migration in a transaction; one that must not run in
     // one (a concurrent index build) is run here, statement by statement, once
     // everything before it is applied, and then recorded as applied.
@@ -205,7 +235,7 @@ async fn apply(
         {
             let label = label(migration);
             tracing::info!(migration = %label, "applying outside a transaction");
-            no_transaction::run(client, sql, &label).await?;
+            no_transaction::run(client, sql, &label, None).await?;
             refinery_up(client, refinery::Target::FakeVersion(version as i32)).await?;
             applied.push(label);
         }
@@ -356,6 +386,19 @@ pub async fn check_shape(db: &Database) -> Result<ShapeCheck, MigrateError> {
     shape::check(&client)
         .await
         .map_err(|e| MigrateError::sql("reading the schema", e))
+}
+
+/// What `migrate` answers to `action` as read from an event or a command line: the
+/// action's report, or its failure in words, kind first (`errorType`).
+pub async fn handle(
+    db: &Database,
+    config: &DbConfig,
+    action: Result<Action, ActionError>,
+) -> Result<Value, Failure> {
+    let action = action.map_err(|e| Failure::new("UnknownAction", &e))?;
+    perform(db, config, action)
+        .await
+        .map_err(|e| Failure::new(e.kind(action), &e))
 }
 
 /// Runs `action` and describes what it did, as `migrate` answers it.

@@ -1,4 +1,4 @@
-//! The nightly reset (api.md, "daily-reset"): every pot whose uploads were counted
+//! The nightly reset (docs/api.md, "daily-reset"): every pot whose uploads were counted
 //! on an earlier UTC day gets `uploads_today = 0`.
 //!
 //! Reads already treat an earlier day's count as 0 (V3), so the reset only tidies

@@ -1,8 +1,8 @@
-//! `GET /api/user/tiles`: the app's coverage map (api.md, "GET /api/user/tiles").
+//! `GET /api/user/tiles`: the app's coverage map (docs/tiles.md).
 //!
 //! The user's located batches of the last `hours` hours, grouped by latitude and
 //! longitude rounded to 3 decimals, newest group first. One read-only statement,
-//! the old server's (legacy-statements.md S10) with `hours` an integer parameter
+//! the old server's (docs/coexistence.md S10) with `hours` an integer parameter
 //! instead of interval text. The route holds what the daily-pot routes hold (a
 //! database and a token verifier), so it runs on [`crate::daily_pot::App`].
 
@@ -73,7 +73,7 @@ struct Answer {
     tiles: Vec<Tile>,
 }
 
-/// The old server's S10, fixed where api.md says so: `hours` is an integer
+/// The old server's S10, fixed where docs/tiles.md ("Request") says so: `hours` is an integer
 /// (`make_interval`), not text appended to `' hours'`. PostgreSQL rounds the
 /// coordinates' decimal text (ties away from zero) and prints the scale-3 texts
 /// of the tile key; `lastUpdate`'s milliseconds are truncated, as JavaScript's

@@ -1,7 +1,7 @@
 //! The aggregation job (`shared::aggregate`) on a real database: the legacy
 //! fixture after our migrations, batches stored as the old server stores them and
 //! through the real upload handler. Each table is checked against hand-computed
-//! numbers (aggregation.md §11's examples, without the old job's bugs) and
+//! numbers (docs/aggregation.md §7's examples, without the old job's bugs) and
 //! against an independent model (`aggregation_support::model`), to 1e-9 relative.
 
 mod aggregation_support;
@@ -15,7 +15,7 @@ use shared::aggregate::{AggregateConfig, AggregateSummary, Aggregation, Limits};
 use shared::db::Database;
 use tokio_postgres::Client;
 
-/// A batch with the fields the job reads (aggregation.md §11's columns).
+/// A batch with the fields the job reads (docs/aggregation.md §7's columns).
 struct B<'a> {
     geohash: Option<&'a str>,
     n: u32,
@@ -75,7 +75,7 @@ fn simple<'a>(geohash: &'a str, period_end: &'a str, light: f64) -> B<'a> {
     }
 }
 
-/// aggregation.md §11 example 1's batches (2026-03-10), B1..B8 by index.
+/// docs/aggregation.md §7 example 1's batches (2026-03-10), B1..B8 by index.
 async fn store_example_1(c: &Client, which: std::ops::RangeInclusive<usize>) {
     let q_b1 = [
         json!({"location_quality": "high"}),
@@ -381,7 +381,7 @@ async fn a_late_batch_updates_its_window_and_day_instead_of_replacing_them() {
 
 #[tokio::test]
 async fn a_batch_stored_twice_counts_once_and_the_oldest_window_is_not_skipped() {
-    // aggregation.md §11 example 3 (2026-03-11, geohash gcpvj0), D4 stored twice.
+    // docs/aggregation.md §7 example 2 (2026-03-11, geohash gcpvj0), D4 stored twice.
     let test = legacy_migrated().await;
     let c = test.client().await;
     allow_duplicates(&c).await;
@@ -979,9 +979,10 @@ async fn fresh_uploads_through_the_real_handler_are_aggregated() {
 
 #[tokio::test]
 async fn readings_at_the_date_bounds_are_stored_and_aggregated_and_beyond_them_refused() {
-    // api.md: every date lies in [1970-01-01T00:00:00.000Z, 9999-12-31T23:59:59.999Z],
-    // and whatever is accepted the job can read. Year 10000 used to be stored as
-    // "+010000-…" (skipped by the job for good), and -1e15 ms was a 500.
+    // docs/api.md ("The rules"): every date lies in [1970-01-01T00:00:00.000Z,
+    // 9999-12-31T23:59:59.999Z], and whatever is accepted the job can read. Year
+    // 10000 used to be stored as "+010000-…" (skipped by the job for good), and
+    // -1e15 ms was a 500.
     let test = legacy_migrated().await;
     let c = test.client().await;
     let uploads = upload_helpers::upload_app(&test, &[]);

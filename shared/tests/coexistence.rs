@@ -1,5 +1,5 @@
-//! The old server beside us on the migrated live database (api.md, "Sharing the
-//! database with the old server"): its statements S1–S9, verbatim and with the
+//! The old server beside us on the migrated live database (docs/coexistence.md, "The
+//! old server's statements"): its statements S1–S9, verbatim and with the
 //! parameter types the server infers, keep working and mean the same, and what either
 //! side writes the other reads correctly.
 
@@ -100,11 +100,36 @@ async fn a_secret_the_old_server_issues_after_our_migrations_authenticates_with_
         .await,
         1
     );
-    // Once the device uploads to us its row is hashed: only the old server keeps
-    // plain-text rows, so a recently used one means it still serves (the cut-over).
+    // Its row stays as the old server wrote it until the cut-over (a rollback must
+    // leave it working there), its use recorded for the cut-over's 24-hour rule.
+    assert_eq!(stored_secret(&test, "phone-1").await, plain);
     assert_eq!(
-        stored_secret(&test, "phone-1").await,
-        shared::device::DeviceSecret::from_header(&plain).stored_form()
+        old.owner_of(&plain).await.unwrap().as_deref(),
+        Some("user-1")
+    );
+    let client = test.client().await;
+    client
+        .execute(
+            "UPDATE device_secrets SET last_used_at = now() - interval '3 days'
+             WHERE device_id = 'phone-1'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (status, _) = ours
+        .upload_with_secret(&upload_body("phone-1", "2026-03-01T11:00:00Z"), &plain)
+        .await;
+    assert_eq!(status, 202);
+    assert_eq!(stored_secret(&test, "phone-1").await, plain);
+    assert_eq!(
+        count(
+            &test,
+            "SELECT count(*) FROM device_secrets
+             WHERE device_id = 'phone-1' AND last_used_at > now() - interval '1 minute'"
+        )
+        .await,
+        1,
+        "its use recorded"
     );
 }
 
@@ -313,7 +338,7 @@ async fn a_device_registered_with_us_is_unknown_to_the_old_server() {
 async fn many_identical_uploads_at_once_store_exactly_one_batch() {
     let test = TestDb::legacy_migrated().await;
     // One connection per request, all sending the same batch with the old server's
-    // plain-text secret (which the first one converts).
+    // plain-text secret (which stays plain: converted only at the cut-over).
     let apps: Vec<Ours> = futures_util::future::join_all((0..24).map(|_| Ours::on(&test))).await;
     let body = upload_body(ALICE_DEVICE, "2026-03-04T12:00:00Z");
     let (_, pot) = apps[0].get("user-alice").await;

@@ -1,4 +1,4 @@
-//! The cut-over (api.md, "Sharing the database with the old server"): the remaining
+//! The cut-over (docs/coexistence.md, "Cut-over"): the remaining
 //! plain-text device secrets converted once the old server is off; refused, changing
 //! nothing, while one was used in the last 24 hours, unless forced.
 
@@ -39,7 +39,7 @@ async fn the_cutover_refuses_while_a_plain_secret_was_used_in_the_last_day_and_c
         "{err}"
     );
     assert!(
-        err.to_string().contains("old server is still serving"),
+        err.to_string().contains("with the old server or with us"),
         "{err}"
     );
     assert_eq!(before, upload_helpers::snapshot(&test.client().await).await);
@@ -137,4 +137,39 @@ async fn after_the_cutover_the_old_statements_hold_except_the_plain_text_lookup(
         old.count_upload("user-late").await.unwrap().uploads_today,
         1
     );
+}
+
+#[tokio::test]
+async fn a_plain_secret_a_device_uses_with_us_stays_plain_and_holds_the_cutover_back() {
+    let (test, ours, _) = setup(48).await;
+    // Bob's phone uploads to us with the secret the old server issued it.
+    let (status, _) = ours
+        .upload_with_secret(&upload_body(BOB_DEVICE, "2026-05-03T10:00:00Z"), BOB_SECRET)
+        .await;
+    assert_eq!(status, 202);
+    assert_eq!(
+        stored_secret(&test, BOB_DEVICE).await,
+        BOB_SECRET,
+        "not converted"
+    );
+    // In use: converting it now would strand the phone if the old server serves it
+    // again (a rollback).
+    let before = upload_helpers::snapshot(&test.client().await).await;
+    let err = cutover(&test, false).await.unwrap_err();
+    assert!(
+        matches!(err, MigrateError::CutoverRefused { recent: 1 }),
+        "{err}"
+    );
+    assert_eq!(before, upload_helpers::snapshot(&test.client().await).await);
+    // Forced (the old server is off for good): converted, and the phone keeps
+    // uploading to us.
+    assert_eq!(cutover(&test, true).await.unwrap().converted, 2);
+    assert_eq!(
+        stored_secret(&test, BOB_DEVICE).await,
+        DeviceSecret::from_header(BOB_SECRET).stored_form()
+    );
+    let (status, _) = ours
+        .upload_with_secret(&upload_body(BOB_DEVICE, "2026-05-03T11:00:00Z"), BOB_SECRET)
+        .await;
+    assert_eq!(status, 202);
 }

@@ -1,4 +1,4 @@
-//! The nightly reset against a real PostgreSQL (api.md, "daily-reset").
+//! The nightly reset against a real PostgreSQL (docs/api.md, "daily-reset").
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 mod upload_helpers;
 
 use shared::migrations::{self, legacy_shape, Difference, MigrateError, Shape};
-use testkit::legacy::{OldBatch, OldSender, OldServer, OldUpload};
+use testkit::legacy::{OldBatch, OldSender, OldServer, OldUpload, Variant};
 use testkit::TestDb;
 use tokio_postgres::Client;
 
@@ -268,32 +268,37 @@ async fn refused(test: &TestDb, change: &str, expected: &str) {
 #[tokio::test]
 async fn a_database_of_another_shape_is_refused_before_anything_changes() {
     let cases = [
-        ("DROP TABLE user_stats", "missing table user_stats"),
+        ("DROP TABLE user_stats", "table user_stats: expected table, found nothing"),
         (
             "ALTER TABLE daily_pots ALTER COLUMN total_credits TYPE bigint",
-            "column daily_pots.total_credits: expected `#2 integer NOT NULL DEFAULT 0`, found `#2 bigint NOT NULL DEFAULT 0`",
+            "column daily_pots.total_credits: expected #2 integer NOT NULL DEFAULT 0, found #2 bigint NOT NULL DEFAULT 0",
         ),
         (
             "ALTER TABLE sensor_batches ENABLE ROW LEVEL SECURITY",
-            "table sensor_batches: expected `table`, found `table, row-level security enabled`",
+            "table sensor_batches: expected table, found table, row-level security enabled",
         ),
         (
             "ALTER TABLE device_secrets DROP CONSTRAINT device_secrets_pkey",
-            "missing constraint device_secrets.device_secrets_pkey",
+            "constraint device_secrets.device_secrets_pkey: expected PRIMARY KEY (device_id), found nothing",
         ),
         (
             // One user has several devices: the old upsert would fail for the second.
             "CREATE UNIQUE INDEX user_stats_user_key ON user_stats (user_id)",
-            "unexpected index user_stats.user_stats_user_key",
+            "index user_stats.user_stats_user_key: expected nothing, found CREATE UNIQUE INDEX",
+        ),
+        (
+            // The seed's comment, but not in the seed's words.
+            "COMMENT ON INDEX idx_daily_pots_last_claim IS 'mine'",
+            "comment on index daily_pots.idx_daily_pots_last_claim: expected nothing, found mine",
         ),
         (
             "ALTER TABLE sensor_aggregates_5m DROP COLUMN avg_light_min",
-            "missing column sensor_aggregates_5m.avg_light_min",
+            "column sensor_aggregates_5m.avg_light_min: expected #7 double precision, found nothing",
         ),
         (
             "CREATE FUNCTION no_op() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
              CREATE TRIGGER hash_it BEFORE INSERT ON device_secrets FOR EACH ROW EXECUTE FUNCTION no_op()",
-            "unexpected trigger device_secrets.hash_it",
+            "trigger device_secrets.hash_it: expected nothing, found CREATE TRIGGER hash_it",
         ),
     ];
     futures_util::future::join_all(cases.into_iter().map(|(change, expected)| async move {
@@ -327,15 +332,96 @@ async fn the_redundant_index_is_dropped_and_the_claim_index_is_commented() {
     for test in [TestDb::legacy().await, TestDb::empty().await] {
         let client = test.client().await;
         migrate(&test).await;
-        assert!(!index_exists(&client, "idx_daily_pots_user_id").await);
         assert!(index_exists(&client, "idx_daily_pots_last_claim").await);
-        assert_eq!(
-            index_comment(&client, "idx_daily_pots_last_claim")
-                .await
-                .as_deref(),
-            Some("Index for daily reset queries and claim eligibility checks")
-        );
+        assert_seed_done(&client).await;
     }
+}
+
+/// The seed's first step done before us in part or whole (api.md, "The live
+/// database"), as SQL on the fixture.
+const SEED_DONE_IN_PART: [(&str, &str); 2] = [
+    (
+        "its comment only",
+        "COMMENT ON INDEX idx_daily_pots_last_claim IS 'Index for daily reset queries and claim eligibility checks'",
+    ),
+    (
+        "its runner's row only",
+        "INSERT INTO schema_migrations (filename) VALUES ('20260113_remove_redundant_index.sql')",
+    ),
+];
+
+#[tokio::test]
+async fn the_seeds_first_step_done_before_us_in_whole_or_in_part_is_adopted_at_every_version() {
+    let last = migration_files().len() as u32;
+    let mut cases: Vec<(String, String)> = SEED_DONE_IN_PART
+        .iter()
+        .map(|(what, sql)| (what.to_string(), sql.to_string()))
+        .collect();
+    cases.push((format!("{:?}", Variant::SeedApplied), String::new()));
+    cases.push((format!("{:?}", Variant::IndexDroppedByHand), String::new()));
+    // Before V2, which makes the same changes, and after every migration (each
+    // step between: rollback.rs).
+    let runs = cases.iter().flat_map(|case| [0, last].map(|k| (case, k)));
+    futures_util::future::join_all(runs.map(|((what, sql), k)| async move {
+        let test = TestDb::legacy().await;
+        match what.as_str() {
+            "SeedApplied" => Variant::SeedApplied.make(&test.url).await,
+            "IndexDroppedByHand" => Variant::IndexDroppedByHand.make(&test.url).await,
+            _ => test.client().await.batch_execute(sql).await.unwrap(),
+        }
+        if k > 0 {
+            try_migrate(&test, Some(k))
+                .await
+                .unwrap_or_else(|e| panic!("{what}, to V{k}: {e}"));
+        }
+        let check = migrations::check_shape(&test.database()).await.unwrap();
+        assert!(
+            check.is_adoptable(),
+            "{what}, at V{k}:\n{}",
+            show(&check.differences)
+        );
+        assert_eq!(check.applied_version, k);
+    }))
+    .await;
+}
+
+/// The seed's first step done, once: the index gone, the comment in its words, the
+/// file in the old runner's table.
+async fn assert_seed_done(client: &Client) {
+    assert!(!index_exists(client, "idx_daily_pots_user_id").await);
+    assert_eq!(
+        index_comment(client, "idx_daily_pots_last_claim")
+            .await
+            .as_deref(),
+        Some("Index for daily reset queries and claim eligibility checks")
+    );
+    let rows = "SELECT count(*) FROM schema_migrations
+                WHERE filename = '20260113_remove_redundant_index.sql'";
+    assert_eq!(count(client, rows).await, 1);
+}
+
+#[tokio::test]
+async fn v2_does_only_what_the_seeds_first_step_left_to_do() {
+    // Applied by the old server's runner: nothing left, its row kept as it was.
+    let test = TestDb::legacy().await;
+    Variant::SeedApplied.make(&test.url).await;
+    let client = test.client().await;
+    let applied_at = "SELECT applied_at::text FROM schema_migrations
+                      WHERE filename = '20260113_remove_redundant_index.sql'";
+    let recorded: String = client.query_one(applied_at, &[]).await.unwrap().get(0);
+    migrate(&test).await;
+    assert_seed_done(&client).await;
+    let after: String = client.query_one(applied_at, &[]).await.unwrap().get(0);
+    assert_eq!(after, recorded, "the old runner's row as it was");
+
+    // The index dropped by hand: V1 builds nothing again, V2 adds the rest.
+    let test = TestDb::legacy().await;
+    Variant::IndexDroppedByHand.make(&test.url).await;
+    let client = test.client().await;
+    try_migrate(&test, Some(1)).await.unwrap();
+    assert!(!index_exists(&client, "idx_daily_pots_user_id").await);
+    migrate(&test).await;
+    assert_seed_done(&client).await;
 }
 
 #[tokio::test]
@@ -536,9 +622,7 @@ async fn the_audit_shows_the_shape_check_and_the_three_index_and_table_reports()
         .unwrap();
     let text = out["text"].as_str().unwrap();
     assert!(
-        text.contains(
-            "table daily_pots: expected `table`, found `table, row-level security enabled`"
-        ),
+        text.contains("table daily_pots: expected table, found table, row-level security enabled"),
         "{text}"
     );
 }

@@ -1,6 +1,6 @@
-//! Rollback (api.md, "Sharing the database with the old server"): from every
-//! migration, back to exactly the old server's schema (the catalog compared with a
-//! database freshly loaded from the fixture), every row kept, the old server's
+//! Rollback (docs/coexistence.md, "Rollback"): from every migration, back to exactly
+//! the old server's schema as `migrate` found it (the catalog and the old runner's
+//! rows compared with what they were before), every row kept, the old server's
 //! statements working, and `migrate` applying everything again afterwards.
 
 mod coexist_helpers;
@@ -8,7 +8,7 @@ mod upload_helpers;
 
 use coexist_helpers::*;
 use shared::migrations::{self, MigrateError, Shape};
-use testkit::legacy::{self, OldClaim, OldSender, OldUpload};
+use testkit::legacy::{self, OldClaim, OldSender, OldUpload, Variant};
 use testkit::TestDb;
 
 fn all_migrations() -> Vec<String> {
@@ -30,21 +30,24 @@ fn assert_same_shape(found: &Shape, expected: &Shape, context: &str) {
     );
 }
 
-/// The rows V2 adds to the old runner's table, which its undo removes again.
-fn without_v2_record(
-    mut rows: std::collections::BTreeMap<String, Vec<String>>,
-) -> std::collections::BTreeMap<String, Vec<String>> {
-    rows.get_mut("schema_migrations")
-        .unwrap()
-        .retain(|r| !r.contains("20260113_remove_redundant_index.sql"));
-    rows
+/// The old runner's rows (file name and time applied).
+async fn runner_rows(test: &TestDb) -> Vec<String> {
+    legacy::rows(&test.client().await).await["schema_migrations"].clone()
 }
 
 /// Migrates the legacy fixture to `k`, writes with the old server and with each of
 /// our handlers the schema at `k` supports, rolls back, and checks the result.
 async fn roll_back_from(k: u32) {
+    roll_back(Variant::Fixture, k).await;
+}
+
+/// [`roll_back_from`] on a `variant` of the old server's schema: the rollback gives
+/// back what `migrate` found.
+async fn roll_back(variant: Variant, k: u32) {
     let test = TestDb::legacy().await;
-    let fixture = test.shape().await;
+    variant.make(&test.url).await;
+    let found = test.shape().await;
+    let found_runner_rows = runner_rows(&test).await;
     let report = migrate_to(&test, Some(k)).await.unwrap();
     assert_eq!(report.applied.len(), k as usize);
 
@@ -81,29 +84,51 @@ async fn roll_back_from(k: u32) {
                 .0,
             202
         );
+        // Devices of the old server (one from the fixture, one it registered just
+        // now) upload to us with the plain-text secrets it issued.
         assert_eq!(
             ours.upload_with_secret(&upload_body(BOB_DEVICE, t), BOB_SECRET)
                 .await
                 .0,
             202
         );
+        assert_eq!(
+            ours.upload_with_secret(&upload_body("old-phone", t), &plain)
+                .await
+                .0,
+            202
+        );
     }
-    let written = legacy::rows(&test.client().await).await;
+    let mut written = legacy::rows(&test.client().await).await;
 
     let report = rollback(&test).await.unwrap();
     let mut expected_undone = all_migrations()[..k as usize].to_vec();
     expected_undone.reverse();
     assert_eq!(report.undone, expected_undone);
-
-    assert_same_shape(
-        &test.shape().await,
-        &fixture,
-        &format!("rolled back from V{k}"),
+    // What the seed's first step had done before us stays done.
+    let left = match variant {
+        _ if k < 2 => 0,
+        Variant::Fixture => 0,
+        Variant::SeedApplied => 3,
+        Variant::IndexDroppedByHand => 1,
+    };
+    assert_eq!(
+        report.left_as_found.len(),
+        left,
+        "{:?}",
+        report.left_as_found
     );
+
+    let context = format!("{variant:?}, rolled back from V{k}");
+    assert_same_shape(&test.shape().await, &found, &context);
+    // The old runner's rows as found (V2's record gone unless it was there); every
+    // other row kept.
+    assert_eq!(runner_rows(&test).await, found_runner_rows, "{context}");
+    written.insert("schema_migrations".into(), found_runner_rows);
     assert_eq!(
         legacy::rows(&test.client().await).await,
-        without_v2_record(written),
-        "from V{k}: every row kept"
+        written,
+        "{context}: every row kept"
     );
 
     // The old server's statements, all of them, on the rolled-back database.
@@ -128,6 +153,16 @@ async fn roll_back_from(k: u32) {
         },
         "an old device that never talked to us"
     );
+    // Old devices that uploaded to us: their secrets still work there.
+    for (secret, user) in [(BOB_SECRET, "user-bob"), (plain.as_str(), "user-old")] {
+        assert_eq!(
+            old.upload(OldSender::Secret(secret), &batch).await.unwrap(),
+            OldUpload::Stored {
+                user: Some(user.into())
+            },
+            "from V{k}: a device of the old server that uploaded to us"
+        );
+    }
     assert_eq!(old.get_pot("user-old-2").await.unwrap().uploads_today, 0);
     for _ in 0..5 {
         old.count_upload("user-old-2").await.unwrap();
@@ -205,6 +240,22 @@ async fn rolling_back_from_v11_restores_the_old_schema_and_keeps_every_row() {
     roll_back_from(11).await;
 }
 
+#[tokio::test]
+async fn a_database_the_seeds_first_step_was_applied_to_is_adopted_and_given_back_as_found() {
+    // The old server's runner applied 20260113_remove_redundant_index.sql: the
+    // index stays gone, the comment and the runner's row stay.
+    for k in [2, 7] {
+        roll_back(Variant::SeedApplied, k).await;
+    }
+}
+
+#[tokio::test]
+async fn a_database_whose_redundant_index_was_dropped_by_hand_is_given_back_without_it() {
+    for k in [2, 7] {
+        roll_back(Variant::IndexDroppedByHand, k).await;
+    }
+}
+
 #[test]
 fn every_migration_has_a_rollback_test() {
     // One roll_back_from(k) test above per migration: a new migration needs one.
@@ -221,9 +272,31 @@ async fn rolling_back_a_database_we_created_leaves_the_old_servers_schema() {
 }
 
 #[tokio::test]
-async fn a_rollback_stopped_half_way_resumes_where_it_stopped() {
+async fn a_database_migrated_before_the_record_of_what_was_found_is_rolled_back_as_before() {
+    // A development database: its rollback gives back the fixture's shape.
     let test = TestDb::legacy_migrated().await;
     let fixture = TestDb::legacy().await.shape().await;
+    test.client()
+        .await
+        .batch_execute(&format!("DROP TABLE {}", migrations::found::TABLE))
+        .await
+        .unwrap();
+    let report = rollback(&test).await.unwrap();
+    assert!(
+        report.left_as_found.is_empty(),
+        "{:?}",
+        report.left_as_found
+    );
+    assert_same_shape(&test.shape().await, &fixture, "without a record");
+}
+
+#[tokio::test]
+async fn a_rollback_stopped_half_way_resumes_where_it_stopped() {
+    // The seed's first step applied before us: the resumed rollback still knows.
+    let test = TestDb::legacy().await;
+    Variant::SeedApplied.make(&test.url).await;
+    let found = test.shape().await;
+    migrate_to(&test, None).await.unwrap();
     // A long transaction on daily_pots: V3's undo gives up waiting for its lock.
     let blocker = test.client().await;
     blocker
@@ -252,7 +325,7 @@ async fn a_rollback_stopped_half_way_resumes_where_it_stopped() {
             "V1__baseline_live_schema"
         ]
     );
-    assert_same_shape(&test.shape().await, &fixture, "resumed");
+    assert_same_shape(&test.shape().await, &found, "resumed");
 }
 
 #[tokio::test]

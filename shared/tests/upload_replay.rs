@@ -123,7 +123,7 @@ async fn uploads_of_the_real_uploaders_shape_are_stored_as_the_old_server_stored
 
 #[test]
 fn the_fixture_records_the_old_servers_refusal_of_readings_without_light() {
-    // The bug api.md fixes: the old server refused a whole batch for one reading
+    // The bug docs/api.md "The rules" fixes: the old server refused a whole batch for one reading
     // without light (422), so those expected payloads follow the contract instead.
     for case in cases() {
         let body: Value = serde_json::from_str(&case.body).unwrap();

@@ -183,7 +183,7 @@ async fn an_anonymous_upload_naming_the_owners_device_first_leaves_the_owners_ba
     // Duplicate squatting: the retry key was (device, timestamp), so an anonymous
     // upload that named someone's device_id and timestamp first turned the
     // owner's real batch into a silent duplicate (readings dropped, pot not
-    // counted). api.md: retries are recognised per sender.
+    // counted). docs/api.md ("What is stored"): retries are recognised per sender.
     let test = TestDb::migrated().await;
     let app = upload_app(&test, &[]);
     let client = test.client().await;
@@ -261,9 +261,9 @@ async fn a_retry_is_a_duplicate_for_the_same_user_however_it_authenticates_and_f
 
 #[tokio::test]
 async fn counters_at_their_maximum_saturate_and_the_upload_is_still_stored_and_counted() {
-    // api.md: the counters saturate at the column's maximum, never overflow into a
-    // refused upload (an overflow used to be a 500 for every later upload of the
-    // device).
+    // docs/api.md ("What is stored"): the counters saturate at their column's
+    // maximum, never overflow into a refused upload (an overflow used to be a 500
+    // for every later upload of the device).
     let test = TestDb::migrated().await;
     let app = upload_app(&test, &[]);
     let client = test.client().await;

@@ -1,5 +1,5 @@
 //! `GET /api/user/tiles` against a real database with real RS256 tokens: the worked
-//! examples of the old server's route (tiles.md §7, copied here), the contract's
+//! examples of the old server's route (docs/tiles.md, "Worked examples", copied here), the contract's
 //! fixes (`hours`, missing token), the index it is served through, and that it
 //! writes nothing.
 
@@ -76,7 +76,7 @@ async fn db_now(client: &Client) -> DateTime<Utc> {
         .get(0)
 }
 
-/// A batch as the old server stored it (legacy-statements.md S4), with its
+/// A batch as the old server stored it (docs/coexistence.md S4), with its
 /// `batch_json` written as text so that its numbers keep their decimal form.
 async fn insert(client: &Client, user: Option<&str>, device: &str, at: DateTime<Utc>, json: &str) {
     client
@@ -116,7 +116,7 @@ fn tile(
 
 #[tokio::test]
 async fn one_batch_of_the_recorded_case_is_one_tile_with_the_rounded_key() {
-    // tiles.md §7 example 1 (recorded case O02), stamped an hour ago.
+    // docs/tiles.md "Example 1", stamped an hour ago.
     let s = setup().await;
     let at = db_now(&s.client).await - Duration::hours(1) + Duration::milliseconds(235);
     // Stored with microseconds; lastUpdate truncates them, as a JavaScript Date did.
@@ -137,7 +137,7 @@ async fn one_batch_of_the_recorded_case_is_one_tile_with_the_rounded_key() {
     );
 }
 
-/// tiles.md §7 example 2: the rows T1–T13 around `n`, the moment they are written.
+/// docs/tiles.md "Example 2": the rows T1–T13 around `n`, the moment they are written.
 /// T9–T11 were device dA's too; here each has a device hash of its own, since a
 /// device and a timestamp identify one batch (the tiles do not look at devices).
 async fn insert_example_2(client: &Client, n: DateTime<Utc>) {

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 
 use shared::config::DbConfig;
 use shared::db::Database;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -65,17 +66,38 @@ pub struct TestDb {
 impl TestDb {
     /// A fresh database with every migration applied.
     pub async fn migrated() -> Self {
-        let admin_url = server_url();
-        let template = ensure_template(&admin_url, Base::Empty).await;
-        Self::create(admin_url, Some(&template)).await
+        Self::from_template(Base::Empty).await
     }
 
     /// The legacy fixture (see [`TestDb::legacy`]) with every migration applied: the
     /// live database as it will be while the old server runs beside us.
     pub async fn legacy_migrated() -> Self {
+        Self::from_template(Base::Legacy).await
+    }
+
+    /// A clone of `base`'s migrated template. Test runs of other checkouts on the
+    /// same server drop the templates of other migrations than theirs (see
+    /// [`ensure_template`]): one dropped under us, or in use by such a drop, is
+    /// built or cloned again.
+    async fn from_template(base: Base) -> Self {
         let admin_url = server_url();
-        let template = ensure_template(&admin_url, Base::Legacy).await;
-        Self::create(admin_url, Some(&template)).await
+        let mut attempt = 1;
+        loop {
+            let template = ensure_template(&admin_url, base).await;
+            match Self::try_create(&admin_url, Some(&template)).await {
+                Ok(db) => return db,
+                Err(e)
+                    if attempt < 5
+                        && [SqlState::INVALID_CATALOG_NAME, SqlState::OBJECT_IN_USE]
+                            .iter()
+                            .any(|c| e.code() == Some(c)) =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("create test database from {template}: {e:?}"),
+            }
+        }
     }
 
     /// An empty database (for migration tests).
@@ -92,23 +114,28 @@ impl TestDb {
     }
 
     async fn create(admin_url: String, template: Option<&str>) -> Self {
+        Self::try_create(&admin_url, template)
+            .await
+            .unwrap_or_else(|e| panic!("create test database: {e:?}"))
+    }
+
+    async fn try_create(
+        admin_url: &str,
+        template: Option<&str>,
+    ) -> Result<Self, tokio_postgres::Error> {
         let name = format!("dailypot_test_{:016x}", rand::random::<u64>());
-        let admin = connect(&admin_url).await;
+        let admin = connect(admin_url).await;
         let sql = match template {
             Some(t) => format!("CREATE DATABASE {name} TEMPLATE {t}"),
             None => format!("CREATE DATABASE {name}"),
         };
-        admin
-            .batch_execute(&sql)
-            .await
-            .expect("create test database");
-        let url = url_for(&admin_url, &name);
-        Self {
+        admin.batch_execute(&sql).await?;
+        Ok(Self {
+            url: url_for(admin_url, &name),
             name,
-            url,
-            admin_url,
+            admin_url: admin_url.to_string(),
             roles: Default::default(),
-        }
+        })
     }
 
     /// A login role of this test's own with every right on its database (the
@@ -223,18 +250,26 @@ enum Base {
     Legacy,
 }
 
-fn migrations_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../migrations")
+/// What decides a template's content: the migrations, and the code that applies them
+/// (it also writes a record of its own, `shared::migrations::found`).
+fn template_sources() -> Vec<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = vec![root.join("shared/src/migrations.rs")];
+    for dir in ["migrations", "shared/src/migrations"] {
+        files.extend(
+            std::fs::read_dir(root.join(dir))
+                .unwrap_or_else(|e| panic!("{dir}/ is readable: {e}"))
+                .map(|e| e.expect("entry").path()),
+        );
+    }
+    files.sort();
+    files
 }
 
-/// A name that changes whenever a migration file (or, for the legacy template, the
-/// fixture) changes.
+/// A name that changes whenever a migration file or the code applying them (or, for
+/// the legacy template, the fixture) changes.
 fn template_name(base: Base) -> String {
-    let mut files: Vec<_> = std::fs::read_dir(migrations_dir())
-        .expect("migrations/ is readable")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    files.sort();
+    let files = template_sources();
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     for f in files {
         f.file_name().hash(&mut hasher);

@@ -1,5 +1,5 @@
-//! The old Node server's statements S1–S9, verbatim (the team's
-//! `legacy-statements.md`: captured from node-postgres while its routes ran), and its
+//! The old Node server's statements S1–S9, verbatim (docs/coexistence.md,
+//! "The old server's statements": captured from node-postgres while its routes ran), and its
 //! routes as it runs them: each statement on its own (autocommit, no transaction),
 //! its parameters typed by the server's inference, as node-postgres sends them
 //! untyped. Tests run them against our migrated (or rolled-back) database to prove
@@ -219,6 +219,51 @@ pub async fn run(
     client.query(&prepared, values).await
 }
 
+/// The seed's own first step, `backend/db/20260113_remove_redundant_index.sql`
+/// (file name, content verbatim), which the old server's runner applies at start-up.
+pub const REMOVE_REDUNDANT_INDEX: (&str, &str) = (
+    shared::migrations::legacy_shape::SEED_FILE,
+    "-- Remove redundant index (user_id is already PRIMARY KEY)
+DROP INDEX IF EXISTS idx_daily_pots_user_id;
+
+-- Verify remaining indexes are optimal
+COMMENT ON INDEX idx_daily_pots_last_claim IS 'Index for daily reset queries and claim eligibility checks';
+",
+);
+
+/// The shapes the old server's schema may come to us in (api.md, "The live
+/// database"): the fixture's, with the seed's first step applied by the old server's
+/// runner, or with the redundant index dropped by hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    Fixture,
+    SeedApplied,
+    IndexDroppedByHand,
+}
+
+impl Variant {
+    pub const ALL: [Self; 3] = [Self::Fixture, Self::SeedApplied, Self::IndexDroppedByHand];
+
+    /// Turns the fixture's database at `url` into this variant.
+    pub async fn make(self, url: &str) {
+        let old = OldServer::connect(url).await;
+        match self {
+            Self::Fixture => {}
+            Self::SeedApplied => {
+                let (file, sql) = REMOVE_REDUNDANT_INDEX;
+                old.apply_file(file, sql)
+                    .await
+                    .expect("the seed's file applies");
+            }
+            Self::IndexDroppedByHand => old
+                .client
+                .batch_execute("DROP INDEX idx_daily_pots_user_id")
+                .await
+                .expect("the index drops"),
+        }
+    }
+}
+
 /// A pot as the old server answers it (S6–S9's RETURNING columns).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OldPot {
@@ -297,6 +342,29 @@ impl OldServer {
     pub async fn connect(url: &str) -> Self {
         Self {
             client: crate::db::connect(url).await,
+        }
+    }
+
+    /// The start-up runner applying a `backend/db` file it has not recorded yet: the
+    /// file as one simple query and its record, in one transaction.
+    pub async fn apply_file(&self, filename: &str, sql: &str) -> Result<(), Error> {
+        self.client.batch_execute("BEGIN").await?;
+        let applied = async {
+            self.client.batch_execute(sql).await?;
+            self.client
+                .execute(
+                    "INSERT INTO schema_migrations (filename) VALUES ($1)",
+                    &[&filename],
+                )
+                .await
+        }
+        .await;
+        match applied {
+            Ok(_) => self.client.batch_execute("COMMIT").await,
+            Err(e) => {
+                self.client.batch_execute("ROLLBACK").await?;
+                Err(e)
+            }
         }
     }
 

@@ -62,8 +62,9 @@ struct State {
     next: tokio::sync::Mutex<mpsc::UnboundedReceiver<Invocation>>,
     waiting: Mutex<HashMap<String, oneshot::Sender<Answer>>>,
     handed_out: Mutex<u64>,
-    /// The body of `POST /runtime/init/error`, if the function could not start.
-    init_error: Mutex<Option<String>>,
+    /// `POST /runtime/init/error` (or an unknown request) and its body, if the
+    /// function could not start.
+    init_error: tokio::sync::watch::Sender<Option<String>>,
 }
 
 /// The Runtime API, listening on a free loopback port until dropped.
@@ -83,7 +84,7 @@ impl RuntimeApi {
             next: tokio::sync::Mutex::new(receiver),
             waiting: Mutex::new(HashMap::new()),
             handed_out: Mutex::new(0),
-            init_error: Mutex::new(None),
+            init_error: tokio::sync::watch::channel(None).0,
         });
         let server = {
             let state = state.clone();
@@ -114,11 +115,27 @@ impl RuntimeApi {
             .map_err(|_| "the runtime API stopped".to_string())?;
         match tokio::time::timeout(INVOCATION_TIMEOUT, answered).await {
             Ok(Ok(answer)) => Ok(answer),
-            _ => Err(match self.state.init_error.lock().unwrap().clone() {
+            _ => Err(match self.state.init_error.borrow().clone() {
                 Some(e) => format!("the function failed to start: {e}"),
                 None => format!("no answer within {INVOCATION_TIMEOUT:?}"),
             }),
         }
+    }
+}
+
+impl RuntimeApi {
+    /// The body of the function's `POST /runtime/init/error`, waiting up to 30 s for
+    /// it (`None`: the function did not report one).
+    pub async fn init_error(&self) -> Option<Value> {
+        let mut reported = self.state.init_error.subscribe();
+        let posted =
+            tokio::time::timeout(Duration::from_secs(30), reported.wait_for(Option::is_some))
+                .await
+                .ok()?
+                .ok()?
+                .clone()?;
+        let body = posted.strip_prefix("POST /2018-06-01/runtime/init/error: ")?;
+        serde_json::from_str(body).ok()
     }
 }
 
@@ -178,10 +195,10 @@ async fn serve(socket: TcpStream, state: Arc<State>) {
             accepted()
         } else {
             // `POST /runtime/init/error`, or anything else: the function cannot run.
-            *state.init_error.lock().unwrap() = Some(format!(
+            state.init_error.send_replace(Some(format!(
                 "{method} {path}: {}",
                 String::from_utf8_lossy(&body)
-            ));
+            )));
             state.waiting.lock().unwrap().clear();
             accepted()
         };
@@ -273,9 +290,10 @@ impl FunctionProcess {
     }
 
     /// The JSON lines of stdout (log lines and metric documents) for which
-    /// `wanted` holds, waiting up to 5 s for at least one: the reader thread may
-    /// lag behind the answer the function sent.
-    pub async fn json_lines(&self, wanted: impl Fn(&Value) -> bool) -> Vec<Value> {
+    /// `wanted` holds, waiting up to 5 s for at least `at_least` of them: the reader
+    /// thread may lag behind the answers the function sent (returning at the first
+    /// line found let a test read two of three metrics).
+    pub async fn json_lines(&self, wanted: impl Fn(&Value) -> bool, at_least: usize) -> Vec<Value> {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         loop {
             let found: Vec<Value> = self
@@ -284,7 +302,7 @@ impl FunctionProcess {
                 .filter_map(|l| serde_json::from_str(l).ok())
                 .filter(|v| wanted(v))
                 .collect();
-            if !found.is_empty() || std::time::Instant::now() > deadline {
+            if found.len() >= at_least.max(1) || std::time::Instant::now() > deadline {
                 return found;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -8,15 +8,18 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 use shared::aggregate::{AggregateConfig, Aggregation};
 use shared::config::{DbConfig, ProcessEnv};
 use shared::db::Database;
-use shared::secrets;
+use shared::{init, secrets};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     // The database password, when named by ARN, is read first.
-    let env = secrets::resolve(&ProcessEnv).await?;
-    let db = Database::new(&DbConfig::from_env(&env)?)?;
-    let job = &Aggregation::new(db, AggregateConfig::from_env(&env)?);
+    let job = &init::started(async {
+        let env = secrets::resolve(&ProcessEnv).await?;
+        let db = Database::new(&DbConfig::from_env(&env)?)?;
+        Ok(Aggregation::new(db, AggregateConfig::from_env(&env)?))
+    })
+    .await;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent>| async move { job.handle(event.payload).await },
     ))

@@ -53,12 +53,12 @@ async fn claims_paid_and_refused_are_metrics_of_their_request() {
     assert_eq!(claim("early").await.unwrap().status(), Some(400)); // local-3
     assert_eq!(claim("nobody").await.unwrap().status(), Some(400)); // local-4
 
-    let paid = function.json_lines(is_metric("ClaimPaid")).await;
+    let paid = function.json_lines(is_metric("ClaimPaid"), 1).await;
     assert_eq!(paid.len(), 1, "{}", function.output());
     assert_eq!(paid[0]["ClaimPaid"], amount);
     assert_eq!(paid[0]["requestId"], "local-1");
     let refused: Vec<(String, String)> = function
-        .json_lines(is_metric("ClaimRefused"))
+        .json_lines(is_metric("ClaimRefused"), 3)
         .await
         .iter()
         .map(|m| (m["Reason"].to_string(), m["requestId"].to_string()))

@@ -7,15 +7,18 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 use shared::config::{DbConfig, ProcessEnv};
 use shared::db::Database;
 use shared::reset::{DailyReset, ResetConfig};
-use shared::secrets;
+use shared::{init, secrets};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     // The database password, when named by ARN, is read first.
-    let env = secrets::resolve(&ProcessEnv).await?;
-    let db = Database::new(&DbConfig::from_env(&env)?)?;
-    let reset = &DailyReset::new(db, ResetConfig::from_env(&env)?);
+    let reset = &init::started(async {
+        let env = secrets::resolve(&ProcessEnv).await?;
+        let db = Database::new(&DbConfig::from_env(&env)?)?;
+        Ok(DailyReset::new(db, ResetConfig::from_env(&env)?))
+    })
+    .await;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<EventBridgeEvent>| async move {
             reset.handle(event.payload).await

@@ -10,41 +10,42 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 use shared::config::{DbConfig, ProcessEnv};
 use shared::db::Database;
+use shared::failure::Failure;
 use shared::migrations::{self, Action};
-use shared::secrets;
-
-type Error = Box<dyn std::error::Error + Send + Sync>;
+use shared::{init, secrets};
 
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn main() -> Result<(), lambda_runtime::Error> {
     shared::telemetry::init();
     // The database password, when named by ARN, is read first.
-    let config = DbConfig::from_env(&secrets::resolve(&ProcessEnv).await?)?;
-    let db = Database::new(&config)?;
+    let (db, config) = init::started(async {
+        let config = DbConfig::from_env(&secrets::resolve(&ProcessEnv).await?)?;
+        Ok((Database::new(&config)?, config))
+    })
+    .await;
 
+    // A failure answers with its kind (`errorType`) and its message in words.
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         let (db, config) = (&db, &config);
         return lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-            let action = Action::from_event(&event.payload)?;
-            Ok::<Value, Error>(migrations::perform(db, config, action).await?)
+            migrations::handle(db, config, Action::from_event(&event.payload)).await
         }))
         .await;
     }
 
-    // The message, not the Debug form `main` would print: the operator reads it.
-    if let Err(e) = command_line(&db, &config).await {
-        eprintln!("migrate: {e}");
+    if let Err(failure) = command_line(&db, &config).await {
+        eprintln!("migrate: {failure}");
         std::process::exit(1);
     }
     Ok(())
 }
 
-async fn command_line(db: &Database, config: &DbConfig) -> Result<(), Error> {
-    let action = Action::from_args(std::env::args().skip(1))?;
-    let out = migrations::perform(db, config, action).await?;
+async fn command_line(db: &Database, config: &DbConfig) -> Result<(), Failure> {
+    let action = Action::from_args(std::env::args().skip(1));
+    let out = migrations::handle(db, config, action).await?;
     match out.get("text").and_then(Value::as_str) {
         Some(text) => print!("{text}"),
-        None => println!("{}", serde_json::to_string_pretty(&out)?),
+        None => println!("{out:#}"),
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Peak memory of the real `upload-batch` process (its `VmHWM`), driven through a
 //! local Lambda Runtime API: hostile bodies within every limit (1 MiB as sent,
 //! 10 MiB inflated) must not cost more than a few tens of MiB over a warm
-//! container, and the largest valid upload must still be stored (api.md, "POST
+//! container, and the largest valid upload must still be stored (docs/api.md, "POST
 //! /upload": fields the contract ignores are skipped, never built into a tree).
 //!
 //! `cargo test -p upload-batch --test peak_memory -- --nocapture` prints the

@@ -65,7 +65,7 @@ async fn every_upload_outcome_is_a_metric_and_every_line_names_its_request() {
     .unwrap();
     assert_eq!(token.status(), Some(401));
 
-    let accepted = function.json_lines(is_metric("UploadAccepted")).await;
+    let accepted = function.json_lines(is_metric("UploadAccepted"), 1).await;
     assert_eq!(accepted.len(), 1, "{}", function.output());
     assert_eq!(accepted[0]["UploadAccepted"], 2.0, "its readings");
     assert_eq!(accepted[0]["Function"], "upload-batch");
@@ -75,11 +75,11 @@ async fn every_upload_outcome_is_a_metric_and_every_line_names_its_request() {
         "DailyPot"
     );
 
-    let duplicate = function.json_lines(is_metric("UploadDuplicate")).await;
+    let duplicate = function.json_lines(is_metric("UploadDuplicate"), 1).await;
     assert_eq!(duplicate.len(), 1, "{}", function.output());
     assert_eq!(duplicate[0]["requestId"], "local-2");
 
-    let rejected = function.json_lines(is_metric("UploadRejected")).await;
+    let rejected = function.json_lines(is_metric("UploadRejected"), 2).await;
     let by_status: Vec<(&str, &str)> = rejected
         .iter()
         .map(|m| {
@@ -91,14 +91,21 @@ async fn every_upload_outcome_is_a_metric_and_every_line_names_its_request() {
         .collect();
     assert_eq!(by_status, [("422", "local-3"), ("401", "local-4")]);
 
-    let tokens = function.json_lines(is_metric("TokenRejected")).await;
+    let tokens = function.json_lines(is_metric("TokenRejected"), 1).await;
     assert_eq!(tokens.len(), 1, "{}", function.output());
     assert_eq!(tokens[0]["Class"], "malformed");
     assert_eq!(tokens[0]["requestId"], "local-4");
 
     // Every log line written during an invocation names it (and its trace); the
     // refused requests each wrote at least one.
-    let logs = function.json_lines(|v| v.get("level").is_some()).await;
+    // Lines arrive in order: once a line of the last request is read, all are.
+    function
+        .json_lines(
+            |v| v.get("level").is_some() && v["requestId"] == "local-4",
+            1,
+        )
+        .await;
+    let logs = function.json_lines(|v| v.get("level").is_some(), 1).await;
     for request in ["local-3", "local-4"] {
         let lines: Vec<&Value> = logs.iter().filter(|l| l["requestId"] == request).collect();
         assert!(
@@ -111,4 +118,33 @@ async fn every_upload_outcome_is_a_metric_and_every_line_names_its_request() {
             "{lines:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_start_up_failure_is_the_init_error_naming_its_kind_in_words() {
+    let api = RuntimeApi::start().await;
+    // Everything but the app key.
+    let env: Vec<(String, String)> = [
+        ("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/unused"),
+        ("HASH_SECRET", "telemetry-hash-secret"),
+        ("FIREBASE_PROJECT_ID", "telemetry-test"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let function = FunctionProcess::spawn(BINARY.as_ref(), &env, &api);
+    assert_eq!(
+        api.init_error().await,
+        Some(json!({
+            "errorType": "InvalidConfiguration",
+            "errorMessage": "API_KEY is required but not set"
+        }))
+    );
+    let logged = function.json_lines(|l| l["level"] == "ERROR", 1).await;
+    assert_eq!(logged.len(), 1, "{}", function.output());
+    assert_eq!(
+        logged[0]["message"], "cannot start: API_KEY is required but not set",
+        "{}",
+        logged[0]
+    );
 }

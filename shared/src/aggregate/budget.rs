@@ -1,4 +1,4 @@
-//! How much one run reads (aggregation.md, "What ours must do", item 4): at most
+//! How much one run reads (docs/aggregation.md, "What ours must do", item 4): at most
 //! `AGGREGATE_BATCH_SIZE` batches and `AGGREGATE_MAX_BYTES` bytes of `batch_json`
 //! (as stored), both times the run's share, kept in the progress row.
 //!

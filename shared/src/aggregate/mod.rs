@@ -1,6 +1,6 @@
-//! The aggregation job (`aggregate-sensors`, api.md "The aggregation job"): fills
+//! The aggregation job (`aggregate-sensors`, docs/aggregation.md): fills
 //! the old job's `sensor_aggregates_5m` and `sensor_aggregates_daily` from
-//! `sensor_batches`, without its bugs (aggregation.md, "What ours must do").
+//! `sensor_batches`, without its bugs (docs/aggregation.md, "What ours must do").
 //!
 //! One run, on a session of its own:
 //! 1. [`queries::START`] (committed at once): if another run holds the lock, this

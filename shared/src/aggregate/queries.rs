@@ -201,7 +201,7 @@ SELECT (SELECT count(*) FROM arrived) AS arrived,
 /// yields both: the grouping set with `window_start` gives the windows, the one
 /// without it the days. A row is written only when a value changed.
 ///
-/// The formulas are the old job's (aggregation.md §5) over every batch of the
+/// The formulas are the old job's (docs/aggregation.md §5) over every batch of the
 /// window or day, except light: the mean over the batches that have a light
 /// value, NULL when none has. `device_hours` is the sum over the day's windows of
 /// their device counts, times 5/60: the distinct (window, device) pairs.

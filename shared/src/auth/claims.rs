@@ -28,7 +28,7 @@ pub(crate) struct Expected<'a> {
 }
 
 impl Claims {
-    /// Applies api.md's rules; the user id when all hold.
+    /// Applies the rules of docs/api.md, "Firebase ID token"; the user id when all hold.
     pub(crate) fn check(self, expected: &Expected<'_>) -> Result<UserId, AuthError> {
         let Expected {
             audience,

@@ -1,4 +1,4 @@
-//! Firebase ID tokens (api.md, "Authentication").
+//! Firebase ID tokens (docs/api.md, "Firebase ID token").
 //!
 //! Built once per container, then used by every route that needs a user:
 //!

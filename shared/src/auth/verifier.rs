@@ -55,7 +55,7 @@ impl Verifier {
         self.verify(bearer_token(request)?).await
     }
 
-    /// The user of `token`, if every check of api.md "Authentication" passes.
+    /// The user of `token`, if every check of docs/api.md "Firebase ID token" passes.
     pub async fn verify(&self, token: &str) -> Result<UserId, AuthError> {
         let token = token.trim();
         if token.is_empty() {

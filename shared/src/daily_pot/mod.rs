@@ -1,5 +1,5 @@
 //! The daily pot: users who upload enough in a UTC day unlock credits they can
-//! claim once that day (api.md, "GET /daily-pot", "POST /daily-pot/claim").
+//! claim once that day (docs/api.md, "GET /daily-pot", "POST /daily-pot/claim").
 //!
 //! [`get::handle`] answers `GET /daily-pot` and the compatibility route `POST
 //! /daily-pot/upload`; [`claim::handle`] answers `POST /daily-pot/claim`. Both use

@@ -1,5 +1,5 @@
 //! `POST /register-device`: a new secret for a device, owned by the token's user
-//! (api.md, "POST /register-device").
+//! (docs/api.md, "POST /register-device").
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};

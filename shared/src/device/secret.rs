@@ -3,9 +3,9 @@
 //! The stored form is `sha256:` + the base64 digest (51 characters: it fits the live
 //! `varchar(64)` column, and its prefix tells a hash from the old server's 64-hex
 //! plain-text secrets). The old server, while it runs beside us, keeps writing plain
-//! text (it can match nothing else); those rows are converted to this form when one
-//! of our uploads uses them, and all the rest at the cut-over (`migrate cutover`,
-//! whose SQL computes exactly this form).
+//! text (it can match nothing else); those rows stay plain, even once our uploads use
+//! them (a rollback must leave them working there), until the cut-over converts
+//! them all (`migrate cutover`, whose SQL computes exactly this form).
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;

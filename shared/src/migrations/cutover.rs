@@ -1,11 +1,13 @@
 //! The cut-over: once the old server is off, the plain-text device secrets it wrote
-//! are converted to the stored form of ours (api.md, "Sharing the database").
+//! are converted to the stored form of ours (docs/coexistence.md, "Cut-over").
 //!
-//! Our own code never touches a plain-text row except to convert it (an upload that
-//! matches one converts it while recording its use), so a plain-text secret used in
-//! the last 24 hours was used by the old server: it is still serving, and converting
-//! its secrets would make every one of its uploads with them fail. Then the cut-over
-//! refuses, unless forced.
+//! Until then a plain-text row stays as the old server wrote it, even once a device
+//! uses it with us (our upload records the use in `last_used_at`, and converts
+//! nothing), so that a rollback leaves it working there. A plain-text secret used in
+//! the last 24 hours, by the old server or by one of its devices uploading to us, is
+//! in use by a device the old server issued it to: converting it would make that
+//! device fail wherever the old server still serves it (or serves it again after a
+//! rollback). Then the cut-over refuses, unless forced.
 
 use tokio_postgres::Client;
 

@@ -136,6 +136,35 @@ const DROPPED: &[(u32, &str)] = &[
     (5, "index sensor_batches.idx_sensor_batches_location"),
 ];
 
+/// The seed's own first step, which V2 repeats. The old server's runner applies it at
+/// start-up (and lists it in `schema_migrations`), or an operator dropped the index by
+/// hand: the old server's schema with any of its changes made is adopted too (docs/coexistence.md,
+/// "The live database"), and the rollback gives back what was found (`found`).
+pub const SEED_FILE: &str = "20260113_remove_redundant_index.sql";
+
+/// What [`SEED_FILE`] changes: the fact it drops, and the one it adds with its value.
+const SEED_DROPS: &str = "index daily_pots.idx_daily_pots_user_id";
+const SEED_ADDS: (&str, &str) = (
+    "comment on index daily_pots.idx_daily_pots_last_claim",
+    "Index for daily reset queries and claim eligibility checks",
+);
+
+/// Whether `difference` is a change of the seed's file (made before V2, or by it).
+pub fn made_by_the_seed(difference: &Difference) -> bool {
+    match difference {
+        Difference::Missing { key, .. } => key == SEED_DROPS,
+        Difference::Unexpected { key, found } => (key.as_str(), found.as_str()) == SEED_ADDS,
+        Difference::Changed { .. } => false,
+    }
+}
+
+/// Whether a fact of the catalog is the old server's (a fact of its tables, or one of
+/// its functions): the shape check judges these, and `found` records them.
+pub fn is_old_servers(key: &str) -> bool {
+    table_of(key).is_some_and(|t| LEGACY_TABLES.contains(&t))
+        || LEGACY.iter().any(|(k, _)| *k == key)
+}
+
 /// Whether `difference` is what our migrations up to `applied_version` made. Before
 /// a migration ran, what it would add or drop is a real difference.
 ///
@@ -195,6 +224,27 @@ mod tests {
         };
         assert!(!ours(&index, 1));
         assert!(ours(&index, 2));
+    }
+
+    #[test]
+    fn the_seeds_changes_are_its_own_and_its_comment_only_with_its_text() {
+        let index = Difference::Missing {
+            key: "index daily_pots.idx_daily_pots_user_id".into(),
+            expected: "CREATE INDEX …".into(),
+        };
+        let comment = |found: &str| Difference::Unexpected {
+            key: "comment on index daily_pots.idx_daily_pots_last_claim".into(),
+            found: found.into(),
+        };
+        assert!(made_by_the_seed(&index));
+        assert!(made_by_the_seed(&comment(
+            "Index for daily reset queries and claim eligibility checks"
+        )));
+        assert!(!made_by_the_seed(&comment("something else")));
+        assert!(!made_by_the_seed(&Difference::Missing {
+            key: "index daily_pots.idx_daily_pots_last_claim".into(),
+            expected: "CREATE INDEX …".into(),
+        }));
     }
 
     #[test]

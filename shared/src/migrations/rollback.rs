@@ -1,6 +1,7 @@
 //! Rollback: the undo of every applied migration, newest first, back to exactly the
-//! old server's schema with every row kept; then refinery's history table goes, so
-//! `migrate` afterwards applies everything again.
+//! old server's schema as the first `migrate` found it ([`super::found`]), with every
+//! row kept; then refinery's history table and that record go, so `migrate`
+//! afterwards applies everything again.
 //!
 //! Each undo's history row is deleted as soon as the undo is done, so a rollback
 //! that stopped half-way (a lock timeout, a lost connection, Lambda's time limit)
@@ -15,6 +16,7 @@
 
 use tokio_postgres::Client;
 
+use super::found;
 use super::no_transaction::{self, NO_TRANSACTION};
 use super::{MigrateError, Undo, UNDO};
 
@@ -25,6 +27,9 @@ pub struct RollbackReport {
     pub undone: Vec<String>,
     /// INVALID indexes (left by an earlier failed build) dropped before rebuilding.
     pub invalid_indexes_rebuilt: Vec<String>,
+    /// What an undo left as the first `migrate` found it (the seed's changes made
+    /// before us stay made).
+    pub left_as_found: Vec<String>,
     /// Role defaults reset (behind RDS Proxy: the statement timeout `migrate` set).
     pub role_defaults: Vec<String>,
 }
@@ -62,14 +67,17 @@ pub(super) async fn run(client: &mut Client) -> Result<RollbackReport, MigrateEr
             None => return Err(MigrateError::UnknownMigration { version, name }),
         }
     }
+    let found = found::read(client).await?;
     let steps = plan.len();
     for (n, undo) in plan.into_iter().enumerate() {
         let label = format!("V{}__{}", undo.version, undo.name);
         tracing::info!(migration = %label, step = n + 1, of = steps, "undoing");
         if undo.sql.starts_with(NO_TRANSACTION) {
-            let rebuilt =
-                no_transaction::run(client, undo.sql, &format!("undo of {label}")).await?;
-            report.invalid_indexes_rebuilt.extend(rebuilt);
+            let ran =
+                no_transaction::run(client, undo.sql, &format!("undo of {label}"), Some(&found))
+                    .await?;
+            report.invalid_indexes_rebuilt.extend(ran.rebuilt);
+            report.left_as_found.extend(ran.skipped);
             client
                 .execute(
                     "DELETE FROM refinery_schema_history WHERE version = $1",
@@ -98,8 +106,12 @@ pub(super) async fn run(client: &mut Client) -> Result<RollbackReport, MigrateEr
         tracing::info!(migration = %label, "undone");
         report.undone.push(label);
     }
+    // One statement: the record stays as long as an undo may still need it.
     client
-        .batch_execute("DROP TABLE IF EXISTS refinery_schema_history")
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS refinery_schema_history, {}",
+            found::TABLE
+        ))
         .await
         .map_err(|e| MigrateError::sql("dropping the migration history", e))?;
     Ok(report)

@@ -81,17 +81,17 @@ impl Difference {
     }
 }
 
+/// One line in words: `index t.i: expected CREATE INDEX …, found nothing`.
 impl fmt::Display for Difference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Missing { key, expected } => write!(f, "missing {key} ({expected})"),
+        let (expected, found) = match self {
+            Self::Missing { expected, .. } => (expected.as_str(), "nothing"),
             Self::Changed {
-                key,
-                expected,
-                found,
-            } => write!(f, "{key}: expected `{expected}`, found `{found}`"),
-            Self::Unexpected { key, found } => write!(f, "unexpected {key} ({found})"),
-        }
+                expected, found, ..
+            } => (expected.as_str(), found.as_str()),
+            Self::Unexpected { found, .. } => ("nothing", found.as_str()),
+        };
+        write!(f, "{}: expected {expected}, found {found}", self.key())
     }
 }
 
@@ -149,10 +149,7 @@ pub fn check_shape(shape: &Shape, applied_version: u32) -> ShapeCheck {
     }
     // Only the old server's tables (and the functions its triggers call) are judged:
     // other tables of the database are neither the old server's nor ours to check.
-    let judged = |key: &str| {
-        legacy_shape::table_of(key).is_some_and(|t| LEGACY_TABLES.contains(&t))
-            || LEGACY.iter().any(|(k, _)| *k == key)
-    };
+    let judged = legacy_shape::is_old_servers;
     let expected = Shape(
         LEGACY
             .iter()
@@ -180,8 +177,9 @@ pub fn check_shape(shape: &Shape, applied_version: u32) -> ShapeCheck {
             Some(t) => !missing_tables.iter().any(|m| m == t) || d.key() == format!("table {t}"),
             None => true,
         })
-        // What our applied migrations added or dropped is expected.
-        .filter(|d| !legacy_shape::ours(d, applied_version))
+        // What our applied migrations added or dropped is expected, and so is what
+        // the seed's own first step did (before V2, which does the same).
+        .filter(|d| !legacy_shape::ours(d, applied_version) && !legacy_shape::made_by_the_seed(d))
         .collect();
     ShapeCheck {
         state: "adoptable",
@@ -372,6 +370,6 @@ mod tests {
         assert!(lost
             .differences
             .iter()
-            .any(|d| d.to_string() == "missing table daily_pots (table)"));
+            .any(|d| d.to_string() == "table daily_pots: expected table, found nothing"));
     }
 }

@@ -1,4 +1,4 @@
-//! `POST /upload`: a batch of sensor readings (api.md, "POST /upload").
+//! `POST /upload`: a batch of sensor readings (docs/api.md, "POST /upload").
 //!
 //! - [`body`]: size limits and gzip;
 //! - [`raw`], [`request`], [`time`]: the body streamed into the typed upload, and

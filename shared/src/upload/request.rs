@@ -1,5 +1,5 @@
 //! The upload body as typed values ("parse, don't validate"): [`Upload::parse`]
-//! either returns a batch every rule of api.md ("POST /upload") holds for, or the
+//! either returns a batch every rule of docs/api.md ("POST /upload") holds for, or the
 //! list of every broken rule, each naming its field (`batch[3].light`), at most
 //! 100, in the order of the contract's fields whatever the body's order.
 //!

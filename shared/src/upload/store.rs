@@ -101,11 +101,11 @@ stats AS (
         updated_at     = now()
     RETURNING 1
 ),
--- The secret's use, and a plain-text row of the old server's converted to the
--- hashed form on the way (so plain-text rows are only ever touched by the old
--- server: the cut-over's "used in the last 24 hours" means it still serves).
+-- The secret's use (the cut-over's 24-hour rule reads it). A plain-text row of the
+-- old server's stays plain until the cut-over: after a rollback the old server,
+-- which matches nothing else, must still find it.
 secret_used AS (
-    UPDATE device_secrets SET last_used_at = now(), secret = $8::text
+    UPDATE device_secrets SET last_used_at = now()
     WHERE $8::text IS NOT NULL AND device_id = $10::text AND secret IN ($8::text, $11::text)
       AND EXISTS (SELECT 1 FROM batch)
     RETURNING 1

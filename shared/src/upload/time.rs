@@ -2,7 +2,7 @@
 //! milliseconds. Stored as the old server stored them: UTC with milliseconds
 //! (`2026-01-10T08:00:00.000Z`), so the aggregation job reads them unchanged.
 //!
-//! Only instants in [`EARLIEST`, `LATEST`] exist here (api.md, "POST /upload"): the
+//! Only instants in [`EARLIEST`, `LATEST`] exist here (docs/api.md, "The rules"): the
 //! old server took any date a JavaScript `Date` holds, and PostgreSQL refused one
 //! before 4713 BC (a 500) while one past year 9999 was stored as `+010000-...`,
 //! which no reader of the stored payload parses.

@@ -1,6 +1,6 @@
 //! What the aggregation tests share: batches stored as the old server stored them,
 //! runs of the job, the two tables read back, and an independent model of what
-//! they must hold (aggregation.md, "What ours must do"), computed here in Rust
+//! they must hold (docs/aggregation.md, "What ours must do"), computed here in Rust
 //! from the stored batches.
 #![allow(dead_code)]
 
@@ -54,7 +54,7 @@ pub async fn run_until_caught_up(db: &Database, batch_size: i64) -> Vec<Aggregat
     }
 }
 
-/// The old server's INSERT (legacy-statements.md S4), `json` as text.
+/// The old server's INSERT (docs/coexistence.md S4), `json` as text.
 pub async fn store(client: &Client, device: &str, at: &str, json: &str) {
     client
         .execute(
@@ -259,7 +259,7 @@ fn text(v: &Value) -> String {
 }
 
 /// Where a readable batch with a geohash goes and what it adds; `None` for a batch
-/// that counts nowhere. Written from aggregation.md, independently of the SQL.
+/// that counts nowhere. Written from docs/aggregation.md §3–§5, independently of the SQL.
 fn contribution(
     device: &str,
     stored_at: DateTime<Utc>,
