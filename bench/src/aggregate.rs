@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use shared::aggregate::{AggregateConfig, AggregateSummary, DEFAULT_BATCH_SIZE};
+use shared::aggregate::{AggregateConfig, AggregateSummary, DEFAULT_BATCH_SIZE, DEFAULT_MAX_BYTES};
 use shared::db::Database;
 use testkit::keys::{self, KeyServer};
 use tracing::instrument::WithSubscriber;
@@ -42,7 +42,7 @@ const FORGET: &str =
     "TRUNCATE sensor_aggregation_batches, sensor_aggregates_5m, sensor_aggregates_daily;
      UPDATE sensor_aggregation_progress SET seen = '1:1:', seen_xid = NULL,
          seen_device_hash = NULL, seen_timestamp = NULL, backlog_done = false,
-         backlog_timestamp = NULL, backlog_device_hash = NULL";
+         backlog_timestamp = NULL, backlog_device_hash = NULL, run_share = 1, run_started_at = NULL";
 
 /// Both tables, as one checksum: equal means the same rows.
 const CHECKSUM: &str = "SELECT md5(coalesce((SELECT string_agg((t.window_start, t.geohash, t.samples_count,
@@ -200,7 +200,10 @@ async fn seed(
 /// Runs the job (until caught up when `until_caught_up`, else once): per-run
 /// times, statements, and each statement's own time as the job logs it.
 async fn runs(db: &Database, batch_size: i64, until_caught_up: bool) -> Result<Value, String> {
-    let config = AggregateConfig { batch_size };
+    let config = AggregateConfig {
+        batch_size,
+        max_bytes: DEFAULT_MAX_BYTES,
+    };
     let timings = StatementTimings::default();
     let mut summaries: Vec<AggregateSummary> = Vec::new();
     let mut times = Vec::new();

@@ -2,12 +2,14 @@
 //! See BENCHMARKS.md for what each figure means; `scripts/bench` runs it.
 //!
 //!   bench [--quick] [--no-peer] [--reset-scale] [--no-cold-start] [--out DIR] [--chart FILE.svg]
-//!         | bench --dbcpu (a new connection's costs) | bench --aggregate | bench --analytics
+//!         | bench --dbcpu (a new connection's costs) | bench --aggregate | bench --aggregate-heavy
+//!         | bench --analytics
 //!         [--users N --devices N --readings N --requests N --warmup N --concurrency N --seed N]
 //!   bench --cold-start-tls [LABEL=BINARY ...]   (get-daily-pot over verified TLS only)
 //!   bench --upload-cpu [--readings N]   (the upload's own CPU per stage, no database)
 
 mod aggregate;
+mod aggregate_heavy;
 mod analytics;
 mod benchdb;
 mod capacity;
@@ -44,6 +46,8 @@ struct Options {
     aggregate: bool,
     /// Only the analytics API over a realistic year of aggregates.
     analytics: bool,
+    /// Only the aggregation job over a backlog of heavy batches.
+    aggregate_heavy: bool,
     /// Only what a new connection costs the database (dbcpu.rs), then stop.
     dbcpu: bool,
     out: PathBuf,
@@ -68,6 +72,7 @@ fn parse_args() -> Result<Options, String> {
         upload_cpu: false,
         aggregate: false,
         analytics: false,
+        aggregate_heavy: false,
         dbcpu: false,
         out: repo_root().join("target/bench"),
         chart: None,
@@ -84,6 +89,7 @@ fn parse_args() -> Result<Options, String> {
             "--upload-cpu" => o.upload_cpu = true,
             "--aggregate" => o.aggregate = true,
             "--analytics" => o.analytics = true,
+            "--aggregate-heavy" => o.aggregate_heavy = true,
             "--dbcpu" => o.dbcpu = true,
             "--out" => o.out = PathBuf::from(value("--out")?),
             "--chart" => o.chart = Some(PathBuf::from(value("--chart")?)),
@@ -181,6 +187,15 @@ async fn run(o: Options) -> Result<(), String> {
         return write_json(&o.out.join("upload_cpu.json"), &figures);
     }
     let started = std::time::Instant::now();
+    if o.aggregate_heavy {
+        std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
+        // The measured timeout, then the deployed one.
+        let result = aggregate_heavy::run(&testkit::db::server_url(), &[4_500, 45_000]).await?;
+        let path = o.out.join("aggregate-heavy.json");
+        write_json(&path, &result)?;
+        println!("summary: {}", path.display());
+        return Ok(());
+    }
     if o.aggregate {
         std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
         let result = aggregate::run(&testkit::db::server_url(), o.params.devices as i64).await?;

@@ -218,7 +218,10 @@ async fn apply(
     // one (a concurrent index build) is run here, statement by statement, once
     // everything before it is applied, and then recorded as applied.
     let runner = migrations::runner();
-    for migration in runner.get_migrations() {
+    // Embedded in file-name order (a V10 before V2): taken in version order.
+    let mut forward: Vec<_> = runner.get_migrations().iter().collect();
+    forward.sort_by_key(|m| m.version());
+    for migration in forward {
         let version = migration.version() as u32;
         let Some(sql) = migration.sql() else { continue };
         if !in_target(version) || !sql.starts_with(no_transaction::NO_TRANSACTION) {

@@ -8,8 +8,11 @@ mod aggregation_support;
 mod upload_helpers;
 
 use aggregation_support::*;
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use shared::aggregate::{AggregateConfig, Aggregation};
+use shared::aggregate::budget::MIN_SHARE;
+use shared::aggregate::{AggregateConfig, AggregateSummary, Aggregation, Limits};
+use shared::db::Database;
 use tokio_postgres::Client;
 
 /// A batch with the fields the job reads (docs/aggregation.md §7's columns).
@@ -664,6 +667,192 @@ async fn a_backlog_catches_up_over_several_bounded_runs() {
     );
 }
 
+/// `n` heavy batches of `readings` readings each (`testkit::heavy`); every other
+/// one is left in the backlog (stored before V6). Returns their bytes as stored.
+async fn store_heavy(c: &Client, n: i64, readings: i64) -> i64 {
+    c.batch_execute(&testkit::heavy::store_sql(n, readings, 1))
+        .await
+        .unwrap();
+    c.batch_execute(
+        "UPDATE sensor_batches SET received_xid = NULL
+         WHERE device_hash LIKE 'heavy-%' AND substr(device_hash, 7)::int % 2 = 0",
+    )
+    .await
+    .unwrap();
+    c.query_one(
+        "SELECT sum(pg_column_size(batch_json))::bigint FROM sensor_batches WHERE device_hash LIKE 'heavy-%'",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+/// The share of the bounds the progress row holds, and whether a run started and
+/// did not finish.
+async fn run_budget(c: &Client) -> (f64, bool) {
+    let row = c
+        .query_one(
+            "SELECT run_share, run_started_at IS NOT NULL FROM sensor_aggregation_progress",
+            &[],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test]
+async fn a_run_cut_by_the_statement_timeout_leaves_the_next_run_half_as_much_to_do() {
+    let test = legacy_migrated().await;
+    let c = test.client().await;
+    store_traffic(&c, 10, 4, "2026-03-10T08:00:00Z").await;
+    let short = Database::new(&test.config(&[("DB_STATEMENT_TIMEOUT_MS", "300")])).unwrap();
+    let bounds = AggregateConfig {
+        batch_size: 16,
+        max_bytes: 1 << 20,
+    };
+    // A reader that holds the job's table: the ingest waits until the timeout.
+    let blocker = test.client().await;
+    blocker
+        .batch_execute("BEGIN; LOCK TABLE sensor_aggregation_batches IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    for expected_share in [1.0, 0.5] {
+        let err = shared::aggregate::run(&short, &bounds).await.unwrap_err();
+        assert!(err.is_unavailable(), "{err}");
+        assert_eq!(run_budget(&c).await, (expected_share, true), "recorded");
+    }
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+
+    // The next runs, under the default timeout (30 s): they finish well inside a
+    // quarter of it.
+    let db = test.database();
+    let next = shared::aggregate::run(&db, &bounds).await.unwrap();
+    assert!(next.after_unfinished_run, "{next:?}");
+    assert_eq!(
+        next.limits,
+        Some(Limits {
+            batches: 4,
+            bytes: 1 << 18
+        }),
+        "a quarter after two runs that did not finish"
+    );
+    assert_eq!(next.batches_read, 4, "{next:?}");
+    // It finished quickly: the share doubles back with each such run.
+    assert_eq!(run_budget(&c).await, (0.5, false));
+    let after = shared::aggregate::run(&db, &bounds).await.unwrap();
+    assert!(!after.after_unfinished_run);
+    assert_eq!(after.batches_read, 8, "{after:?}");
+    assert_eq!(run_budget(&c).await.0, 1.0);
+}
+
+#[tokio::test]
+async fn heavy_batches_under_a_short_statement_timeout_are_caught_up_and_every_run_advances() {
+    // Issue 21 item 6: runs bounded by a number of batches, each of thousands of
+    // readings, hit the statement timeout at the same place every time: the job
+    // stood still (0 batches in 15 runs, measured with a 4.5 s timeout).
+    let test = legacy_migrated().await;
+    let c = test.client().await;
+    let (batches, readings) = (60, 2000);
+    let fixture = counts(&c, "SELECT count(*) FROM sensor_batches").await[0] as u64;
+    let stored_bytes = store_heavy(&c, batches, readings).await;
+    // The timeout is ten times what reading one batch takes on this machine now
+    // (the slowest of three tries; 200 ms at least): all of them in one run take
+    // several times the timeout, one batch a small part of it, fast machine or
+    // loaded one.
+    let mut one_batch = std::time::Duration::ZERO;
+    for _ in 0..3 {
+        let started = std::time::Instant::now();
+        c.query_one(
+            "SELECT (sensor_aggregation_read(batch_json, timestamp_utc)).samples
+             FROM sensor_batches WHERE device_hash = 'heavy-1'",
+            &[],
+        )
+        .await
+        .unwrap();
+        one_batch = one_batch.max(started.elapsed());
+    }
+    let timeout_ms = (one_batch.as_millis() * 10).max(200).to_string();
+    let db = Database::new(&test.config(&[("DB_STATEMENT_TIMEOUT_MS", &timeout_ms)])).unwrap();
+    let bounds = AggregateConfig {
+        batch_size: 1000,
+        max_bytes: stored_bytes,
+    };
+    let mut history: Vec<Result<AggregateSummary, f64>> = Vec::new();
+    loop {
+        assert!(history.len() < 60, "the job stands still: {history:?}");
+        match shared::aggregate::run(&db, &bounds).await {
+            Ok(summary) => {
+                let done = summary.caught_up;
+                history.push(Ok(summary));
+                if done {
+                    break;
+                }
+            }
+            // The share the run that failed had.
+            Err(err) => {
+                assert!(err.is_unavailable(), "{err}");
+                history.push(Err(run_budget(&c).await.0));
+            }
+        }
+    }
+    for (i, run) in history.iter().enumerate() {
+        match run {
+            Ok(s) => eprintln!(
+                "run {i}: {} batches, {} readings, {} bytes, limits {:?}, {} ms",
+                s.batches_read, s.readings_read, s.bytes_read, s.limits, s.elapsed_ms
+            ),
+            Err(share) => eprintln!("run {i}: cut by the {timeout_ms} ms timeout (share {share})"),
+        }
+    }
+    let mut read = 0;
+    for (i, run) in history.iter().enumerate() {
+        match run {
+            Ok(summary) => {
+                assert!(
+                    !summary.locked_out,
+                    "run {i} met the lock of the run before"
+                );
+                assert!(
+                    summary.batches_read > 0 || summary.caught_up,
+                    "run {i} read nothing"
+                );
+                read += summary.batches_read;
+                if let Some(Err(failed_share)) = i.checked_sub(1).map(|p| &history[p]) {
+                    // After a run that did not finish: half its bounds.
+                    assert!(summary.after_unfinished_run);
+                    let half = Limits::of(&bounds, (failed_share / 2.0).max(MIN_SHARE));
+                    assert_eq!(summary.limits, Some(half), "run {i}");
+                }
+            }
+            Err(_) => {
+                let streak = history[..=i]
+                    .iter()
+                    .rev()
+                    .take_while(|r| r.is_err())
+                    .count();
+                assert!(streak <= 8, "run {i}: {streak} failures in a row");
+            }
+        }
+    }
+    assert_eq!(read, fixture + batches as u64, "every batch read once");
+    let recorded = counts(
+        &c,
+        "SELECT sum(samples)::bigint FROM sensor_aggregation_batches WHERE device_hash LIKE 'heavy-%'",
+    )
+    .await;
+    assert_eq!(recorded, [batches * readings]);
+    // One window per batch, on 2026-03-10 (the fixture's batches are in January).
+    let written = counts(
+        &c,
+        "SELECT count(*) FROM sensor_aggregates_5m WHERE window_start >= '2026-03-10'
+         UNION ALL SELECT sum(samples_count)::bigint FROM sensor_aggregates_5m WHERE window_start >= '2026-03-10'
+         UNION ALL SELECT samples_count FROM sensor_aggregates_daily WHERE day = '2026-03-10'",
+    )
+    .await;
+    assert_eq!(written, [batches, batches * readings, batches * readings]);
+}
+
 #[tokio::test]
 async fn a_rerun_changes_nothing() {
     let test = legacy_migrated().await;
@@ -883,6 +1072,85 @@ async fn fresh_uploads_through_the_real_handler_are_aggregated() {
 }
 
 #[tokio::test]
+async fn readings_at_the_date_bounds_are_stored_and_aggregated_and_beyond_them_refused() {
+    // docs/api.md ("The rules"): every date lies in [1970-01-01T00:00:00.000Z,
+    // 9999-12-31T23:59:59.999Z], and whatever is accepted the job can read. Year
+    // 10000 used to be stored as "+010000-…" (skipped by the job for good), and
+    // -1e15 ms was a 500.
+    let test = legacy_migrated().await;
+    let c = test.client().await;
+    let uploads = upload_helpers::upload_app(&test, &[]);
+    let at = |timestamp: Value, t: Value| {
+        let mut body = upload_helpers::fixture_upload();
+        body["timestamp"] = timestamp;
+        body["batch"] = json!([{"t": t, "light": 5}]);
+        body
+    };
+    let before = upload_helpers::snapshot(&c).await;
+    for (body, path) in [
+        (at(json!(-1e15), json!(0)), "timestamp"),
+        (at(json!(-1), json!(0)), "timestamp"),
+        (at(json!(0), json!(253_402_300_800_000u64)), "batch[0].t"),
+        (
+            at(json!(0), json!("10000-01-01T00:00:00.000Z")),
+            "batch[0].t",
+        ),
+        (
+            at(json!(0), json!("9999-12-31T23:59:59.999-00:01")),
+            "batch[0].t",
+        ),
+    ] {
+        let (status, answer) = upload_helpers::upload(&uploads, &body, &[]).await;
+        assert_eq!(status, 422, "{body}: {answer}");
+        assert_eq!(answer["details"][0]["path"], path, "{answer}");
+    }
+    assert_eq!(
+        upload_helpers::snapshot(&c).await,
+        before,
+        "nothing written"
+    );
+
+    for body in [
+        at(json!(0), json!("1970-01-01T00:00:00.000Z")),
+        at(
+            json!("9999-12-31T23:59:59.999Z"),
+            json!(253_402_300_799_999u64),
+        ),
+    ] {
+        let (status, answer) = upload_helpers::upload(&uploads, &body, &[]).await;
+        assert_eq!(
+            (status, answer),
+            (202, json!({"accepted_records": 1})),
+            "{body}"
+        );
+    }
+    let summary = run(&test.database(), 100).await;
+    assert_eq!(
+        (summary.arrivals_read, summary.batches_skipped),
+        (2, 0),
+        "{summary:?}"
+    );
+    let recorded: Vec<DateTime<Utc>> = c
+        .query(
+            "SELECT window_start FROM sensor_aggregation_batches
+             WHERE device_hash = $1 ORDER BY window_start",
+            &[&upload_helpers::device_hash(
+                &upload_helpers::fixture_device(),
+            )],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        recorded,
+        [utc("1970-01-01T00:00:00Z"), utc("9999-12-31T23:55:00Z")]
+    );
+    assert_tables_match_the_model(&c).await;
+}
+
+#[tokio::test]
 async fn a_database_error_fails_the_invocation_and_writes_nothing() {
     let test = legacy_migrated().await;
     let c = test.client().await;
@@ -893,7 +1161,7 @@ async fn a_database_error_fails_the_invocation_and_writes_nothing() {
     )
     .await
     .unwrap();
-    let job = Aggregation::new(test.database(), AggregateConfig { batch_size: 100 });
+    let job = Aggregation::new(test.database(), bounds(100));
     let event = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -936,9 +1204,7 @@ async fn a_database_error_fails_the_invocation_and_writes_nothing() {
         .unwrap(),
     )
     .unwrap();
-    let err = shared::aggregate::run(&down, &AggregateConfig { batch_size: 1 })
-        .await
-        .unwrap_err();
+    let err = shared::aggregate::run(&down, &bounds(1)).await.unwrap_err();
     assert!(err.is_unavailable(), "{err}");
 }
 

@@ -244,6 +244,66 @@ async fn an_exact_repeat_stored_by_the_old_server_is_no_error_and_a_duplicate_fo
 }
 
 #[tokio::test]
+async fn the_old_servers_batches_are_recognised_as_their_senders_and_no_one_elses() {
+    let test = TestDb::legacy_migrated().await;
+    let old = old_server(&test).await;
+    let ours = Ours::on(&test).await;
+    let duplicate = (202, json!({"accepted_records": 0, "duplicate": true}));
+    let accepted = (202, json!({"accepted_records": 1}));
+    // The old server stored one batch of the device for its secret's owner, one
+    // anonymously, at two times.
+    let (t1, t2) = ("2026-03-02T10:00:00Z", "2026-03-02T10:05:00Z");
+    old.upload(
+        OldSender::Secret(ALICE_SECRET),
+        &old_batch(ALICE_DEVICE, t1),
+    )
+    .await
+    .unwrap();
+    old.upload(OldSender::Anonymous, &old_batch(ALICE_DEVICE, t2))
+        .await
+        .unwrap();
+    // Their senders' retries reach us: duplicates, counting nothing.
+    let before = upload_helpers::snapshot(&test.client().await).await;
+    assert_eq!(
+        ours.upload_as(&upload_body(ALICE_DEVICE, t1), "user-alice")
+            .await,
+        duplicate
+    );
+    assert_eq!(
+        upload_helpers::upload(&ours.uploads, &upload_body(ALICE_DEVICE, t2), &[]).await,
+        duplicate
+    );
+    assert_eq!(before, upload_helpers::snapshot(&test.client().await).await);
+    // Anyone else's upload of the same device and times is another sender's: the
+    // anonymous batch does not make alice's a duplicate, nor alice's bob's.
+    assert_eq!(
+        ours.upload_as(&upload_body(ALICE_DEVICE, t2), "user-alice")
+            .await,
+        accepted
+    );
+    assert_eq!(
+        upload_helpers::upload(&ours.uploads, &upload_body(ALICE_DEVICE, t1), &[]).await,
+        accepted
+    );
+    assert_eq!(
+        ours.upload_as(&upload_body(ALICE_DEVICE, t1), "user-bob")
+            .await,
+        accepted
+    );
+    assert_eq!(
+        count(
+            &test,
+            &format!(
+                "SELECT count(*) FROM sensor_batches WHERE device_hash = '{}'",
+                upload_helpers::device_hash(ALICE_DEVICE)
+            )
+        )
+        .await,
+        5
+    );
+}
+
+#[tokio::test]
 async fn a_device_registered_with_us_is_unknown_to_the_old_server() {
     let test = TestDb::legacy_migrated().await;
     let old = old_server(&test).await;

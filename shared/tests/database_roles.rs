@@ -145,9 +145,15 @@ async fn every_route_and_job_works_as_the_dml_only_role() {
     assert_eq!(response.status(), 200);
 
     // The aggregation job reads the batches and writes both aggregate tables.
-    let summary = shared::aggregate::run(&db(), &AggregateConfig { batch_size: 100 })
-        .await
-        .unwrap();
+    let summary = shared::aggregate::run(
+        &db(),
+        &AggregateConfig {
+            batch_size: 100,
+            max_bytes: shared::aggregate::DEFAULT_MAX_BYTES,
+        },
+    )
+    .await
+    .unwrap();
     assert!(
         summary.batches_read >= 6 && summary.windows_written >= 1,
         "{summary:?}"

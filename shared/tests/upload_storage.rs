@@ -147,6 +147,189 @@ async fn a_retried_batch_is_a_duplicate_and_counts_nothing_again() {
     );
 }
 
+/// A duplicate's answer.
+fn duplicate() -> Value {
+    json!({"accepted_records": 0, "duplicate": true})
+}
+
+/// Batches stored for `device_id` at the realistic batch's timestamp, by user
+/// (NULL first), and each user's uploads counted today.
+async fn stored_per_sender(client: &tokio_postgres::Client) -> (Vec<Option<String>>, Vec<i32>) {
+    let batches = client
+        .query(
+            "SELECT user_id FROM sensor_batches
+             WHERE device_hash = $1 AND timestamp_utc = '2026-03-01T11:00:00Z'
+             ORDER BY user_id NULLS FIRST",
+            &[&device_hash("android-realistic")],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let pots = client
+        .query("SELECT uploads_today FROM daily_pots ORDER BY user_id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    (batches, pots)
+}
+
+#[tokio::test]
+async fn an_anonymous_upload_naming_the_owners_device_first_leaves_the_owners_batch_stored_and_counted(
+) {
+    // Duplicate squatting: the retry key was (device, timestamp), so an anonymous
+    // upload that named someone's device_id and timestamp first turned the
+    // owner's real batch into a silent duplicate (readings dropped, pot not
+    // counted). docs/api.md ("What is stored"): retries are recognised per sender.
+    let test = TestDb::migrated().await;
+    let app = upload_app(&test, &[]);
+    let client = test.client().await;
+    let secret = insert_secret(&client, "android-realistic", "owner").await;
+    let owner = [("x-device-secret", Some(secret.as_str()))];
+    let (status, answer) = upload(&app, &realistic(), &[]).await;
+    assert_eq!((status, answer), (202, json!({"accepted_records": 5})));
+
+    let (status, answer) = upload(&app, &realistic(), &owner).await;
+    assert_eq!(
+        (status, answer),
+        (202, json!({"accepted_records": 5})),
+        "the owner's batch is stored"
+    );
+    assert_eq!(
+        stored_per_sender(&client).await,
+        (vec![None, Some("owner".to_string())], vec![1]),
+        "both stored, the owner's upload counted"
+    );
+    assert_eq!(
+        count(&client, "SELECT samples_count FROM user_stats").await,
+        10
+    );
+    // Each side's retry is still its own duplicate.
+    assert_eq!(upload(&app, &realistic(), &owner).await, (202, duplicate()));
+    assert_eq!(upload(&app, &realistic(), &[]).await, (202, duplicate()));
+    assert_eq!(
+        stored_per_sender(&client).await,
+        (vec![None, Some("owner".to_string())], vec![1])
+    );
+}
+
+#[tokio::test]
+async fn a_retry_is_a_duplicate_for_the_same_user_however_it_authenticates_and_for_anonymous_twice()
+{
+    let test = TestDb::migrated().await;
+    let keys = testkit::keys::KeyServer::start(300).await;
+    let env = key_env(&keys);
+    let app = upload_app(&test, &as_pairs(&env));
+    let client = test.client().await;
+    let secret = insert_secret(&client, "android-realistic", "user-1").await;
+    let by_secret = [("x-device-secret", Some(secret.as_str()))];
+    let bearer = |user: &str| format!("Bearer {}", testkit::keys::token(user));
+    let (user_1, user_2) = (bearer("user-1"), bearer("user-2"));
+
+    // The same user: by token first, then by the device's secret (a retry after
+    // the app registered), then by token again.
+    let accepted = (202, json!({"accepted_records": 5}));
+    assert_eq!(
+        upload(&app, &realistic(), &[("authorization", Some(&user_1))]).await,
+        accepted
+    );
+    assert_eq!(
+        upload(&app, &realistic(), &by_secret).await,
+        (202, duplicate())
+    );
+    assert_eq!(
+        upload(&app, &realistic(), &[("authorization", Some(&user_1))]).await,
+        (202, duplicate())
+    );
+    // Another user, and anonymous: other senders, each stored once.
+    for expected in [accepted, (202, duplicate())] {
+        let by_user_2 = [("authorization", Some(user_2.as_str()))];
+        assert_eq!(upload(&app, &realistic(), &by_user_2).await, expected);
+        assert_eq!(upload(&app, &realistic(), &[]).await, expected);
+    }
+    assert_eq!(
+        stored_per_sender(&client).await,
+        (
+            vec![None, Some("user-1".to_string()), Some("user-2".to_string())],
+            vec![1, 1]
+        )
+    );
+}
+
+#[tokio::test]
+async fn counters_at_their_maximum_saturate_and_the_upload_is_still_stored_and_counted() {
+    // docs/api.md ("What is stored"): the counters saturate at their column's
+    // maximum, never overflow into a refused upload (an overflow used to be a 500
+    // for every later upload of the device).
+    let test = TestDb::migrated().await;
+    let app = upload_app(&test, &[]);
+    let client = test.client().await;
+    let secret = insert_secret(&client, "android-realistic", "user-1").await;
+    let headers = [("x-device-secret", Some(secret.as_str()))];
+    let at = |timestamp: &str| {
+        let mut b = realistic();
+        b["timestamp"] = json!(timestamp);
+        b
+    };
+    assert_eq!(
+        upload(&app, &at("2026-03-01T10:00:00Z"), &headers).await.0,
+        202
+    );
+    // The counters where the next batch (5 readings, 2 valid, 1 pocket, 59 s)
+    // would overflow each of them.
+    client
+        .execute(
+            "UPDATE user_stats SET samples_count = 9223372036854775807,
+                 valid_samples = 9223372036854775806, pocket_samples = 9223372036854775807,
+                 uptime_seconds = 9223372036854775800",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (status, answer) = upload(&app, &at("2026-03-01T11:00:00Z"), &headers).await;
+    assert_eq!((status, answer), (202, json!({"accepted_records": 5})));
+    let stats = |sql: &'static str| {
+        let client = &client;
+        async move {
+            let row = client.query_one(sql, &[]).await.unwrap();
+            (0..row.len())
+                .map(|i| row.get::<_, i64>(i))
+                .collect::<Vec<_>>()
+        }
+    };
+    let counters = "SELECT samples_count, valid_samples, pocket_samples, uptime_seconds
+                    FROM user_stats";
+    assert_eq!(stats(counters).await, vec![i64::MAX; 4]);
+    assert_eq!(
+        stats(
+            "SELECT count(*), (SELECT uploads_today::bigint FROM daily_pots) FROM sensor_batches"
+        )
+        .await,
+        [2, 2],
+        "stored and counted"
+    );
+
+    // The largest uptime one batch can add (its readings span 1970 to 9999)
+    // onto a counter that holds less than that below the maximum.
+    client
+        .execute(
+            "UPDATE user_stats SET uptime_seconds = 9223372036854775807 - 253402300798",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut span = at("2026-03-01T12:00:00Z");
+    span["batch"] = json!([{"t": 0}, {"t": "9999-12-31T23:59:59.999Z"}]);
+    assert_eq!(upload(&app, &span, &headers).await.0, 202);
+    assert_eq!(
+        stats("SELECT uptime_seconds FROM user_stats").await,
+        [i64::MAX]
+    );
+}
+
 #[tokio::test]
 async fn an_older_batch_arriving_late_never_moves_last_upload_at_back() {
     let test = TestDb::migrated().await;

@@ -5,11 +5,13 @@
 //! beside ours; clusters of a test's own, PgBouncer, test certificates and
 //! captured logs for the infrastructure tests; a local Lambda Runtime API
 //! to drive the real function binaries, and the raw requests
-//! they must survive; the indexes of a query plan.
+//! they must survive; the indexes of a query plan; heavy batches for the
+//! aggregation job.
 
 pub mod certs;
 pub mod cluster;
 pub mod db;
+pub mod heavy;
 pub mod http;
 pub mod infra;
 pub mod keys;

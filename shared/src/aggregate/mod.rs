@@ -2,59 +2,84 @@
 //! the old job's `sensor_aggregates_5m` and `sensor_aggregates_daily` from
 //! `sensor_batches`, without its bugs (docs/aggregation.md, "What ours must do").
 //!
-//! One run, inside one transaction on a session of its own:
-//! 1. [`queries::LOCK`]: if another run holds the lock, this one ends at once;
-//! 2. [`queries::INGEST`]: at most `AGGREGATE_BATCH_SIZE` batches not read before
-//!    (new arrivals first, then the rows stored before V6), each recorded once
-//!    with what it contributes to its window; the unreadable ones are skipped,
-//!    logged by key and counted (the `AggregationSkippedBatches` metric);
+//! One run, on a session of its own:
+//! 1. [`queries::START`] (committed at once): if another run holds the lock, this
+//!    one ends at once; else it records that a run started, and gets the share of
+//!    the bounds it may read ([`budget`]: half the last one's if that one never
+//!    finished);
+//! 2. then one transaction: [`queries::LOCK`]; [`queries::INGEST`]: batches not
+//!    read before (new arrivals first, then the rows stored before V6), at most
+//!    its share of `AGGREGATE_BATCH_SIZE` batches and of `AGGREGATE_MAX_BYTES`
+//!    bytes, each recorded once with what it contributes to its window; the
+//!    unreadable ones are skipped, logged by key and counted (the
+//!    `AggregationSkippedBatches` metric);
 //! 3. [`queries::REBUILD`]: every closed window those batches touch, and every
 //!    window that closed since the last run, is computed again from all of its
 //!    batches, with its UTC day (the day's closed windows), and written where it
-//!    changed.
+//!    changed;
+//! 4. [`queries::FINISH`]: the run is over, and the next one's share is set from
+//!    how long this one's statements took; COMMIT.
 //!
 //! So a late batch updates its window and day when it arrives, a window still
 //! open is written by the first run after it closes (never partially, so a reader
 //! of the analytics API never pages past it), a backlog catches up over several
 //! runs, and a run over nothing new writes nothing. A database error rolls the
-//! run back and fails the invocation.
+//! run back and fails the invocation; the next run reads less.
 
+pub mod budget;
 mod queries;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use chrono::{DateTime, Utc};
 use lambda_runtime::Diagnostic;
 use serde::Serialize;
 use tokio_postgres::types::Type;
-use tokio_postgres::Transaction;
+use tokio_postgres::{GenericClient, Transaction};
 
 use crate::config::{parsed, ConfigError, Env};
 use crate::db::{Database, DbError, Query};
 
-pub use queries::{INGEST, LOCK, LOCK_KEY, REBUILD};
+pub use budget::Limits;
+pub use queries::{FINISH, INGEST, LOCK, LOCK_KEY, REBUILD, START};
 
 /// Batches one run reads when `AGGREGATE_BATCH_SIZE` is unset.
 pub const DEFAULT_BATCH_SIZE: i64 = 10_000;
+/// Bytes of `batch_json` (as stored) one run reads when `AGGREGATE_MAX_BYTES` is
+/// unset: a few seconds of reading even when the readings compress well (see
+/// BENCHMARKS.md).
+pub const DEFAULT_MAX_BYTES: i64 = 32 << 20;
 
 /// The job's own settings (the database's are in [`crate::config::DbConfig`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AggregateConfig {
-    /// Most batches one run reads: its work is bounded by this.
+    /// Most batches one run reads.
     pub batch_size: i64,
+    /// Most bytes of `batch_json`, as stored, one run reads (beyond its first
+    /// batch): a run's work is bounded by what it reads, not only by how many.
+    pub max_bytes: i64,
 }
 
 impl AggregateConfig {
     pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
         let batch_size: i64 = parsed(env, "AGGREGATE_BATCH_SIZE", DEFAULT_BATCH_SIZE)?;
-        if !(1..=1_000_000).contains(&batch_size) {
-            return Err(ConfigError::Malformed {
-                name: "AGGREGATE_BATCH_SIZE",
-                reason: format!("must be from 1 to 1000000 (got {batch_size})"),
-            });
+        let max_bytes: i64 = parsed(env, "AGGREGATE_MAX_BYTES", DEFAULT_MAX_BYTES)?;
+        for (name, value, max) in [
+            ("AGGREGATE_BATCH_SIZE", batch_size, 1_000_000),
+            ("AGGREGATE_MAX_BYTES", max_bytes, 1 << 40),
+        ] {
+            if !(1..=max).contains(&value) {
+                return Err(ConfigError::Malformed {
+                    name,
+                    reason: format!("must be from 1 to {max} (got {value})"),
+                });
+            }
         }
-        Ok(Self { batch_size })
+        Ok(Self {
+            batch_size,
+            max_bytes,
+        })
     }
 }
 
@@ -76,6 +101,10 @@ pub struct AggregateSummary {
     pub batches_read: u64,
     pub arrivals_read: u64,
     pub backlog_read: u64,
+    /// Bytes of `batch_json` read (as stored), and the readings of the readable
+    /// batches among them.
+    pub bytes_read: u64,
+    pub readings_read: u64,
     /// Batches recorded for a window by this run (read, readable, with a geohash,
     /// not a second copy of one already recorded).
     pub batches_added: u64,
@@ -86,7 +115,10 @@ pub struct AggregateSummary {
     /// Nothing was left to read when this run ended.
     pub caught_up: bool,
     pub statements: u64,
-    pub batch_size: i64,
+    /// What this run could read: its share of the bounds.
+    pub limits: Option<Limits>,
+    /// The last run never finished (so this one took half its share).
+    pub after_unfinished_run: bool,
     pub elapsed_ms: u64,
     /// The skipped batches, for the log (not in the function's result).
     #[serde(skip)]
@@ -136,23 +168,21 @@ impl Aggregation {
 pub async fn run(db: &Database, config: &AggregateConfig) -> Result<AggregateSummary, DbError> {
     let started = Instant::now();
     let mut session = db.open_session().await?;
-    let tx = session
-        .transaction()
-        .await
-        .map_err(|e| DbError::classify("aggregate_begin", e))?;
     let mut summary = AggregateSummary {
-        batch_size: config.batch_size,
         statements: 1,
         ..Default::default()
     };
-    let outcome = in_transaction(&tx, config, &mut summary).await?;
-    // Dropping an uncommitted transaction rolls it back: a locked-out run.
-    if outcome == Outcome::Done {
-        tx.commit()
-            .await
-            .map_err(|e| DbError::classify("aggregate_commit", e))?;
-    }
-    summary.statements += 1;
+    let start = query_opt(
+        &session,
+        &START,
+        &[(&LOCK_KEY, Type::INT8), (&budget::MIN_SHARE, Type::FLOAT8)],
+    )
+    .await?;
+    let outcome = match start {
+        None => Outcome::LockedOut,
+        Some((start, _)) => started_run(&mut session, config, &start, &mut summary).await?,
+    };
+    summary.locked_out = outcome == Outcome::LockedOut;
     summary.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     report(&summary);
     Ok(summary)
@@ -160,31 +190,89 @@ pub async fn run(db: &Database, config: &AggregateConfig) -> Result<AggregateSum
 
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
-    Done,
+    /// The run's work is done, its slowest statement took `slowest`.
+    Done {
+        slowest: Duration,
+    },
     LockedOut,
+}
+
+/// The run once [`START`] let it through (its row: the share, whether the last
+/// run finished, the statement timeout): its transaction, committed with the next
+/// run's share, or rolled back (awaited, so the lock is free for the next run;
+/// the run's start stays recorded, so the next one reads less).
+async fn started_run(
+    session: &mut tokio_postgres::Client,
+    config: &AggregateConfig,
+    start: &tokio_postgres::Row,
+    summary: &mut AggregateSummary,
+) -> Result<Outcome, DbError> {
+    let share: f64 = start.get("run_share");
+    summary.after_unfinished_run = start.get("unfinished");
+    let timeout_ms: i64 = start.get("statement_timeout_ms");
+    let timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms as u64));
+    let limits = Limits::of(config, share);
+    summary.limits = Some(limits);
+    let tx = session
+        .transaction()
+        .await
+        .map_err(|e| DbError::classify("aggregate_begin", e))?;
+    summary.statements += 1;
+    let work = async {
+        let outcome = in_transaction(&tx, limits, summary).await?;
+        if let Outcome::Done { slowest } = outcome {
+            summary.statements += 1;
+            let next = budget::next_share(share, slowest, timeout);
+            query_opt(&tx, &FINISH, &[(&next, Type::FLOAT8)]).await?;
+        }
+        Ok(outcome)
+    };
+    match work.await {
+        Ok(outcome @ Outcome::Done { .. }) => {
+            summary.statements += 1;
+            tx.commit()
+                .await
+                .map_err(|e| DbError::classify("aggregate_commit", e))?;
+            Ok(outcome)
+        }
+        // Another run took the lock since this one started: nothing was done.
+        Ok(Outcome::LockedOut) => Ok(Outcome::LockedOut),
+        Err(err) => {
+            let _ = tx.rollback().await;
+            Err(err)
+        }
+    }
 }
 
 async fn in_transaction(
     tx: &Transaction<'_>,
-    config: &AggregateConfig,
+    limits: Limits,
     summary: &mut AggregateSummary,
 ) -> Result<Outcome, DbError> {
     summary.statements += 1;
-    let locked: bool = one_row(tx, &LOCK, &[(&LOCK_KEY, Type::INT8)]).await?.get(0);
+    let locked: bool = one_row(tx, &LOCK, &[(&LOCK_KEY, Type::INT8)])
+        .await?
+        .0
+        .get(0);
     if !locked {
-        summary.locked_out = true;
         return Ok(Outcome::LockedOut);
     }
 
     summary.statements += 1;
-    let row = one_row(tx, &INGEST, &[(&config.batch_size, Type::INT8)]).await?;
+    let (row, mut slowest) = one_row(
+        tx,
+        &INGEST,
+        &[(&limits.batches, Type::INT8), (&limits.bytes, Type::INT8)],
+    )
+    .await?;
     let count = |name: &str| row.get::<_, i64>(name) as u64;
     summary.arrivals_read = count("arrived");
     summary.backlog_read = count("backlog");
     summary.batches_read = summary.arrivals_read + summary.backlog_read;
+    summary.bytes_read = count("bytes");
+    summary.readings_read = count("readings");
     summary.batches_added = count("added");
-    let backlog_done: bool = row.get("backlog_done");
-    summary.caught_up = backlog_done && (summary.arrivals_read as i64) < config.batch_size;
+    summary.caught_up = row.get("caught_up");
     let devices: Vec<String> = row.get("skipped_devices");
     let timestamps: Vec<DateTime<Utc>> = row.get("skipped_timestamps");
     let reasons: Vec<String> = row.get("skipped_reasons");
@@ -204,7 +292,7 @@ async fn in_transaction(
     let geohashes: Vec<String> = row.get("geohashes");
     if !window_starts.is_empty() {
         summary.statements += 1;
-        let row = one_row(
+        let (row, took) = one_row(
             tx,
             &REBUILD,
             &[
@@ -213,35 +301,48 @@ async fn in_transaction(
             ],
         )
         .await?;
+        slowest = slowest.max(took);
         summary.windows_written = row.get::<_, i64>("windows_written") as u64;
         summary.days_written = row.get::<_, i64>("days_written") as u64;
     }
-    Ok(Outcome::Done)
+    Ok(Outcome::Done { slowest })
 }
 
-/// Runs a named statement of the run's transaction that returns one row.
+/// Runs a named statement of the run that returns one row: the row, and how long
+/// the statement took.
 async fn one_row(
-    tx: &Transaction<'_>,
+    client: &impl GenericClient,
     query: &Query,
     params: &[crate::db::Param<'_>],
-) -> Result<tokio_postgres::Row, DbError> {
+) -> Result<(tokio_postgres::Row, Duration), DbError> {
+    query_opt(client, query, params)
+        .await?
+        .ok_or(DbError::Unexpected {
+            query: query.name,
+            reason: "no row".into(),
+        })
+}
+
+/// Runs a named statement of the run that returns at most one row.
+async fn query_opt(
+    client: &impl GenericClient,
+    query: &Query,
+    params: &[crate::db::Param<'_>],
+) -> Result<Option<(tokio_postgres::Row, Duration)>, DbError> {
     let started = Instant::now();
-    let row = tx
+    let row = client
         .query_typed(query.sql, params)
         .await
         .map_err(|e| DbError::classify(query.name, e))?
         .into_iter()
-        .next()
-        .ok_or(DbError::Unexpected {
-            query: query.name,
-            reason: "no row".into(),
-        })?;
+        .next();
+    let took = started.elapsed();
     tracing::debug!(
         query = query.name,
-        ms = started.elapsed().as_secs_f64() * 1000.0,
+        ms = took.as_secs_f64() * 1000.0,
         "query"
     );
-    Ok(row)
+    Ok(row.map(|row| (row, took)))
 }
 
 /// The run's log lines and metrics.
@@ -261,6 +362,11 @@ fn report(summary: &AggregateSummary) {
     tracing::info!(
         locked_out = summary.locked_out,
         batches_read = summary.batches_read,
+        bytes_read = summary.bytes_read,
+        readings_read = summary.readings_read,
+        batch_limit = summary.limits.map(|l| l.batches),
+        byte_limit = summary.limits.map(|l| l.bytes),
+        after_unfinished_run = summary.after_unfinished_run,
         batches_added = summary.batches_added,
         batches_skipped = summary.batches_skipped,
         windows_written = summary.windows_written,
@@ -276,18 +382,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_batch_size_defaults_to_ten_thousand() {
+    fn the_bounds_default_to_ten_thousand_batches_and_32_mib() {
         let c = AggregateConfig::from_env(&[("X", "y")]).unwrap();
-        assert_eq!(c.batch_size, 10_000);
-        let c = AggregateConfig::from_env(&[("AGGREGATE_BATCH_SIZE", "250")]).unwrap();
-        assert_eq!(c.batch_size, 250);
+        assert_eq!((c.batch_size, c.max_bytes), (10_000, 32 << 20));
+        let c = AggregateConfig::from_env(&[
+            ("AGGREGATE_BATCH_SIZE", "250"),
+            ("AGGREGATE_MAX_BYTES", "1000"),
+        ])
+        .unwrap();
+        assert_eq!((c.batch_size, c.max_bytes), (250, 1000));
     }
 
     #[test]
-    fn a_batch_size_out_of_range_is_refused_by_name() {
-        for bad in ["0", "-5", "1000001", "many"] {
-            let err = AggregateConfig::from_env(&[("AGGREGATE_BATCH_SIZE", bad)]).unwrap_err();
-            assert!(err.to_string().contains("AGGREGATE_BATCH_SIZE"), "{err}");
+    fn a_bound_out_of_range_is_refused_by_name() {
+        for (name, bad) in [
+            ("AGGREGATE_BATCH_SIZE", "0"),
+            ("AGGREGATE_BATCH_SIZE", "-5"),
+            ("AGGREGATE_BATCH_SIZE", "1000001"),
+            ("AGGREGATE_BATCH_SIZE", "many"),
+            ("AGGREGATE_MAX_BYTES", "0"),
+            ("AGGREGATE_MAX_BYTES", "1099511627777"),
+            ("AGGREGATE_MAX_BYTES", "32MiB"),
+        ] {
+            let err = AggregateConfig::from_env(&[(name, bad)]).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
         }
     }
 

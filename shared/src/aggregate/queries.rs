@@ -15,10 +15,45 @@ pub const LOCK: Query = Query::new(
 /// Any constant; it only has to be this job's.
 pub const LOCK_KEY: i64 = 0x6167_6772_6567_6174; // "aggregat"
 
-/// Reads at most `$1` batches not read before, records what each contributes to
-/// its window, and moves the progress row past them. Returns what it read, the
-/// unreadable batches (by key, with the reason), and the closed windows to write:
-/// those that changed, and those that closed since the last run.
+/// Starts a run, before its transaction, as a statement of its own (committed at
+/// once): with the job's lock for that instant (no row: another run holds it),
+/// records that a run started and returns the share of the bounds it takes
+/// ([`super::budget`]). If the last run started and never finished (its
+/// transaction rolled back or never ended), this one takes half its share
+/// (never below `$2`). Also returns the session's statement timeout (ms, 0: none).
+pub const START: Query = Query::new(
+    "aggregate_start",
+    r#"
+WITH lock AS MATERIALIZED (
+    SELECT pg_try_advisory_xact_lock($1::bigint) AS got
+),
+last AS (
+    SELECT run_started_at IS NOT NULL AS unfinished FROM sensor_aggregation_progress
+)
+UPDATE sensor_aggregation_progress SET
+    run_share = CASE WHEN last.unfinished THEN greatest(run_share / 2, $2::float8) ELSE run_share END,
+    run_started_at = now()
+FROM last
+WHERE (SELECT got FROM lock)
+RETURNING run_share, last.unfinished,
+          (SELECT setting::bigint FROM pg_settings WHERE name = 'statement_timeout') AS statement_timeout_ms
+"#,
+);
+
+/// Ends a run, inside its transaction (so only a run that commits clears its
+/// start): `$1` is the share of the next run.
+pub const FINISH: Query = Query::new(
+    "aggregate_finish",
+    "UPDATE sensor_aggregation_progress SET run_share = $1::float8, run_started_at = NULL",
+);
+
+/// Reads at most `$1` batches not read before, and no more bytes of `batch_json`
+/// than `$2` (as stored, `pg_column_size`, which reads no value: a batch is read
+/// while the bytes before it stay below `$2`, so always at least one), records
+/// what each contributes to its window, and moves the progress row past them.
+/// Returns what it read, the unreadable batches (by key, with the reason), and
+/// the closed windows to write: those that changed, and those that closed since
+/// the last run.
 ///
 /// - Arrivals first: the batches stored since V6 that the last run's snapshot did
 ///   not show, or showed after the cursor where that run stopped at its bound, in
@@ -26,7 +61,7 @@ pub const LOCK_KEY: i64 = 0x6167_6772_6567_6174; // "aggregat"
 ///   own snapshot (`pg_current_snapshot()`) is what makes a late commit safe: a
 ///   transaction still open now is not visible in it, so its batches are read by
 ///   a later run, whatever their timestamps.
-/// - Then, with what is left of the bound, the backlog: the batches stored before
+/// - Then, with what is left of the bounds, the backlog: the batches stored before
 ///   V6 (`received_xid IS NULL`), once, in (timestamp_utc, device_hash) order.
 /// - A batch stored twice (same device and timestamp) is recorded once: the
 ///   primary key of `sensor_aggregation_batches`, within a run and across runs.
@@ -36,8 +71,9 @@ pub const INGEST: Query = Query::new(
 WITH progress AS MATERIALIZED (
     SELECT * FROM sensor_aggregation_progress
 ),
-arrived AS (
-    SELECT b.device_hash, b.timestamp_utc, b.received_xid, b.batch_json
+arrival_candidates AS (
+    SELECT b.device_hash, b.timestamp_utc, b.received_xid, b.batch_json,
+           pg_column_size(b.batch_json)::bigint AS bytes
     FROM sensor_batches b
     WHERE b.received_xid >= (SELECT least(pg_snapshot_xmin(seen), seen_xid) FROM progress)
       AND (NOT pg_visible_in_snapshot(b.received_xid, (SELECT seen FROM progress))
@@ -46,14 +82,30 @@ arrived AS (
     ORDER BY b.received_xid, b.device_hash, b.timestamp_utc
     LIMIT $1
 ),
-budget AS (
-    SELECT $1 - count(*) AS backlog_limit FROM arrived
+arrived AS (
+    SELECT device_hash, timestamp_utc, received_xid, batch_json, bytes
+    FROM (SELECT c.*, sum(c.bytes) OVER (ORDER BY c.received_xid, c.device_hash, c.timestamp_utc
+                                         ROWS UNBOUNDED PRECEDING) - c.bytes AS bytes_before
+          FROM arrival_candidates c) c
+    WHERE c.bytes_before < $2
 ),
-backlog AS (
-    SELECT b.device_hash, b.timestamp_utc, b.received_xid, b.batch_json
+budget AS (
+    SELECT stopped AS arrivals_stopped,
+           -- Stopped at a bound: the backlog waits.
+           CASE WHEN stopped THEN 0 ELSE $1 - n END AS backlog_limit,
+           $2 - bytes AS backlog_bytes
+    FROM (SELECT (SELECT count(*) FROM arrived) AS n,
+                 (SELECT coalesce(sum(bytes), 0) FROM arrived) AS bytes,
+                 (SELECT count(*) FROM arrived) < (SELECT count(*) FROM arrival_candidates)
+                     OR (SELECT count(*) FROM arrival_candidates) = $1 AS stopped) a
+),
+backlog_candidates AS (
+    SELECT b.device_hash, b.timestamp_utc, b.received_xid, b.batch_json,
+           pg_column_size(b.batch_json)::bigint AS bytes
     FROM sensor_batches b
     WHERE b.received_xid IS NULL
       AND NOT (SELECT backlog_done FROM progress)
+      AND (SELECT backlog_bytes FROM budget) > 0
       AND b.timestamp_utc >= coalesce((SELECT backlog_timestamp FROM progress), '-infinity')
       AND ((SELECT backlog_timestamp FROM progress) IS NULL
            OR (b.timestamp_utc, b.device_hash)
@@ -61,8 +113,24 @@ backlog AS (
     ORDER BY b.timestamp_utc, b.device_hash
     LIMIT (SELECT backlog_limit FROM budget)
 ),
+backlog AS (
+    SELECT device_hash, timestamp_utc, received_xid, batch_json, bytes
+    FROM (SELECT c.*, sum(c.bytes) OVER (ORDER BY c.timestamp_utc, c.device_hash
+                                         ROWS UNBOUNDED PRECEDING) - c.bytes AS bytes_before
+          FROM backlog_candidates c) c
+    WHERE c.bytes_before < (SELECT backlog_bytes FROM budget)
+),
+-- The backlog is done when there was room for it and it ended before any bound.
+backlog_end AS (
+    SELECT (SELECT backlog_limit > 0 AND backlog_bytes > 0 FROM budget)
+           AND (SELECT count(*) FROM backlog) = (SELECT count(*) FROM backlog_candidates)
+           AND (SELECT count(*) FROM backlog_candidates) < (SELECT backlog_limit FROM budget)
+           AS reached
+),
 batches AS (
-    SELECT * FROM arrived UNION ALL SELECT * FROM backlog
+    SELECT device_hash, timestamp_utc, received_xid, batch_json FROM arrived
+    UNION ALL
+    SELECT device_hash, timestamp_utc, received_xid, batch_json FROM backlog
 ),
 contributions AS (
     SELECT b.device_hash, b.timestamp_utc, b.received_xid, r.*
@@ -100,10 +168,8 @@ moved AS (
         -- Stopped at the bound: what this snapshot shows after the cursor comes next.
         (seen_xid, seen_device_hash, seen_timestamp) = (
             SELECT received_xid, device_hash, timestamp_utc FROM last_arrived
-            WHERE (SELECT count(*) FROM arrived) = $1),
-        backlog_done = backlog_done
-            OR ((SELECT backlog_limit FROM budget) > 0
-                AND (SELECT count(*) FROM backlog) < (SELECT backlog_limit FROM budget)),
+            WHERE (SELECT arrivals_stopped FROM budget)),
+        backlog_done = backlog_done OR (SELECT reached FROM backlog_end),
         backlog_timestamp = coalesce((SELECT timestamp_utc FROM last_backlog), backlog_timestamp),
         backlog_device_hash = coalesce((SELECT device_hash FROM last_backlog), backlog_device_hash),
         updated_at = now()
@@ -128,8 +194,11 @@ unreadable AS (
 )
 SELECT (SELECT count(*) FROM arrived) AS arrived,
        (SELECT count(*) FROM backlog) AS backlog,
+       (SELECT coalesce(sum(bytes), 0) FROM arrived)::bigint
+           + (SELECT coalesce(sum(bytes), 0) FROM backlog)::bigint AS bytes,
+       (SELECT coalesce(sum(samples), 0) FROM contributions WHERE unreadable IS NULL)::bigint AS readings,
        (SELECT count(*) FROM added) AS added,
-       (SELECT backlog_done FROM moved) AS backlog_done,
+       (SELECT backlog_done FROM moved) AND NOT (SELECT arrivals_stopped FROM budget) AS caught_up,
        coalesce((SELECT array_agg(window_start ORDER BY window_start, geohash) FROM changed), '{}') AS window_starts,
        coalesce((SELECT array_agg(geohash ORDER BY window_start, geohash) FROM changed), '{}') AS geohashes,
        coalesce((SELECT array_agg(device_hash ORDER BY timestamp_utc, device_hash) FROM unreadable), '{}') AS skipped_devices,

@@ -11,7 +11,7 @@
 use std::fmt;
 
 use super::raw::{self, Nested, Raw, RawBatch, RawLocation, RawQuality, RawReading, RawVector};
-use super::time::Instant;
+use super::time::{DateError, Instant, EARLIEST, LATEST};
 use crate::http::FieldError;
 
 pub const MAX_DEVICE_ID_CHARS: usize = 128;
@@ -363,19 +363,20 @@ fn date(issues: &mut Issues, at: At, v: Option<Raw>) -> Option<Instant> {
     let parsed = match &v {
         Some(Raw::Text(s)) => Instant::parse_iso(s),
         Some(Raw::Number(n)) => Instant::from_epoch_ms(*n),
-        _ => None,
+        _ => Err(DateError::Malformed),
     };
-    if parsed.is_none() {
-        issues.add(
+    match parsed {
+        Ok(instant) => return Some(instant),
+        Err(_) if absent(&v) => issues.add(at, "required"),
+        Err(DateError::Malformed) => issues.add(
             at,
-            if absent(&v) {
-                "required"
-            } else {
-                "expected a date (ISO 8601 string or epoch milliseconds)"
-            },
-        );
+            "expected a date (ISO 8601 string or epoch milliseconds)",
+        ),
+        Err(DateError::OutOfRange) => {
+            issues.add(at, format!("expected a date from {EARLIEST} to {LATEST}"))
+        }
     }
-    parsed
+    None
 }
 
 fn name<T>(
@@ -785,6 +786,28 @@ mod tests {
         assert_eq!(
             paths(json!({"device_id": "d", "timestamp": 0})),
             pairs([("batch", "required")])
+        );
+    }
+
+    #[test]
+    fn dates_outside_1970_to_9999_are_refused_by_path() {
+        let range = "expected a date from 1970-01-01T00:00:00.000Z to 9999-12-31T23:59:59.999Z";
+        let mut body = minimal();
+        body["timestamp"] = json!(-1e15);
+        body["batch"] = json!([{"t": "+010000-01-01T00:00:00.000Z"}, {"t": 0},
+                               {"t": 253_402_300_800_000u64}, {"t": "1969-12-31T23:59:59.999Z"},
+                               {"t": "9999-12-31T23:59:59.999Z"}]);
+        assert_eq!(
+            paths(body),
+            pairs([
+                ("timestamp", range),
+                (
+                    "batch[0].t",
+                    "expected a date (ISO 8601 string or epoch milliseconds)"
+                ),
+                ("batch[2].t", range),
+                ("batch[3].t", range),
+            ])
         );
     }
 

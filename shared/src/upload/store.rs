@@ -21,7 +21,8 @@ pub enum Sender {
 pub enum Stored {
     /// A new batch, counted.
     Accepted,
-    /// The same device and timestamp was stored before: nothing counted again.
+    /// The same sender stored the same device and timestamp before: nothing counted
+    /// again.
     Duplicate,
     /// The device secret is unknown: nothing written.
     UnknownSecret,
@@ -53,18 +54,22 @@ sender AS (
         CASE WHEN $8::text IS NULL THEN $9::text ELSE (SELECT user_id FROM owner) END AS user_id,
         ($8::text IS NULL OR EXISTS (SELECT 1 FROM owner)) AS known
 ),
--- The batch's key (V4: upload_keys). A retry of a stored batch (same device, same
--- timestamp) claims nothing: its key is there already, or (stored by the old
--- server, which keeps no keys) its batch is. An identical upload running at the
--- same moment waits on the key's primary key and then finds it. Every later step
--- reads this CTE's row.
+-- The batch's key (upload_keys: device, timestamp, sender). A retry of a batch its
+-- sender stored (same device, timestamp and user, or anonymous both times)
+-- claims nothing: its key is there already, or (stored by the old server, which
+-- keeps no keys) its batch is. The same device and timestamp from another sender
+-- is another batch: an anonymous upload naming someone's device_id first must
+-- not turn the owner's batch into a duplicate. An identical upload running at
+-- the same moment waits on the key's primary key and then finds it. Every later
+-- step reads this CTE's row.
 batch_key AS (
-    INSERT INTO upload_keys (device_hash, timestamp_utc)
-    SELECT $1::text, $2::timestamptz
+    INSERT INTO upload_keys (device_hash, timestamp_utc, sender)
+    SELECT $1::text, $2::timestamptz, coalesce(sender.user_id, '')
     FROM sender
     WHERE sender.known
       AND NOT EXISTS (SELECT 1 FROM sensor_batches b
-                      WHERE b.device_hash = $1::text AND b.timestamp_utc = $2::timestamptz)
+                      WHERE b.device_hash = $1::text AND b.timestamp_utc = $2::timestamptz
+                        AND b.user_id IS NOT DISTINCT FROM sender.user_id)
     ON CONFLICT DO NOTHING
     RETURNING 1
 ),
@@ -81,11 +86,14 @@ stats AS (
                                  uptime_seconds, last_upload_at, user_id)
     SELECT $1::text, $4::bigint, $5::bigint, $6::bigint, $7::bigint, $2::timestamptz, batch.user_id
     FROM batch
+    -- Each counter saturates at the column's maximum (bigint) instead of overflowing
+    -- into an error that would refuse every later upload of the device: summed as
+    -- numeric, which cannot overflow, then capped.
     ON CONFLICT (device_hash) DO UPDATE SET
-        samples_count  = s.samples_count  + EXCLUDED.samples_count,
-        valid_samples  = s.valid_samples  + EXCLUDED.valid_samples,
-        pocket_samples = s.pocket_samples + EXCLUDED.pocket_samples,
-        uptime_seconds = s.uptime_seconds + EXCLUDED.uptime_seconds,
+        samples_count  = least(s.samples_count  + EXCLUDED.samples_count::numeric,  9223372036854775807)::bigint,
+        valid_samples  = least(s.valid_samples  + EXCLUDED.valid_samples::numeric,  9223372036854775807)::bigint,
+        pocket_samples = least(s.pocket_samples + EXCLUDED.pocket_samples::numeric, 9223372036854775807)::bigint,
+        uptime_seconds = least(s.uptime_seconds + EXCLUDED.uptime_seconds::numeric, 9223372036854775807)::bigint,
         -- A late, older batch never moves it back (GREATEST skips NULL).
         last_upload_at = GREATEST(s.last_upload_at, EXCLUDED.last_upload_at),
         -- An anonymous upload keeps the user a device is known for.
@@ -122,7 +130,7 @@ FROM sender
 );
 
 /// Runs [`STORE_UPLOAD`]. Safe to send again after a lost connection: a batch the
-/// first attempt stored is then found as a duplicate.
+/// first attempt stored is then found as the same sender's duplicate.
 pub async fn store(
     db: &Database,
     batch: &SensorBatch,

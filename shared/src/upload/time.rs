@@ -1,31 +1,69 @@
 //! Reading times as the app sends them: an ISO 8601 string with an offset, or epoch
 //! milliseconds. Stored as the old server stored them: UTC with milliseconds
 //! (`2026-01-10T08:00:00.000Z`), so the aggregation job reads them unchanged.
+//!
+//! Only instants in [`EARLIEST`, `LATEST`] exist here (docs/api.md, "The rules"): the
+//! old server took any date a JavaScript `Date` holds, and PostgreSQL refused one
+//! before 4713 BC (a 500) while one past year 9999 was stored as `+010000-...`,
+//! which no reader of the stored payload parses.
 
 use std::fmt;
 
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, TimeZone, Timelike, Utc};
 
-/// The largest instant a JavaScript `Date` holds (±8.64e15 ms): the old server's range.
-const MAX_EPOCH_MS: f64 = 8.64e15;
+/// The first instant accepted: 1970-01-01T00:00:00.000Z.
+pub const EARLIEST: &str = "1970-01-01T00:00:00.000Z";
+/// The last instant accepted: 9999-12-31T23:59:59.999Z (four-digit years only).
+pub const LATEST: &str = "9999-12-31T23:59:59.999Z";
+const EARLIEST_MS: i64 = 0;
+const LATEST_MS: i64 = 253_402_300_799_999;
 
-/// An instant with millisecond precision (what a JavaScript `Date` holds).
+/// An instant with millisecond precision (what a JavaScript `Date` holds), within
+/// [`EARLIEST`, `LATEST`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Instant(DateTime<Utc>);
 
+/// Why a value is not an [`Instant`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DateError {
+    /// Not a date in a form we read.
+    Malformed,
+    /// A date, but before [`EARLIEST`] or after [`LATEST`].
+    OutOfRange,
+}
+
 impl Instant {
     /// Epoch milliseconds; a fraction is cut off as JavaScript's `new Date(ms)` does.
-    pub fn from_epoch_ms(ms: f64) -> Option<Self> {
-        if !ms.is_finite() || ms.abs() > MAX_EPOCH_MS {
-            return None;
+    pub fn from_epoch_ms(ms: f64) -> Result<Self, DateError> {
+        if ms.is_nan() {
+            return Err(DateError::Malformed);
         }
-        DateTime::from_timestamp_millis(ms.trunc() as i64).map(Self)
+        // Compared as floats first: no cast of a huge value to i64 happens.
+        let ms = ms.trunc();
+        if !(EARLIEST_MS as f64..=LATEST_MS as f64).contains(&ms) {
+            return Err(DateError::OutOfRange);
+        }
+        Self::from_utc_ms(ms as i64)
+    }
+
+    fn from_utc_ms(ms: i64) -> Result<Self, DateError> {
+        if !(EARLIEST_MS..=LATEST_MS).contains(&ms) {
+            return Err(DateError::OutOfRange);
+        }
+        DateTime::from_timestamp_millis(ms)
+            .map(Self)
+            .ok_or(DateError::OutOfRange)
     }
 
     /// `YYYY-MM-DDTHH:MM[:SS[.fraction]]` followed by `Z` or `±HH[:]MM`, the shape
     /// the old server accepted (case-insensitive `T`/`Z`). Digits beyond milliseconds
     /// are cut off.
-    pub fn parse_iso(text: &str) -> Option<Self> {
+    pub fn parse_iso(text: &str) -> Result<Self, DateError> {
+        let at = Self::parse_iso_fields(text).ok_or(DateError::Malformed)?;
+        Self::from_utc_ms(at.timestamp_millis())
+    }
+
+    fn parse_iso_fields(text: &str) -> Option<DateTime<Utc>> {
         let mut p = Cursor(text.as_bytes());
         let year = p.digits(4)?;
         p.byte(b'-')?;
@@ -81,7 +119,7 @@ impl Instant {
             .and_hms_milli_opt(hour, minute, second, millis)?;
         let offset = FixedOffset::east_opt(offset_seconds)?;
         let at = offset.from_local_datetime(&local).single()?;
-        Some(Self(at.with_timezone(&Utc)))
+        Some(at.with_timezone(&Utc))
     }
 
     /// `t` as a JavaScript `Date` would hold it: to the millisecond, truncated.
@@ -105,20 +143,14 @@ impl Instant {
     }
 }
 
-/// JavaScript's `toISOString`: `YYYY-MM-DDTHH:MM:SS.mmmZ`, and outside years 0 to
-/// 9999 the extended form with a sign and six digits (`+275760-09-13T…`).
-/// Written without allocating: it runs for every stored reading.
+/// JavaScript's `toISOString`: `YYYY-MM-DDTHH:MM:SS.mmmZ` (always four-digit years
+/// here, so never its extended form `+010000-…`). Written without allocating: it
+/// runs for every stored reading.
 impl fmt::Display for Instant {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         let t = &self.0;
         let mut out = Ascii::default();
-        match t.year() {
-            year @ 0..=9999 => out.digits(year as u32, 4),
-            year => {
-                out.byte(if year < 0 { b'-' } else { b'+' });
-                out.digits(year.unsigned_abs(), 6);
-            }
-        }
+        out.digits(t.year() as u32, 4);
         for (separator, value, digits) in [
             (b'-', t.month(), 2),
             (b'-', t.day(), 2),
@@ -216,7 +248,7 @@ mod tests {
     use super::*;
 
     fn iso(text: &str) -> Option<String> {
-        Instant::parse_iso(text).map(|i| i.to_iso())
+        Instant::parse_iso(text).ok().map(|i| i.to_iso())
     }
 
     #[test]
@@ -266,7 +298,7 @@ mod tests {
             "yesterday",
             "",
         ] {
-            assert_eq!(iso(bad), None, "{bad}");
+            assert_eq!(Instant::parse_iso(bad), Err(DateError::Malformed), "{bad}");
         }
     }
 
@@ -282,24 +314,55 @@ mod tests {
     }
 
     #[test]
-    fn years_outside_four_digits_are_written_as_javascript_writes_them() {
-        // Each right-hand side is node's `new Date(ms).toISOString()`.
-        for (ms, js) in [
-            (3_093_527_980_800_000.0, "+100000-01-01T00:00:00.000Z"),
-            (-3_217_862_419_200_000.0, "-100000-01-01T00:00:00.000Z"),
-            (253_402_300_800_000.0, "+010000-01-01T00:00:00.000Z"),
-            (253_402_300_799_999.0, "9999-12-31T23:59:59.999Z"),
-            (-62_167_219_200_000.0, "0000-01-01T00:00:00.000Z"),
-            (-62_198_755_200_001.0, "-000002-12-31T23:59:59.999Z"),
+    fn the_bounds_are_accepted_in_either_form_and_written_with_four_digit_years() {
+        for ms in [0.0, -0.9, 253_402_300_799_999.0, 253_402_300_799_999.9] {
+            let i = Instant::from_epoch_ms(ms).unwrap();
+            assert!([EARLIEST, LATEST].contains(&i.to_iso().as_str()), "{ms}");
+        }
+        for text in [
+            EARLIEST,
+            LATEST,
+            "1970-01-01T01:00:00+01:00",
+            "9999-12-31T22:59:59.999-01:00",
         ] {
-            assert_eq!(Instant::from_epoch_ms(ms).unwrap().to_iso(), js, "{ms}");
+            let i = Instant::parse_iso(text).unwrap();
+            assert!([EARLIEST, LATEST].contains(&i.to_iso().as_str()), "{text}");
         }
     }
 
     #[test]
-    fn epoch_values_beyond_a_js_date_are_refused() {
-        assert!(Instant::from_epoch_ms(8.64e15 + 1.0).is_none());
-        assert!(Instant::from_epoch_ms(f64::NAN).is_none());
-        assert!(Instant::from_epoch_ms(f64::INFINITY).is_none());
+    fn dates_outside_the_bounds_are_out_of_range_not_malformed() {
+        // Each was a JavaScript date the old server took: -1e15 made PostgreSQL
+        // fail (a 500), and year 10000 was stored as `+010000-01-01T…`.
+        for ms in [
+            -1.0,
+            -1e15,
+            -8.64e15,
+            253_402_300_800_000.0,
+            8.64e15,
+            1e300,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ] {
+            assert_eq!(
+                Instant::from_epoch_ms(ms),
+                Err(DateError::OutOfRange),
+                "{ms}"
+            );
+        }
+        for text in [
+            "1969-12-31T23:59:59.999Z",
+            "0000-01-01T00:00:00Z",
+            "1970-01-01T00:59:59.999+01:00",
+            "9999-12-31T23:59:59.999-00:01",
+            "9999-12-31T23:00:00-01:00",
+        ] {
+            assert_eq!(
+                Instant::parse_iso(text),
+                Err(DateError::OutOfRange),
+                "{text}"
+            );
+        }
+        assert_eq!(Instant::from_epoch_ms(f64::NAN), Err(DateError::Malformed));
     }
 }

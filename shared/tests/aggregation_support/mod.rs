@@ -24,9 +24,18 @@ pub async fn legacy_migrated() -> TestDb {
     test
 }
 
+/// The job's bounds with at most `batch_size` batches per run (and the default
+/// bytes).
+pub fn bounds(batch_size: i64) -> AggregateConfig {
+    AggregateConfig {
+        batch_size,
+        max_bytes: shared::aggregate::DEFAULT_MAX_BYTES,
+    }
+}
+
 /// One run of the job with at most `batch_size` batches.
 pub async fn run(db: &Database, batch_size: i64) -> AggregateSummary {
-    shared::aggregate::run(db, &AggregateConfig { batch_size })
+    shared::aggregate::run(db, &bounds(batch_size))
         .await
         .expect("the run succeeds")
 }
@@ -349,8 +358,10 @@ fn add(into: &mut Sums, s: &Sums) {
 }
 
 /// The model: both tables as they must be for the batches stored now (each
-/// device + timestamp once).
+/// device + timestamp once), closed windows only (a window still open, e.g. in
+/// year 9999, is written once it has closed; a day holds its closed windows).
 pub async fn model(client: &Client) -> (Windows, Days) {
+    let open_from = Utc::now() - chrono::Duration::minutes(5);
     let rows = client
         .query(
             "SELECT DISTINCT ON (device_hash, timestamp_utc) device_hash, timestamp_utc, batch_json
@@ -366,6 +377,9 @@ pub async fn model(client: &Client) -> (Windows, Days) {
         let Some((window, geohash, s)) = contribution(&device, row.get(1), &row.get(2)) else {
             continue;
         };
+        if window > open_from {
+            continue;
+        }
         add(windows.entry((window, geohash.clone())).or_default(), &s);
         add(days.entry((window.date_naive(), geohash)).or_default(), &s);
     }
