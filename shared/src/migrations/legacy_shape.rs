@@ -126,6 +126,9 @@ const ADDED: &[(u32, &str)] = &[
     (3, "trigger daily_pots.daily_pots_stamp_uploads_day"),
     (6, "column sensor_batches.received_xid"),
     (7, "index sensor_batches.idx_sensor_batches_received_xid"),
+    (12, "trigger sensor_batches.user_tiles_on_change"),
+    (12, "trigger sensor_batches.user_tiles_on_insert"),
+    (12, "trigger sensor_batches.user_tiles_on_truncate"),
 ];
 
 /// Facts of the old server's schema a migration of ours drops (absent once it ran).
