@@ -71,43 +71,43 @@ $$;
 -- (EXECUTE is revoked below, so no other table can call it either).
 CREATE OR REPLACE FUNCTION user_tile_batches_sync() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
+DECLARE
+    copy_new boolean;
 BEGIN
     IF TG_TABLE_NAME <> 'sensor_batches' OR TG_TABLE_SCHEMA <> 'public' THEN
         RAISE EXCEPTION 'user_tile_batches_sync() serves public.sensor_batches only';
     END IF;
-    -- Every upload: a batch stored by this transaction (received_xid's default) is
-    -- never the backfill's, and needs nothing else read.
     IF TG_OP = 'INSERT' AND NEW.received_xid = pg_current_xact_id() THEN
-        IF NEW.user_id IS NOT NULL THEN
-            INSERT INTO user_tile_batches (user_id, timestamp_utc, lat, lon, light_avg, accel_rms)
-            SELECT NEW.user_id, NEW.timestamp_utc, f.lat, f.lon, f.light_avg, f.accel_rms
-            FROM user_tile_fields(NEW.batch_json) f;
+        -- Every upload: a batch stored by this transaction (received_xid's
+        -- default) is never the backfill's, and needs nothing else read.
+        copy_new := NEW.user_id IS NOT NULL;
+    ELSE
+        -- Anything else (an UPDATE, a DELETE, an INSERT naming received_xid).
+        -- While the backfill runs, a batch it has not reached is its to copy, as
+        -- it then is: the row lock orders this with its batches (a batch commits
+        -- its copies and its cursor together, under FOR UPDATE), and under
+        -- REPEATABLE READ a batch that committed since this transaction's
+        -- snapshot fails this one (retry), rather than leave a copy of a row
+        -- version it did not see.
+        IF EXISTS (SELECT 1 FROM user_tile_backfill WHERE NOT done) THEN
+            PERFORM 1 FROM user_tile_backfill FOR SHARE;
         END IF;
-        RETURN NEW;
+        IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.user_id IS NOT NULL
+           AND NOT user_tile_pending(OLD.received_xid, OLD.timestamp_utc, OLD.device_hash) THEN
+            -- One copy of the old version goes; equal copies are interchangeable.
+            DELETE FROM user_tile_batches WHERE ctid = (
+                SELECT t.ctid
+                FROM user_tile_batches t, user_tile_fields(OLD.batch_json) f
+                WHERE t.user_id = OLD.user_id AND t.timestamp_utc = OLD.timestamp_utc
+                  AND t.lat IS NOT DISTINCT FROM f.lat AND t.lon IS NOT DISTINCT FROM f.lon
+                  AND t.light_avg IS NOT DISTINCT FROM f.light_avg
+                  AND t.accel_rms IS NOT DISTINCT FROM f.accel_rms
+                LIMIT 1 FOR UPDATE OF t SKIP LOCKED);
+        END IF;
+        copy_new := TG_OP IN ('INSERT', 'UPDATE') AND NEW.user_id IS NOT NULL
+                    AND NOT user_tile_pending(NEW.received_xid, NEW.timestamp_utc, NEW.device_hash);
     END IF;
-    -- Anything else (an UPDATE, a DELETE, an INSERT naming received_xid). While the
-    -- backfill runs, a batch it has not reached is its to copy, as it then is: the
-    -- row lock orders this with its batches (a batch commits its copies and its
-    -- cursor together, under FOR UPDATE), and under REPEATABLE READ a batch that
-    -- committed since this transaction's snapshot fails this one (retry), rather
-    -- than leave a copy of a row version it did not see.
-    IF EXISTS (SELECT 1 FROM user_tile_backfill WHERE NOT done) THEN
-        PERFORM 1 FROM user_tile_backfill FOR SHARE;
-    END IF;
-    IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.user_id IS NOT NULL
-       AND NOT user_tile_pending(OLD.received_xid, OLD.timestamp_utc, OLD.device_hash) THEN
-        -- One copy of the old version goes; equal copies are interchangeable.
-        DELETE FROM user_tile_batches WHERE ctid = (
-            SELECT t.ctid
-            FROM user_tile_batches t, user_tile_fields(OLD.batch_json) f
-            WHERE t.user_id = OLD.user_id AND t.timestamp_utc = OLD.timestamp_utc
-              AND t.lat IS NOT DISTINCT FROM f.lat AND t.lon IS NOT DISTINCT FROM f.lon
-              AND t.light_avg IS NOT DISTINCT FROM f.light_avg
-              AND t.accel_rms IS NOT DISTINCT FROM f.accel_rms
-            LIMIT 1 FOR UPDATE OF t SKIP LOCKED);
-    END IF;
-    IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.user_id IS NOT NULL
-       AND NOT user_tile_pending(NEW.received_xid, NEW.timestamp_utc, NEW.device_hash) THEN
+    IF copy_new THEN
         INSERT INTO user_tile_batches (user_id, timestamp_utc, lat, lon, light_avg, accel_rms)
         SELECT NEW.user_id, NEW.timestamp_utc, f.lat, f.lon, f.light_avg, f.accel_rms
         FROM user_tile_fields(NEW.batch_json) f;

@@ -76,6 +76,28 @@ struct Answer {
     tiles: Vec<Tile>,
 }
 
+/// What both statements make of the groups `t` (lat, lon: the rounded numerics;
+/// sample_count; last_update; avg_light, avg_accel_rms), and their order: written
+/// once, so the two cannot answer differently. Ties on last_update in a fixed
+/// order (the old server left it undefined).
+macro_rules! tile_columns {
+    () => {
+        "'tile_' || coalesce(t.lat::text, 'null') || '_' || coalesce(t.lon::text, 'null') AS h3_index,
+       t.lat::float8 AS lat,
+       t.lon::float8 AS lon,
+       t.sample_count,
+       to_char(t.last_update AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS last_update,
+       nullif(t.avg_light, 0) AS avg_light,
+       nullif(t.avg_accel_rms, 0) AS avg_accel_rms"
+    };
+}
+/// Their order.
+macro_rules! tile_order {
+    () => {
+        "\nORDER BY t.last_update DESC, t.lat, t.lon\n"
+    };
+}
+
 /// The map's statement: the user's batches of the window as V12's triggers and
 /// V13's backfill keep them in `user_tile_batches` (a few short texts per batch,
 /// the same values the old statement read out of each `batch_json`), grouped and
@@ -91,15 +113,12 @@ struct Answer {
 /// $1 user id, $2 hours.
 pub const USER_TILES: Query = Query::new(
     "user_tiles",
-    r#"
+    concat!(
+        "
 SELECT p.done AS copied,
-       'tile_' || coalesce(t.lat::text, 'null') || '_' || coalesce(t.lon::text, 'null') AS h3_index,
-       t.lat::float8 AS lat,
-       t.lon::float8 AS lon,
-       t.sample_count,
-       to_char(t.last_update AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS last_update,
-       nullif(t.avg_light, 0) AS avg_light,
-       nullif(t.avg_accel_rms, 0) AS avg_accel_rms
+       ",
+        tile_columns!(),
+        "
 FROM user_tile_backfill p
 LEFT JOIN (
     SELECT round(b.lat::numeric, 3) AS lat,
@@ -112,10 +131,9 @@ LEFT JOIN (
     WHERE b.user_id = (SELECT $1::text)
       AND b.timestamp_utc > (SELECT now() - make_interval(hours => $2))
     GROUP BY 1, 2
-) t ON p.done
--- Ties on last_update in a fixed order (the old server left it undefined).
-ORDER BY t.last_update DESC, t.lat, t.lon
-"#,
+) t ON p.done",
+        tile_order!()
+    ),
 );
 
 /// The old server's S10 over `sensor_batches` itself, fixed where api.md says so:
@@ -132,14 +150,11 @@ ORDER BY t.last_update DESC, t.lat, t.lon
 /// $1 user id, $2 hours.
 pub const USER_TILES_FROM_BATCHES: Query = Query::new(
     "user_tiles_from_batches",
-    r#"
-SELECT 'tile_' || coalesce(t.lat::text, 'null') || '_' || coalesce(t.lon::text, 'null') AS h3_index,
-       t.lat::float8 AS lat,
-       t.lon::float8 AS lon,
-       t.sample_count,
-       to_char(t.last_update AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS last_update,
-       nullif(t.avg_light, 0) AS avg_light,
-       nullif(t.avg_accel_rms, 0) AS avg_accel_rms
+    concat!(
+        "
+SELECT ",
+        tile_columns!(),
+        "
 FROM (
     SELECT round((batch_json -> 'location' ->> 'lat')::numeric, 3) AS lat,
            round((batch_json -> 'location' ->> 'lon')::numeric, 3) AS lon,
@@ -152,10 +167,9 @@ FROM (
       AND timestamp_utc > now() - make_interval(hours => $2)
       AND batch_json -> 'location' IS NOT NULL
     GROUP BY 1, 2
-) t
--- Ties on last_update in a fixed order (the old server left it undefined).
-ORDER BY t.last_update DESC, t.lat, t.lon
-"#,
+) t",
+        tile_order!()
+    ),
 );
 
 /// Handles one request; every failure is an answer made by [`ApiError`].

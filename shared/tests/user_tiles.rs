@@ -977,13 +977,19 @@ async fn backfill_done(client: &Client) -> bool {
         .get(0)
 }
 
-#[tokio::test]
-async fn batches_stored_before_the_migration_are_on_the_map_after_it() {
+/// A database migrated up to V12 (not included), with batches of every kind.
+async fn written_before_the_copy() -> (TestDb, Client, DateTime<Utc>) {
     let test = TestDb::legacy().await;
     migrate_to(&test, Some(copy_version() - 1)).await;
     let client = test.client().await;
     let n = db_now(&client).await;
     write_every_kind(&test, &client, n, "before").await;
+    (test, client, n)
+}
+
+#[tokio::test]
+async fn batches_stored_before_the_migration_are_on_the_map_after_it() {
+    let (test, client, _) = written_before_the_copy().await;
     // Before V12 (no copy yet) the route answers from the batches.
     let keys = KeyServer::start(3600).await;
     let app = App::new(test.database(), keys.verifier());
@@ -1022,11 +1028,7 @@ async fn backfill_step(client: &Client, size: i32) -> bool {
 
 #[tokio::test]
 async fn while_the_backfill_runs_the_map_answers_from_the_batches_and_keeps_every_change() {
-    let test = TestDb::legacy().await;
-    migrate_to(&test, Some(copy_version() - 1)).await;
-    let client = test.client().await;
-    let n = db_now(&client).await;
-    write_every_kind(&test, &client, n, "before").await;
+    let (test, client, n) = written_before_the_copy().await;
     // V12 only: the backfill has not run.
     migrate_to(&test, Some(copy_version())).await;
     assert!(!backfill_done(&client).await);
@@ -1129,11 +1131,7 @@ async fn while_the_backfill_runs_the_map_answers_from_the_batches_and_keeps_ever
 
 #[tokio::test]
 async fn an_update_during_a_backfill_step_is_copied_as_it_committed() {
-    let test = TestDb::legacy().await;
-    migrate_to(&test, Some(copy_version() - 1)).await;
-    let client = test.client().await;
-    let n = db_now(&client).await;
-    write_every_kind(&test, &client, n, "before").await;
+    let (test, client, _) = written_before_the_copy().await;
     migrate_to(&test, Some(copy_version())).await;
 
     // An operator's transaction updates a batch the backfill has not reached...
@@ -1176,10 +1174,7 @@ async fn an_update_during_a_backfill_step_is_copied_as_it_committed() {
 
     // Under REPEATABLE READ, a change to a batch not yet reached whose snapshot
     // predates a backfill step fails (to be retried) rather than leave a stale copy.
-    let test = TestDb::legacy().await;
-    migrate_to(&test, Some(copy_version() - 1)).await;
-    let client = test.client().await;
-    write_every_kind(&test, &client, n, "before").await;
+    let (test, client, _) = written_before_the_copy().await;
     migrate_to(&test, Some(copy_version())).await;
     let operator = test.client().await;
     operator
