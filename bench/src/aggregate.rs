@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use shared::aggregate::{AggregateConfig, AggregateSummary, DEFAULT_BATCH_SIZE};
-use shared::db::{Database, Query, Replay};
+use shared::db::Database;
 use testkit::keys::{self, KeyServer};
 use tracing::instrument::WithSubscriber;
 use tracing_subscriber::layer::SubscriberExt;
@@ -281,16 +281,7 @@ async fn tiles(url: &str, client: &tokio_postgres::Client) -> Result<Value, Stri
     for _ in 0..TILE_WARMUP {
         shared::tiles::handle(&app, request()).await;
     }
-    let pid: i32 = app
-        .db
-        .query_one(
-            &Query::new("backend_pid", "SELECT pg_backend_pid()"),
-            &[],
-            Replay::Safe,
-        )
-        .await
-        .map_err(|e| e.to_string())?
-        .get(0);
+    let pid = crate::stats::backend_pid(&app.db).await?;
     let sent = app.db.statements_sent();
     let (backend, process) = (backend_cpu_ns(pid), process_cpu_ns(std::process::id()));
     let mut times: Vec<Duration> = Vec::with_capacity(TILE_REQUESTS);

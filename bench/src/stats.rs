@@ -56,6 +56,17 @@ pub fn process_cpu_ns(pid: u32) -> Option<u64> {
     Some(total)
 }
 
+/// The backend process of `db`'s connection (opened if need be): whose
+/// `schedstat` says what the requests on it cost the database.
+pub async fn backend_pid(db: &shared::db::Database) -> Result<i32, String> {
+    let query = shared::db::Query::new("backend_pid", "SELECT pg_backend_pid()");
+    Ok(db
+        .query_one(&query, &[], shared::db::Replay::Safe)
+        .await
+        .map_err(|e| e.to_string())?
+        .get(0))
+}
+
 /// Nanoseconds on CPU of one process (its first field of `schedstat`).
 pub fn backend_cpu_ns(pid: i32) -> Option<u64> {
     schedstat_ns(std::path::Path::new(&format!("/proc/{pid}/schedstat")))
