@@ -308,7 +308,7 @@ async fn upload_costs(
         }
     }
     trigger(db, true).await?;
-    let insert_alone = insert_alone(db).await?;
+    let insert_alone = insert_alone(db, p).await?;
     let _ = db
         .ctl
         .query("SELECT pg_drop_replication_slot($1)", &[&slot])
@@ -371,12 +371,13 @@ async fn copy_wal(db: &BenchDb, from: &str, inserts: u64) -> Result<Value, Strin
 }
 
 /// The old server's INSERT alone on one session, prepared, of stored payloads
-/// (the measured users' batches: 30 and 2,000 readings), 300 a turn, trigger
+/// (the measured users' batches: 30 and 2,000 readings), trigger
 /// enabled and disabled in turn, three times: backend CPU per insert (the median
 /// turn) and the copy's WAL. Inserted in a transaction rolled back, so the
 /// tables stay as they were.
-async fn insert_alone(db: &BenchDb) -> Result<Value, String> {
-    const N: usize = 300;
+async fn insert_alone(db: &BenchDb, p: &Params) -> Result<Value, String> {
+    // 300 a turn; fewer in CI's short run (an INSERT at 2,000 readings is ~20 ms).
+    let n = (p.requests as usize).clamp(20, 300);
     let q = |e: tokio_postgres::Error| shared::http::chain(&e);
     let session = testkit::db::connect(&db.app_url).await;
     let pid: i32 = session
@@ -407,7 +408,7 @@ async fn insert_alone(db: &BenchDb) -> Result<Value, String> {
                 let from = lsn(db).await?;
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 let before = backend_cpu_ns(pid).ok_or("schedstat unreadable")?;
-                for k in 0..N {
+                for k in 0..n {
                     let at = chrono::Utc::now() - chrono::Duration::seconds(k as i64);
                     session
                         .execute(&insert, &[&"bench-insert-alone", &at, &payload, user])
@@ -416,9 +417,9 @@ async fn insert_alone(db: &BenchDb) -> Result<Value, String> {
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 let after = backend_cpu_ns(pid).ok_or("schedstat unreadable")?;
-                turns[i].push((after - before) as f64 / N as f64 / 1000.0);
+                turns[i].push((after - before) as f64 / n as f64 / 1000.0);
                 if enabled {
-                    copy = copy_wal(db, &from, N as u64).await?;
+                    copy = copy_wal(db, &from, n as u64).await?;
                 }
                 session.batch_execute("ROLLBACK").await.map_err(q)?;
             }
@@ -430,7 +431,7 @@ async fn insert_alone(db: &BenchDb) -> Result<Value, String> {
         let (on, off) = (median(&mut turns[0]), median(&mut turns[1]));
         out.insert(
             format!("{readings}_readings"),
-            json!({"inserts_per_turn": N, "pg_cpu_us_per_insert_trigger": on,
+            json!({"inserts_per_turn": n, "pg_cpu_us_per_insert_trigger": on,
                    "pg_cpu_us_per_insert_no_trigger": off, "added_pg_cpu_us": round1(on - off),
                    "copy_wal": copy}),
         );

@@ -908,14 +908,7 @@ async fn write_every_kind(test: &TestDb, client: &Client, n: DateTime<Utc>, tag:
         (None, h(1), located("40.4", "40.4")),
         (Some("alice"), h(2), r#"[1, 2]"#.to_string()), // not an object
     ] {
-        client
-            .execute(
-                "INSERT INTO sensor_batches (device_hash, timestamp_utc, batch_json, user_id)
-                 VALUES ($1, $2, $3::text::jsonb, $4)",
-                &[&device, &at, &json, &user],
-            )
-            .await
-            .unwrap();
+        insert(client, user, &device, at, &json).await;
     }
 }
 
