@@ -372,7 +372,7 @@ async fn measure(
     .await?;
 
     // Issue 22: the coverage map at 30 and 2,000 readings per batch, and what
-    // V12's trigger adds to each upload.
+    // the copy's trigger adds to each upload.
     let tiles = tiles::measure(db, &containers, &keys, p).await?;
 
     Ok(json!({

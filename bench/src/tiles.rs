@@ -4,10 +4,10 @@
 //! - `GET /api/user/tiles?hours=72` for users with 300 located batches in the last
 //!   72 hours, 30 and 2,000 readings per batch, among 60 other users whose batches
 //!   are stored in between (so a user's rows are spread over pages, as they are
-//!   live): backend CPU per request of the route as it is (V12's copy, directly and
+//!   live): backend CPU per request of the route as it is (the copy, directly and
 //!   behind the proxy setting: named or unnamed statements), and of the statement
-//!   it ran before V12 (`USER_TILES_FROM_BATCHES`, every batch's payload read);
-//! - what V12's trigger adds to each upload: the upload phase of the workload
+//!   it ran before the copy (`USER_TILES_FROM_BATCHES`, every batch's payload read);
+//! - what the copy's trigger adds to each upload: the upload phase of the workload
 //!   (ours, device secret) and the old server's plain INSERT (the reference of
 //!   issue 12), at the workload's readings and at 2,000, with the trigger enabled
 //!   and disabled: database CPU and WAL per upload, as the main run measures them.
@@ -29,7 +29,7 @@ use crate::workload::{Endpoint, Params, Phase, Target, UploadAuth};
 const BATCHES: i64 = 300;
 /// Users whose batches are stored between the measured users' ones.
 const OTHERS: i64 = 60;
-/// The trigger V12 puts on sensor_batches for every insert.
+/// The copy's trigger on sensor_batches for every insert.
 const TRIGGER: &str = "user_tiles_on_insert";
 /// Upload slots of their own (the main run's phases use 0-8).
 const SLOTS: [u64; 8] = [9, 10, 11, 12, 13, 14, 15, 16];
@@ -169,7 +169,7 @@ async fn route(
     costed(&app, n, warmup, once).await
 }
 
-/// The statement the route ran before V12, through the route's Database.
+/// The statement the route ran before the copy, through the route's Database.
 async fn over_batches(
     db: &BenchDb,
     keys: &testkit::keys::KeyServer,
@@ -235,7 +235,7 @@ where
     }))
 }
 
-/// What V12's trigger adds to each upload: our upload (the workload's phase,
+/// What the copy's trigger adds to each upload: our upload (the workload's phase,
 /// device secret) and the old server's plain INSERT (issue 12's reference), at
 /// the workload's readings and at 2,000, trigger enabled and disabled, each as the
 /// main run measures a phase. Their difference is within the phases' noise, so
@@ -443,7 +443,7 @@ async fn insert_alone(db: &BenchDb, p: &Params) -> Result<Value, String> {
 /// The figures as two Markdown tables.
 pub fn markdown(tiles: &Value) -> String {
     let mut out = String::from(
-        "| GET /api/user/tiles?hours=72, 300 batches | tiles | DB CPU µs/req, V12's copy | behind proxy (unnamed) | before V12 (over the batches) | before ÷ after | p50 µs after / before |\n|---|---:|---:|---:|---:|---:|---:|\n",
+        "| GET /api/user/tiles?hours=72, 300 batches | tiles | DB CPU µs/req, the copy | behind proxy (unnamed) | before the copy (over the batches) | before ÷ after | p50 µs after / before |\n|---|---:|---:|---:|---:|---:|---:|\n",
     );
     for (user, m) in tiles["maps"].as_object().into_iter().flatten() {
         let (after, before) = (
@@ -463,7 +463,7 @@ pub fn markdown(tiles: &Value) -> String {
             fmt(&m["before"]["latency_us"]["p50_us"]),
         );
     }
-    out += "\n| V12's trigger, per upload | readings | DB CPU µs, trigger / none | WAL B, trigger / none | the copy's WAL: records, B (FPI B) |\n|---|---:|---:|---:|---:|\n";
+    out += "\n| the copy's trigger, per upload | readings | DB CPU µs, trigger / none | WAL B, trigger / none | the copy's WAL: records, B (FPI B) |\n|---|---:|---:|---:|---:|\n";
     for u in tiles["uploads"]["phases"].as_array().into_iter().flatten() {
         let copy = &u["trigger"]["copy_wal"];
         out += &format!(

@@ -8,7 +8,7 @@
 --   psql "$OWNER_URL" -v app_user=dailypot_app -f deploy/sql/app-role-grants.sql
 
 -- GET /api/user/tiles reads the map's copy of each batch and whether its backfill
--- is done (V12; `migrate` grants these to DB_APP_ROLE itself too), and the batches
+-- is done (`migrate` grants these to DB_APP_ROLE itself too), and the batches
 -- themselves (below) until it is. The triggers that write the copy run as the
 -- tables' owner: neither this role nor the old server's needs a right on it.
 GRANT SELECT ON user_tile_batches, user_tile_backfill TO :"app_user";

@@ -271,8 +271,8 @@ const OUR_TABLES: &[(&str, &str)] = &[
     // The aggregation job records what each batch contributes, and where it is (V6).
     ("sensor_aggregation_batches", "SELECT, INSERT"),
     ("sensor_aggregation_progress", "SELECT, UPDATE"),
-    // The coverage map reads the copy of each batch V12's triggers keep, and
-    // whether V13's backfill is done (the triggers write as the tables' owner).
+    // The coverage map reads the copy of each batch its triggers keep, and
+    // whether its backfill is done (the triggers write as the tables' owner).
     ("user_tile_batches", "SELECT"),
     ("user_tile_backfill", "SELECT"),
 ];

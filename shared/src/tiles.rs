@@ -3,7 +3,7 @@
 //! The user's located batches of the last `hours` hours, grouped by latitude and
 //! longitude rounded to 3 decimals, newest group first: the old server's statement
 //! (legacy-statements.md S10, with `hours` an integer parameter instead of interval
-//! text), read from the per-batch copy of what it needs (V12's `user_tile_batches`)
+//! text), read from the per-batch copy of what it needs (`user_tile_batches`)
 //! rather than from every batch's whole payload. Read only. The route holds what
 //! the daily-pot routes hold (a database and a token verifier), so it runs on
 //! [`crate::daily_pot::App`].
@@ -98,13 +98,14 @@ macro_rules! tile_order {
     };
 }
 
-/// The map's statement: the user's batches of the window as V12's triggers and
-/// V13's backfill keep them in `user_tile_batches` (a few short texts per batch,
+/// The map's statement: the user's batches of the window as the triggers on
+/// `sensor_batches` and the backfill keep them in `user_tile_batches` (a few short texts per batch,
 /// the same values the old statement read out of each `batch_json`), grouped and
 /// formatted as [`USER_TILES_FROM_BATCHES`] does: the same answer, at a cost that
 /// does not grow with the readings each batch holds.
 ///
-/// `copied` is false until V13 has copied every batch stored before V12 (then the
+/// `copied` is false until the backfill has copied every batch stored before the
+/// triggers existed (then the
 /// tile columns are NULL and [`user_tiles`] answers from the batches themselves).
 /// The parameters reach the planner only through scalar subqueries, so a custom
 /// plan costs what the generic one does and a prepared statement keeps its generic
@@ -144,8 +145,8 @@ LEFT JOIN (
 /// `(user_id, timestamp_utc DESC)`. The unused `avg_accuracy_m` is left out.
 ///
 /// It reads every batch's whole `batch_json` (detoasted: its cost grows with the
-/// readings), so it only answers while [`USER_TILES`] cannot: before V12, or
-/// while V13's backfill runs.
+/// readings), so it only answers while [`USER_TILES`] cannot: before the copy's
+/// migration, or while its backfill runs.
 ///
 /// $1 user id, $2 hours.
 pub const USER_TILES_FROM_BATCHES: Query = Query::new(
@@ -207,8 +208,8 @@ pub fn hours(values: Option<Vec<&str>>) -> Result<i32, ApiError> {
 }
 
 /// The user's tiles of the last `hours` hours, newest first: from
-/// `user_tile_batches` once it holds every batch, else (V13's backfill still
-/// running, or V12 not applied: no such table) from the batches themselves.
+/// `user_tile_batches` once it holds every batch, else (the backfill still
+/// running, or the copy's migration not applied: no such table) from the batches themselves.
 pub async fn user_tiles(db: &Database, user: &UserId, hours: i32) -> Result<Vec<Tile>, DbError> {
     let user = user.as_str();
     let params: [Param; 2] = [(&user, Type::TEXT), (&hours, Type::INT4)];

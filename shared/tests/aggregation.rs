@@ -859,7 +859,7 @@ async fn counts(c: &Client, sql: &str) -> Vec<i64> {
 
 #[tokio::test]
 async fn v6_keeps_the_old_servers_insert_working_and_its_undo_removes_exactly_what_it_added() {
-    // Up to V7: later migrations build on V6's column (V12's trigger reads
+    // Up to V7: later migrations build on V6's column (the map's copy trigger reads
     // received_xid), and a rollback undoes them before V6.
     let test = legacy_migrated_to(Some(7)).await;
     let c = test.client().await;

@@ -688,7 +688,7 @@ async fn an_unreachable_database_is_503_and_a_non_numeric_stored_value_500() {
 }
 
 // ---------------------------------------------------------------------------
-// The copy of each batch (V12's user_tile_batches, V13's backfill): the map's
+// The copy of each batch (user_tile_batches, its triggers and backfill): the map's
 // answers are those of the statement over the batches themselves, for rows
 // written by the old server and by us, before, during and after the backfill.
 
@@ -949,9 +949,14 @@ async fn migrate_to(test: &TestDb, target: Option<u32>) -> Vec<String> {
         .applied
 }
 
-/// The version V12 (the copy and its triggers) has in this build.
+/// The version the copy's migration (its table and triggers) has in this build.
 fn copy_version() -> u32 {
     version_named("user_tile_batches")
+}
+
+/// `V<n>__<name>`, as `migrate` reports it.
+fn label(name: &str) -> String {
+    format!("V{}__{name}", version_named(name))
 }
 
 fn version_named(name: &str) -> u32 {
@@ -970,7 +975,7 @@ async fn backfill_done(client: &Client) -> bool {
         .get(0)
 }
 
-/// A database migrated up to V12 (not included), with batches of every kind.
+/// A database migrated up to the copy (not included), with batches of every kind.
 async fn written_before_the_copy() -> (TestDb, Client, DateTime<Utc>) {
     let test = TestDb::legacy().await;
     migrate_to(&test, Some(copy_version() - 1)).await;
@@ -983,7 +988,7 @@ async fn written_before_the_copy() -> (TestDb, Client, DateTime<Utc>) {
 #[tokio::test]
 async fn batches_stored_before_the_migration_are_on_the_map_after_it() {
     let (test, client, _) = written_before_the_copy().await;
-    // Before V12 (no copy yet) the route answers from the batches.
+    // Before the copy the route answers from the batches.
     let keys = KeyServer::start(3600).await;
     let app = App::new(test.database(), keys.verifier());
     let (status, before) = get(&app, Some("hours=72"), "alice").await;
@@ -993,7 +998,10 @@ async fn batches_stored_before_the_migration_are_on_the_map_after_it() {
     let applied = migrate_to(&test, None).await;
     assert_eq!(
         applied,
-        ["V12__user_tile_batches", "V13__backfill_user_tile_batches"]
+        [
+            label("user_tile_batches"),
+            label("backfill_user_tile_batches")
+        ]
     );
     assert!(backfill_done(&client).await);
     assert_copy_is_exact(&client, "after the backfill").await;
@@ -1022,7 +1030,7 @@ async fn backfill_step(client: &Client, size: i32) -> bool {
 #[tokio::test]
 async fn while_the_backfill_runs_the_map_answers_from_the_batches_and_keeps_every_change() {
     let (test, client, n) = written_before_the_copy().await;
-    // V12 only: the backfill has not run.
+    // The copy's migration only: the backfill has not run.
     migrate_to(&test, Some(copy_version())).await;
     assert!(!backfill_done(&client).await);
     let keys = KeyServer::start(3600).await;
@@ -1101,10 +1109,11 @@ async fn while_the_backfill_runs_the_map_answers_from_the_batches_and_keeps_ever
     assert_copy_is_exact(&client, "after the backfill").await;
     assert_same_answers(&client, &USERS, "after the backfill").await;
 
-    // Done: V13 finds nothing left to do, and changes are copied at once.
+    // Done: the backfill's migration finds nothing left to do, and changes are
+    // copied at once.
     assert_eq!(
         migrate_to(&test, None).await,
-        ["V13__backfill_user_tile_batches"]
+        [label("backfill_user_tile_batches")]
     );
     client
         .batch_execute(
