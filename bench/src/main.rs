@@ -4,6 +4,7 @@
 //!   bench [--quick] [--no-peer] [--reset-scale] [--no-cold-start] [--out DIR] [--chart FILE.svg]
 //!         | bench --dbcpu (a new connection's costs) | bench --aggregate | bench --aggregate-heavy
 //!         | bench --analytics
+//!         | bench --tiles (the coverage map's and the upload trigger's costs, issue 22)
 //!         [--users N --devices N --readings N --requests N --warmup N --concurrency N --seed N]
 //!   bench --cold-start-tls [LABEL=BINARY ...]   (get-daily-pot over verified TLS only)
 //!   bench --upload-cpu [--readings N]   (the upload's own CPU per stage, no database)
@@ -23,6 +24,7 @@ mod report;
 mod resetscale;
 mod stats;
 mod targets;
+mod tiles;
 mod upload_cpu;
 mod workload;
 
@@ -50,6 +52,8 @@ struct Options {
     aggregate_heavy: bool,
     /// Only what a new connection costs the database (dbcpu.rs), then stop.
     dbcpu: bool,
+    /// Only the coverage map's figures (tiles.rs) on the workload's database.
+    tiles: bool,
     out: PathBuf,
     /// Where the chart goes besides `out` (scripts/bench: docs/bench.svg).
     chart: Option<PathBuf>,
@@ -74,6 +78,7 @@ fn parse_args() -> Result<Options, String> {
         analytics: false,
         aggregate_heavy: false,
         dbcpu: false,
+        tiles: false,
         out: repo_root().join("target/bench"),
         chart: None,
         workload_flags: Vec::new(),
@@ -91,6 +96,7 @@ fn parse_args() -> Result<Options, String> {
             "--analytics" => o.analytics = true,
             "--aggregate-heavy" => o.aggregate_heavy = true,
             "--dbcpu" => o.dbcpu = true,
+            "--tiles" => o.tiles = true,
             "--out" => o.out = PathBuf::from(value("--out")?),
             "--chart" => o.chart = Some(PathBuf::from(value("--chart")?)),
             flag @ ("--users" | "--devices" | "--readings" | "--requests" | "--warmup"
@@ -221,6 +227,14 @@ async fn run(o: Options) -> Result<(), String> {
     if o.dbcpu {
         let figures = dbcpu::run(&testkit::db::server_url()).await?;
         return write_json(&o.out.join("dbcpu.json"), &figures);
+    }
+    if o.tiles {
+        let db = benchdb::BenchDb::create(&testkit::db::server_url(), &p).await?;
+        let result = tiles_alone(&db, &p).await;
+        db.drop_database().await;
+        let figures = result?;
+        println!("{}", tiles::markdown(&figures));
+        return write_json(&o.out.join("tiles.json"), &figures);
     }
     let all_phases = workload::phases(&p);
 
@@ -385,6 +399,10 @@ async fn measure(
     ))
     .await?;
 
+    // Issue 22: the coverage map at 30 and 2,000 readings per batch, and what
+    // the copy's trigger adds to each upload.
+    let tiles = tiles::measure(db, &containers, &keys, p).await?;
+
     Ok(json!({
         "peer": "rust-lambda",
         "variant": "in-process",
@@ -415,7 +433,19 @@ async fn measure(
             "with_index": pick(&with),
             "without_index": pick(&without),
         },
+        "tiles": tiles,
     }))
+}
+
+/// `bench --tiles`: the tiles figures alone, on the workload's database.
+async fn tiles_alone(db: &benchdb::BenchDb, p: &Params) -> Result<Value, String> {
+    let keys = testkit::keys::KeyServer::start(3600).await;
+    let container = vec![Arc::new(harness::Container::new(&db.app_env(), &keys, p)?)];
+    let mut figures = tiles::measure(db, &container, &keys, p).await?;
+    figures["date"] = json!(chrono::Utc::now().to_rfc3339());
+    figures["machine"] = report::machine();
+    figures["server"] = report::server(&db.ctl).await;
+    Ok(figures)
 }
 
 /// Upload slots beyond the workload's four (0-3): 4 and 5 the index comparison,

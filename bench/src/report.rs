@@ -146,6 +146,9 @@ pub fn markdown(rust: &Value, node: Option<&Value>) -> String {
         );
         out += &format!("migrate audit on that index: {}\n", w["audit"]);
     }
+    if let Some(t) = rust.get("tiles") {
+        out += &format!("\n{}", crate::tiles::markdown(t));
+    }
     if let Some(c) = rust.get("cold_start") {
         out += "\n| function | size (stripped) | cold start, DB + keys reachable | cold start, nothing reachable | peak RSS after 1,000 | statuses |\n|---|---:|---:|---:|---:|---|\n";
         for f in c["functions"].as_array().into_iter().flatten() {

@@ -56,8 +56,8 @@ pub fn process_cpu_ns(pid: u32) -> Option<u64> {
     Some(total)
 }
 
-/// The server process (backend) behind the connection of `db`, whose CPU
-/// [`backend_cpu_ns`] reads.
+/// The backend process of `db`'s connection (opened if need be): whose
+/// `schedstat` says what the requests on it cost the database.
 pub async fn backend_pid(db: &shared::db::Database) -> Result<i32, String> {
     let query = shared::db::Query::new("backend_pid", "SELECT pg_backend_pid()");
     Ok(db

@@ -7,10 +7,14 @@
 -- the role's name as a psql variable (README, "Database roles"):
 --   psql "$OWNER_URL" -v app_user=dailypot_app -f deploy/sql/app-role-grants.sql
 
--- GET /api/user/tiles reads the batches (below) and nothing else; GET /health
--- reads nothing. The analytics API (GET /analytics/*) only reads: the aggregate
--- tables, the job's sensor_aggregation_batches and user_stats, all granted below
--- for the upload and the job already.
+-- GET /api/user/tiles reads the map's copy of each batch and whether its backfill
+-- is done (`migrate` grants these to DB_APP_ROLE itself too), and the batches
+-- themselves (below) until it is. The triggers that write the copy run as the
+-- tables' owner: neither this role nor the old server's needs a right on it.
+-- GET /health reads nothing. The analytics API (GET /analytics/*) only reads: the
+-- aggregate tables, the job's sensor_aggregation_batches and user_stats, all
+-- granted below for the upload and the job already.
+GRANT SELECT ON user_tile_batches, user_tile_backfill TO :"app_user";
 --
 -- GET /daily-pot and the upload create pots, the upload counts on them, the claim
 -- pays, the reset zeroes stale counts (ON CONFLICT DO UPDATE and RETURNING read).

@@ -217,6 +217,7 @@ async fn apply(
     // refinery runs every migration in a transaction; one that must not run in
     // one (a concurrent index build) is run here, statement by statement, once
     // everything before it is applied, and then recorded as applied.
+    // In version order: refinery lists them by file name, where V10 sorts before V2.
     let runner = migrations::runner();
     // Embedded in file-name order (a V10 before V2): taken in version order.
     let mut forward: Vec<_> = runner.get_migrations().iter().collect();
@@ -301,6 +302,10 @@ const OUR_TABLES: &[(&str, &str)] = &[
     // The aggregation job records what each batch contributes, and where it is (V6).
     ("sensor_aggregation_batches", "SELECT, INSERT"),
     ("sensor_aggregation_progress", "SELECT, UPDATE"),
+    // The coverage map reads the copy of each batch its triggers keep, and
+    // whether its backfill is done (the triggers write as the tables' owner).
+    ("user_tile_batches", "SELECT"),
+    ("user_tile_backfill", "SELECT"),
 ];
 
 /// When the functions connect as another role than `migrate` (`DB_APP_ROLE`), that

@@ -1,19 +1,22 @@
 //! `GET /api/user/tiles`: the app's coverage map (docs/tiles.md).
 //!
 //! The user's located batches of the last `hours` hours, grouped by latitude and
-//! longitude rounded to 3 decimals, newest group first. One read-only statement,
-//! the old server's (docs/coexistence.md S10) with `hours` an integer parameter
-//! instead of interval text. The route holds what the daily-pot routes hold (a
-//! database and a token verifier), so it runs on [`crate::daily_pot::App`].
+//! longitude rounded to 3 decimals, newest group first: the old server's statement
+//! (docs/coexistence.md S10, with `hours` an integer parameter instead of interval
+//! text), read from the per-batch copy of what it needs (`user_tile_batches`)
+//! rather than from every batch's whole payload. Read only. The route holds what
+//! the daily-pot routes hold (a database and a token verifier), so it runs on
+//! [`crate::daily_pot::App`].
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
 
 use crate::auth::UserId;
 use crate::daily_pot::App;
-use crate::db::{Database, DbError, Query, Replay, Type};
+use crate::db::{Database, DbError, Param, Query, Replay, Type};
 use crate::http::{self, ApiError};
 
 /// The window when `hours` is absent, and the largest one accepted (30 days).
@@ -73,24 +76,86 @@ struct Answer {
     tiles: Vec<Tile>,
 }
 
-/// The old server's S10, fixed where docs/tiles.md ("Request") says so: `hours` is an integer
-/// (`make_interval`), not text appended to `' hours'`. PostgreSQL rounds the
-/// coordinates' decimal text (ties away from zero) and prints the scale-3 texts
-/// of the tile key; `lastUpdate`'s milliseconds are truncated, as JavaScript's
-/// `Date` did. The WHERE clause is `idx_sensor_batches_user_time`'s
-/// `(user_id, timestamp_utc DESC)`. The unused `avg_accuracy_m` is left out.
+/// What both statements make of the groups `t` (lat, lon: the rounded numerics;
+/// sample_count; last_update; avg_light, avg_accel_rms), and their order: written
+/// once, so the two cannot answer differently. Ties on last_update in a fixed
+/// order (the old server left it undefined).
+macro_rules! tile_columns {
+    () => {
+        "'tile_' || coalesce(t.lat::text, 'null') || '_' || coalesce(t.lon::text, 'null') AS h3_index,
+       t.lat::float8 AS lat,
+       t.lon::float8 AS lon,
+       t.sample_count,
+       to_char(t.last_update AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') AS last_update,
+       nullif(t.avg_light, 0) AS avg_light,
+       nullif(t.avg_accel_rms, 0) AS avg_accel_rms"
+    };
+}
+/// Their order.
+macro_rules! tile_order {
+    () => {
+        "\nORDER BY t.last_update DESC, t.lat, t.lon\n"
+    };
+}
+
+/// The map's statement: the user's batches of the window as the triggers on
+/// `sensor_batches` and the backfill keep them in `user_tile_batches` (a few short texts per batch,
+/// the same values the old statement read out of each `batch_json`), grouped and
+/// formatted as [`USER_TILES_FROM_BATCHES`] does: the same answer, at a cost that
+/// does not grow with the readings each batch holds.
+///
+/// `copied` is false until the backfill has copied every batch stored before the
+/// triggers existed (then the
+/// tile columns are NULL and [`user_tiles`] answers from the batches themselves).
+/// The parameters reach the planner only through scalar subqueries, so a custom
+/// plan costs what the generic one does and a prepared statement keeps its generic
+/// plan: planning it again for every request cost more than running it.
 ///
 /// $1 user id, $2 hours.
 pub const USER_TILES: Query = Query::new(
     "user_tiles",
-    r#"
-SELECT 'tile_' || coalesce(t.lat::text, 'null') || '_' || coalesce(t.lon::text, 'null') AS h3_index,
-       t.lat::float8 AS lat,
-       t.lon::float8 AS lon,
-       t.sample_count,
-       to_char(t.last_update AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS last_update,
-       nullif(t.avg_light, 0) AS avg_light,
-       nullif(t.avg_accel_rms, 0) AS avg_accel_rms
+    concat!(
+        "
+SELECT p.done AS copied,
+       ",
+        tile_columns!(),
+        "
+FROM user_tile_backfill p
+LEFT JOIN (
+    SELECT round(b.lat::numeric, 3) AS lat,
+           round(b.lon::numeric, 3) AS lon,
+           count(*) AS sample_count,
+           max(b.timestamp_utc) AS last_update,
+           avg(b.light_avg::float8) AS avg_light,
+           avg(b.accel_rms::float8) AS avg_accel_rms
+    FROM user_tile_batches b
+    WHERE b.user_id = (SELECT $1::text)
+      AND b.timestamp_utc > (SELECT now() - make_interval(hours => $2))
+    GROUP BY 1, 2
+) t ON p.done",
+        tile_order!()
+    ),
+);
+
+/// The old server's S10 over `sensor_batches` itself, fixed where docs/tiles.md ("Request") says so:
+/// `hours` is an integer (`make_interval`), not text appended to `' hours'`.
+/// PostgreSQL rounds the coordinates' decimal text (ties away from zero) and prints
+/// the scale-3 texts of the tile key; `lastUpdate`'s milliseconds are truncated, as
+/// JavaScript's `Date` did. The WHERE clause is `idx_sensor_batches_user_time`'s
+/// `(user_id, timestamp_utc DESC)`. The unused `avg_accuracy_m` is left out.
+///
+/// It reads every batch's whole `batch_json` (detoasted: its cost grows with the
+/// readings), so it only answers while [`USER_TILES`] cannot: before the copy's
+/// migration, or while its backfill runs.
+///
+/// $1 user id, $2 hours.
+pub const USER_TILES_FROM_BATCHES: Query = Query::new(
+    "user_tiles_from_batches",
+    concat!(
+        "
+SELECT ",
+        tile_columns!(),
+        "
 FROM (
     SELECT round((batch_json -> 'location' ->> 'lat')::numeric, 3) AS lat,
            round((batch_json -> 'location' ->> 'lon')::numeric, 3) AS lon,
@@ -103,10 +168,9 @@ FROM (
       AND timestamp_utc > now() - make_interval(hours => $2)
       AND batch_json -> 'location' IS NOT NULL
     GROUP BY 1, 2
-) t
--- Ties on last_update in a fixed order (the old server left it undefined).
-ORDER BY t.last_update DESC, t.lat, t.lon
-"#,
+) t",
+        tile_order!()
+    ),
 );
 
 /// Handles one request; every failure is an answer made by [`ApiError`].
@@ -143,14 +207,28 @@ pub fn hours(values: Option<Vec<&str>>) -> Result<i32, ApiError> {
     }
 }
 
-/// The user's tiles of the last `hours` hours, newest first.
+/// The user's tiles of the last `hours` hours, newest first: from
+/// `user_tile_batches` once it holds every batch, else (the backfill still
+/// running, or the copy's migration not applied: no such table) from the batches themselves.
 pub async fn user_tiles(db: &Database, user: &UserId, hours: i32) -> Result<Vec<Tile>, DbError> {
+    let user = user.as_str();
+    let params: [Param; 2] = [(&user, Type::TEXT), (&hours, Type::INT4)];
+    match db.query(&USER_TILES, &params, Replay::Safe).await {
+        Ok(rows) if rows.first().is_some_and(|r| r.get::<_, bool>("copied")) => Ok(rows
+            .iter()
+            // The row of a user without tiles (the join found none) is no tile.
+            .filter(|r| r.get::<_, Option<i64>>("sample_count").is_some())
+            .map(tile)
+            .collect()),
+        Ok(_) => from_batches(db, &params).await,
+        Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => from_batches(db, &params).await,
+        Err(e) => Err(e),
+    }
+}
+
+async fn from_batches(db: &Database, params: &[Param<'_>]) -> Result<Vec<Tile>, DbError> {
     let rows = db
-        .query(
-            &USER_TILES,
-            &[(&user.as_str(), Type::TEXT), (&hours, Type::INT4)],
-            Replay::Safe,
-        )
+        .query(&USER_TILES_FROM_BATCHES, params, Replay::Safe)
         .await?;
     Ok(rows.iter().map(tile).collect())
 }

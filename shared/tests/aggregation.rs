@@ -1219,7 +1219,9 @@ async fn counts(c: &Client, sql: &str) -> Vec<i64> {
 
 #[tokio::test]
 async fn v6_keeps_the_old_servers_insert_working_and_its_undo_removes_exactly_what_it_added() {
-    let test = legacy_migrated().await;
+    // Up to V7: later migrations build on V6's column (the map's copy trigger reads
+    // received_xid), and a rollback undoes them before V6.
+    let test = legacy_migrated_to(Some(7)).await;
     let c = test.client().await;
     // The old server's INSERT names its columns: the new one fills itself in.
     store_example_1(&c, 1..=1).await;
@@ -1245,9 +1247,9 @@ async fn v6_keeps_the_old_servers_insert_working_and_its_undo_removes_exactly_wh
     const OURS: &str = "SELECT count(*) FROM pg_class WHERE relname LIKE 'sensor_aggregation%' OR relname = 'idx_sensor_batches_received_xid'
                 UNION ALL SELECT count(*) FROM pg_proc WHERE proname LIKE 'sensor_aggregation%'
                 UNION ALL SELECT count(*) FROM pg_attribute WHERE attrelid = 'sensor_batches'::regclass AND attname = 'received_xid' AND NOT attisdropped";
-    // Tables with their indexes (two tables, their keys, the bucket index, V9's
-    // window index, V7's arrival index), two functions, one column.
-    assert_eq!(counts(&c, OURS).await, [7, 2, 1]);
+    // Tables with their indexes (two tables, their keys, the bucket index, V7's
+    // arrival index; V9's window index comes later), two functions, one column.
+    assert_eq!(counts(&c, OURS).await, [6, 2, 1]);
 
     let undo = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -6,6 +6,7 @@
 
 mod upload_helpers;
 
+use lambda_http::RequestExt;
 use serde_json::json;
 use shared::aggregate::AggregateConfig;
 use shared::config::DbConfig;
@@ -140,9 +141,24 @@ async fn every_route_and_job_works_as_the_dml_only_role() {
     let response = get::handle(&pots, with_token("get-daily-pot", &token)).await;
     assert_eq!(response.status(), 200);
 
-    // The coverage map reads what was uploaded.
-    let response = shared::tiles::handle(&pots, with_token("get-user-tiles", &token)).await;
-    assert_eq!(response.status(), 200);
+    // The coverage map reads what was uploaded, from the copy the triggers made
+    // as the tables' owner (the role has no right to write it).
+    let copied = admin
+        .query_one(
+            "SELECT count(*) FROM user_tile_batches WHERE user_id = 'alice'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(copied, 6);
+    // The uploads are dated 2026-11-26: a month's window.
+    let month: std::collections::HashMap<String, String> =
+        [("hours".to_string(), "720".to_string())].into();
+    let request = with_token("get-user-tiles", &token).with_query_string_parameters(month);
+    let (status, tiles) = answer(shared::tiles::handle(&pots, request).await);
+    assert_eq!(status, 200, "{tiles}");
+    assert!(!tiles["tiles"].as_array().unwrap().is_empty(), "{tiles}");
 
     // The aggregation job reads the batches and writes both aggregate tables.
     let summary = shared::aggregate::run(
@@ -214,6 +230,11 @@ async fn the_dml_only_role_can_neither_change_the_schema_nor_delete_rows() {
         "TRUNCATE user_stats",
         "UPDATE sensor_batches SET user_id = NULL",
         "CREATE OR REPLACE FUNCTION stamp_daily_pots_uploads_day() RETURNS trigger AS 'BEGIN RETURN NEW; END' LANGUAGE plpgsql",
+        // The map's copy is written by the triggers alone.
+        "INSERT INTO user_tile_batches (user_id, timestamp_utc, lat, lon) VALUES ('alice', now(), '1', '2')",
+        "DELETE FROM user_tile_batches",
+        "UPDATE user_tile_backfill SET done = false",
+        "CALL user_tile_backfill_run(10)",
     ] {
         let err = client
             .batch_execute(statement)
@@ -316,4 +337,63 @@ async fn migrate_runs_as_the_readme_role_without_createrole_on_a_schema_closed_t
     );
     let response = get::handle(&pots, with_token("get-daily-pot", &keys::token("alice"))).await;
     assert_eq!(response.status(), 200);
+}
+
+/// The old server's rights, as the DBA granted them (docs/coexistence.md's
+/// checklist): SELECT, INSERT, UPDATE on its own tables, nothing on ours.
+const OLD_SERVER_GRANTS: &str = "GRANT SELECT, INSERT, UPDATE ON device_secrets, sensor_batches,
+    user_stats, daily_pots, sensor_aggregates_5m, sensor_aggregates_daily, schema_migrations TO {role}";
+
+#[tokio::test]
+async fn the_old_servers_role_stores_batches_and_they_are_on_the_map() {
+    let test = TestDb::legacy_migrated().await;
+    let role = Role::create(&test).await;
+    let admin = test.client().await;
+    admin
+        .batch_execute(&OLD_SERVER_GRANTS.replace("{role}", &role.name))
+        .await
+        .unwrap();
+    // Its upload (S2-S5, each statement as it runs them) of a located batch: the
+    // trigger that copies it for the map writes as the tables' owner.
+    let old = testkit::legacy::OldServer::connect(&role.url()).await;
+    let secret = "c3".repeat(32);
+    old.register("old-phone", "olivia", &secret).await.unwrap();
+    let batch = testkit::legacy::OldBatch {
+        device_hash: "old-phone-hash".into(),
+        timestamp: chrono::Utc::now() - chrono::Duration::minutes(5),
+        batch_json: json!({"summary": {"count": 1, "light": {"avg": 12.5}, "accel_rms": 9.75},
+                           "location": {"lat": 48.8566, "lon": 2.3522}}),
+        samples: 1,
+        valid: 1,
+        pocket: 0,
+        uptime_seconds: 0,
+    };
+    let stored = old
+        .upload(testkit::legacy::OldSender::Secret(&secret), &batch)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored,
+        testkit::legacy::OldUpload::Stored {
+            user: Some("olivia".into())
+        }
+    );
+    // It cannot touch the copy itself.
+    let refused = old
+        .client
+        .batch_execute("DELETE FROM user_tile_batches")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
+    );
+
+    let keys = KeyServer::start(3600).await;
+    let pots = App::new(test.database(), keys.verifier());
+    let (status, tiles) = answer(
+        shared::tiles::handle(&pots, with_token("get-user-tiles", &keys::token("olivia"))).await,
+    );
+    assert_eq!(status, 200, "{tiles}");
+    assert_eq!(tiles["tiles"][0]["h3Index"], "tile_48.857_2.352", "{tiles}");
 }

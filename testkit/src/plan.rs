@@ -1,4 +1,4 @@
-//! Query plans: which indexes a statement is served through.
+//! Query plans: which indexes a statement is served through, which relations it read.
 
 use serde_json::Value;
 
@@ -43,4 +43,30 @@ pub fn executed_indexes(plan: &Value) -> Vec<(String, String)> {
         walk(&root["Plan"], &mut out);
     }
     out
+}
+
+/// Every relation a plan from `EXPLAIN (ANALYZE, FORMAT JSON)` actually read: the
+/// `Relation Name` of each node that ran at least once (a node under a filter that
+/// never let it start shows `Actual Loops: 0`), sorted, each once.
+pub fn relations_read(plan: &Value) -> Vec<String> {
+    let mut out = std::collections::BTreeSet::new();
+    collect_read(plan, &mut out);
+    out.into_iter().collect()
+}
+
+fn collect_read(plan: &Value, out: &mut std::collections::BTreeSet<String>) {
+    match plan {
+        Value::Object(map) => {
+            let ran = map
+                .get("Actual Loops")
+                .and_then(Value::as_u64)
+                .is_some_and(|loops| loops > 0);
+            if let (true, Some(Value::String(name))) = (ran, map.get("Relation Name")) {
+                out.insert(name.clone());
+            }
+            map.values().for_each(|v| collect_read(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_read(v, out)),
+        _ => {}
+    }
 }

@@ -130,6 +130,9 @@ const ADDED: &[(u32, &str)] = &[
         8,
         "index sensor_aggregates_5m.sensor_aggregates_5m_geohash_prefix",
     ),
+    (12, "trigger sensor_batches.user_tiles_on_change"),
+    (12, "trigger sensor_batches.user_tiles_on_insert"),
+    (12, "trigger sensor_batches.user_tiles_on_truncate"),
 ];
 
 /// Facts of the old server's schema a migration of ours drops (absent once it ran).

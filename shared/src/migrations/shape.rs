@@ -331,11 +331,12 @@ pub async fn dump(client: &Client) -> Result<Shape, tokio_postgres::Error> {
     }
 
     // The body with its white space collapsed: how it was indented is no difference.
+    // A procedure has no result type (pg_get_function_result is NULL).
     let functions = client
         .query(
             &format!(
                 "SELECT o.proname || '(' || pg_get_function_identity_arguments(o.oid) || ')',
-                        l.lanname || ' returns ' || pg_get_function_result(o.oid) || ': '
+                        l.lanname || coalesce(' returns ' || pg_get_function_result(o.oid), ' procedure') || ': '
                         || btrim(regexp_replace(o.prosrc, '\\s+', ' ', 'g')),
                         obj_description(o.oid, 'pg_proc')
                  FROM pg_proc o

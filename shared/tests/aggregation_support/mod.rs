@@ -17,10 +17,17 @@ use tokio_postgres::Client;
 /// migrations left them (an empty database gets them from V1, which is not this
 /// branch's to widen), with the fixture's batches in the backlog.
 pub async fn legacy_migrated() -> TestDb {
+    legacy_migrated_to(None).await
+}
+
+/// The fixture migrated up to `target` (all when `None`).
+pub async fn legacy_migrated_to(target: Option<u32>) -> TestDb {
     let test = TestDb::legacy().await;
     let config = test.config(&[]);
     let db = Database::new(&config).unwrap();
-    shared::migrations::run(&db, &config).await.unwrap();
+    shared::migrations::run_to(&db, &config, target)
+        .await
+        .unwrap();
     test
 }
 

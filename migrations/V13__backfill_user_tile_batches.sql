@@ -1,0 +1,12 @@
+-- dailypot: no transaction
+-- Copies what the coverage map reads of every batch stored before V12 into
+-- user_tile_batches (V12 keeps the later ones), newest first, 1,000 batches per
+-- transaction, each committed with the cursor it reached (user_tile_backfill).
+-- Only reads sensor_batches, so the old server's uploads never wait for it. Until
+-- it is done the map reads the batches it has not reached from sensor_batches
+-- itself (shared/src/tiles.rs), so every answer meanwhile is the same.
+--
+-- A run that stopped (the statement timeout on a very large table, a lost
+-- connection) kept every batch it committed: the next `migrate` goes on from the
+-- cursor, and a finished backfill does nothing.
+CALL user_tile_backfill_run(1000);

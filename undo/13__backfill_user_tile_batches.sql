@@ -1,0 +1,2 @@
+-- Undo of V13: nothing of its own. The rows the backfill copied are in
+-- user_tile_batches, which V12's undo drops with everything else of V12.
