@@ -1,0 +1,2 @@
+-- Undo of the V11 placeholder: nothing (see the migration).
+SELECT 1;
