@@ -241,6 +241,16 @@ async fn rolling_back_from_v11_restores_the_old_schema_and_keeps_every_row() {
 }
 
 #[tokio::test]
+async fn rolling_back_from_v12_restores_the_old_schema_and_keeps_every_row() {
+    roll_back_from(12).await;
+}
+
+#[tokio::test]
+async fn rolling_back_from_v13_restores_the_old_schema_and_keeps_every_row() {
+    roll_back_from(13).await;
+}
+
+#[tokio::test]
 async fn a_database_the_seeds_first_step_was_applied_to_is_adopted_and_given_back_as_found() {
     // The old server's runner applied 20260113_remove_redundant_index.sql: the
     // index stays gone, the comment and the runner's row stay.
@@ -259,7 +269,7 @@ async fn a_database_whose_redundant_index_was_dropped_by_hand_is_given_back_with
 #[test]
 fn every_migration_has_a_rollback_test() {
     // One roll_back_from(k) test above per migration: a new migration needs one.
-    assert_eq!(migrations::undo_files().len(), 11);
+    assert_eq!(migrations::undo_files().len(), 13);
 }
 
 #[tokio::test]
