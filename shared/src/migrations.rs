@@ -216,9 +216,12 @@ async fn apply(
     }
     // refinery runs every migration in a transaction; one that must not run in
     // one (a concurrent index build) is run here, statement by statement, once
-    // everything before it is applied, and then recorded as applied.
+    // everything before it is applied, and then recorded as applied. In version
+    // order: refinery lists them in its files' order, where V10 comes before V2.
     let runner = migrations::runner();
-    for migration in runner.get_migrations() {
+    let mut in_order: Vec<_> = runner.get_migrations().iter().collect();
+    in_order.sort_by_key(|m| m.version());
+    for migration in in_order {
         let version = migration.version() as u32;
         let Some(sql) = migration.sql() else { continue };
         if !in_target(version) || !sql.starts_with(no_transaction::NO_TRANSACTION) {
