@@ -29,6 +29,17 @@ async fn setup(hours_ago: i32) -> (TestDb, Ours, String) {
     (test, ours, secret)
 }
 
+/// The fixture's devices, with the plain-text secrets the old server issued them.
+const OLD_DEVICES: [(&str, &str); 2] = [(ALICE_DEVICE, ALICE_SECRET), (BOB_DEVICE, BOB_SECRET)];
+
+/// `device` uploads to us with `secret` at `timestamp`, accepted.
+async fn uploads(ours: &Ours, device: &str, secret: &str, timestamp: &str) {
+    let (status, answer) = ours
+        .upload_with_secret(&upload_body(device, timestamp), secret)
+        .await;
+    assert_eq!(status, 202, "{device}: {answer}");
+}
+
 #[tokio::test]
 async fn the_cutover_refuses_while_a_plain_secret_was_used_in_the_last_day_and_changes_nothing() {
     let (test, _, _) = setup(23).await;
@@ -61,29 +72,21 @@ async fn the_cutover_converts_the_remaining_plain_secrets_and_says_how_many() {
         (report.converted, report.used_by_the_old_server_in_last_24h),
         (2, 0)
     );
-    for (device, plain) in [(ALICE_DEVICE, ALICE_SECRET), (BOB_DEVICE, BOB_SECRET)] {
+    for (device, plain) in OLD_DEVICES {
         // Exactly the stored form of ours.
         assert_eq!(
             stored_secret(&test, device).await,
             DeviceSecret::from_header(plain).stored_form()
         );
-        let (status, _) = ours
-            .upload_with_secret(&upload_body(device, "2026-05-01T10:00:00Z"), plain)
-            .await;
-        assert_eq!(status, 202, "{device} keeps uploading to us");
+        // The device keeps uploading to us.
+        uploads(&ours, device, plain, "2026-05-01T10:00:00Z").await;
     }
     assert_eq!(
         stored_secret(&test, "our-phone").await,
         ours_stored,
         "hashes untouched"
     );
-    let (status, _) = ours
-        .upload_with_secret(
-            &upload_body("our-phone", "2026-05-01T10:00:00Z"),
-            &our_secret,
-        )
-        .await;
-    assert_eq!(status, 202);
+    uploads(&ours, "our-phone", &our_secret, "2026-05-01T10:00:00Z").await;
     assert_eq!(
         count(
             &test,
@@ -155,22 +158,13 @@ async fn after_the_old_servers_devices_upload_only_to_us_for_a_day_the_cutover_g
     // The URL switch a day ago: the old server's last use of its secrets is 25 hours
     // old, and its devices have uploaded to us since, with the secrets it issued.
     let (test, ours, our_secret) = setup(25).await;
-    for (device, plain) in [(ALICE_DEVICE, ALICE_SECRET), (BOB_DEVICE, BOB_SECRET)] {
+    for (device, plain) in OLD_DEVICES {
         for t in ["2026-05-03T10:00:00Z", "2026-05-03T11:00:00Z"] {
-            let (status, _) = ours
-                .upload_with_secret(&upload_body(device, t), plain)
-                .await;
-            assert_eq!(status, 202);
+            uploads(&ours, device, plain, t).await;
         }
         assert_eq!(stored_secret(&test, device).await, plain, "not converted");
     }
-    let (status, _) = ours
-        .upload_with_secret(
-            &upload_body("our-phone", "2026-05-03T10:00:00Z"),
-            &our_secret,
-        )
-        .await;
-    assert_eq!(status, 202);
+    uploads(&ours, "our-phone", &our_secret, "2026-05-03T10:00:00Z").await;
     // Their uses are recorded as ours, with the very time written into
     // last_used_at; our own device's (hashed) is not.
     assert_eq!(
@@ -185,11 +179,9 @@ async fn after_the_old_servers_devices_upload_only_to_us_for_a_day_the_cutover_g
 
     let report = cutover(&test, false).await.unwrap();
     assert_eq!(report.converted, 2, "{report:?}");
-    for (device, plain) in [(ALICE_DEVICE, ALICE_SECRET), (BOB_DEVICE, BOB_SECRET)] {
-        let (status, _) = ours
-            .upload_with_secret(&upload_body(device, "2026-05-03T12:00:00Z"), plain)
-            .await;
-        assert_eq!(status, 202, "{device} keeps uploading to us");
+    for (device, plain) in OLD_DEVICES {
+        // The device keeps uploading to us.
+        uploads(&ours, device, plain, "2026-05-03T12:00:00Z").await;
     }
     assert_eq!(
         count(&test, "SELECT count(*) FROM device_secret_uses").await,
@@ -202,11 +194,8 @@ async fn after_the_old_servers_devices_upload_only_to_us_for_a_day_the_cutover_g
 /// having uploaded to us since (see the test above).
 async fn a_day_after_the_switch() -> (TestDb, Ours) {
     let (test, ours, _) = setup(25).await;
-    for (device, plain) in [(ALICE_DEVICE, ALICE_SECRET), (BOB_DEVICE, BOB_SECRET)] {
-        let (status, _) = ours
-            .upload_with_secret(&upload_body(device, "2026-05-03T10:00:00Z"), plain)
-            .await;
-        assert_eq!(status, 202);
+    for (device, plain) in OLD_DEVICES {
+        uploads(&ours, device, plain, "2026-05-03T10:00:00Z").await;
     }
     (test, ours)
 }
@@ -268,11 +257,8 @@ async fn the_old_servers_use_then_ours_holds_the_cutover_back_for_a_day() {
     // URL switch propagates a device may reach either, so the old server's use
     // counts for its day, though ours came later.
     let (test, ours, _) = setup(2).await;
-    for (device, plain) in [(ALICE_DEVICE, ALICE_SECRET), (BOB_DEVICE, BOB_SECRET)] {
-        let (status, _) = ours
-            .upload_with_secret(&upload_body(device, "2026-05-03T10:00:00Z"), plain)
-            .await;
-        assert_eq!(status, 202);
+    for (device, plain) in OLD_DEVICES {
+        uploads(&ours, device, plain, "2026-05-03T10:00:00Z").await;
     }
     let err = cutover(&test, false).await.unwrap_err();
     assert!(
@@ -297,10 +283,7 @@ async fn the_old_servers_use_then_ours_holds_the_cutover_back_for_a_day() {
 async fn a_plain_secret_a_device_uses_with_us_stays_plain_until_the_cutover() {
     let (test, ours, _) = setup(48).await;
     // Bob's phone uploads to us with the secret the old server issued it.
-    let (status, _) = ours
-        .upload_with_secret(&upload_body(BOB_DEVICE, "2026-05-03T10:00:00Z"), BOB_SECRET)
-        .await;
-    assert_eq!(status, 202);
+    uploads(&ours, BOB_DEVICE, BOB_SECRET, "2026-05-03T10:00:00Z").await;
     assert_eq!(
         stored_secret(&test, BOB_DEVICE).await,
         BOB_SECRET,
@@ -313,10 +296,7 @@ async fn a_plain_secret_a_device_uses_with_us_stays_plain_until_the_cutover() {
         stored_secret(&test, BOB_DEVICE).await,
         DeviceSecret::from_header(BOB_SECRET).stored_form()
     );
-    let (status, _) = ours
-        .upload_with_secret(&upload_body(BOB_DEVICE, "2026-05-03T11:00:00Z"), BOB_SECRET)
-        .await;
-    assert_eq!(status, 202);
+    uploads(&ours, BOB_DEVICE, BOB_SECRET, "2026-05-03T11:00:00Z").await;
 }
 
 #[tokio::test]
@@ -371,10 +351,7 @@ async fn a_secret_the_old_server_uses_while_the_cutover_runs_is_left_plain() {
 #[tokio::test]
 async fn the_audit_reports_where_the_plain_secrets_stand() {
     let (test, ours, _) = setup(30).await;
-    let (status, _) = ours
-        .upload_with_secret(&upload_body(BOB_DEVICE, "2026-05-03T10:00:00Z"), BOB_SECRET)
-        .await;
-    assert_eq!(status, 202);
+    uploads(&ours, BOB_DEVICE, BOB_SECRET, "2026-05-03T10:00:00Z").await;
     let audit = || async {
         let out = migrations::perform(&test.database(), &test.config(&[]), Action::Audit)
             .await
