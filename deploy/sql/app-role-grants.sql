@@ -30,6 +30,10 @@ GRANT SELECT, INSERT, UPDATE ON device_secrets TO :"app_user";
 -- grants this to DB_APP_ROLE itself when it creates the table; listed here so the
 -- file is the role's whole set.
 GRANT SELECT, INSERT ON upload_keys TO :"app_user";
+-- The upload records its use of a plain-text secret the old server issued, so that
+-- the cut-over counts the old server's uses only (an upsert that reads the record it
+-- replaces); `migrate` grants this to DB_APP_ROLE itself too.
+GRANT SELECT, INSERT, UPDATE ON device_secret_uses TO :"app_user";
 -- The aggregation job (aggregate-sensors) reads the batches (above) and rebuilds the
 -- old job's tables (upserts: RETURNING and ON CONFLICT read them); the analytics
 -- API reads them.

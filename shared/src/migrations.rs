@@ -99,12 +99,15 @@ pub enum MigrateError {
     )]
     UnknownMigration { version: i32, name: String },
     #[error(
-        "cut-over refused, nothing changed: {recent} plain-text device secret(s) were used in \
-         the last 24 hours, with the old server or with us; converted, they would fail \
-         wherever the old server serves them again. Run it once they are a day idle, or with \
-         force once the old server is off for good"
+        "cut-over refused, nothing changed: {recent} plain-text device secret(s) were used by \
+         the old server in the last 24 hours (its last use: {last_use}), so it is still \
+         serving; converted, they would fail there. Run it once the old server is a day idle, \
+         or with force once it is off for good"
     )]
-    CutoverRefused { recent: i64 },
+    CutoverRefused {
+        recent: i64,
+        last_use: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 impl MigrateError {
@@ -216,13 +219,12 @@ async fn apply(
     }
     // refinery runs every migration in a transaction; one that must not run in
     // one (a concurrent index build) is run here, statement by statement, once
-    // everything before it is applied, and then recorded as applied.
-    // In version order: refinery lists them by file name, where V10 sorts before V2.
+    // everything before it is applied, and then recorded as applied. In version
+    // order: refinery lists them in its files' order, where V10 comes before V2.
     let runner = migrations::runner();
-    // Embedded in file-name order (a V10 before V2): taken in version order.
-    let mut forward: Vec<_> = runner.get_migrations().iter().collect();
-    forward.sort_by_key(|m| m.version());
-    for migration in forward {
+    let mut in_order: Vec<_> = runner.get_migrations().iter().collect();
+    in_order.sort_by_key(|m| m.version());
+    for migration in in_order {
         let version = migration.version() as u32;
         let Some(sql) = migration.sql() else { continue };
         if !in_target(version) || !sql.starts_with(no_transaction::NO_TRANSACTION) {
@@ -299,6 +301,9 @@ async fn refinery_up(
 const OUR_TABLES: &[(&str, &str)] = &[
     // The upload inserts a key, ON CONFLICT DO NOTHING (V4).
     ("upload_keys", "SELECT, INSERT"),
+    // The upload records its use of a plain-text secret, ON CONFLICT DO UPDATE
+    // reading the record it replaces (the cut-over deletes from it, as migrate).
+    ("device_secret_uses", "SELECT, INSERT, UPDATE"),
     // The aggregation job records what each batch contributes, and where it is (V6).
     ("sensor_aggregation_batches", "SELECT, INSERT"),
     ("sensor_aggregation_progress", "SELECT, UPDATE"),
@@ -385,6 +390,11 @@ pub async fn cutover(db: &Database, force: bool) -> Result<CutoverReport, Migrat
     result
 }
 
+/// Where the plain-text secrets stand (see [`cutover`]), once the database is migrated.
+async fn secrets_standing(db: &Database) -> Result<Option<crate::audit::Report>, MigrateError> {
+    cutover::standing(&db.open_session().await?).await
+}
+
 /// The shape check alone, changing nothing (what `migrate` would refuse).
 pub async fn check_shape(db: &Database) -> Result<ShapeCheck, MigrateError> {
     let client = db.open_session().await?;
@@ -422,6 +432,7 @@ pub async fn perform(
             let check = check_shape(db).await?;
             let mut reports = vec![check.as_report()];
             reports.extend(crate::audit::run(db).await?);
+            reports.extend(secrets_standing(db).await?);
             let text: String = reports
                 .iter()
                 .map(|r| crate::audit::render(r) + "\n")

@@ -131,6 +131,16 @@ async fn a_secret_the_old_server_issues_after_our_migrations_authenticates_with_
         1,
         "its use recorded"
     );
+    assert_eq!(
+        count(
+            &test,
+            "SELECT count(*) FROM device_secrets s JOIN device_secret_uses u USING (device_id)
+             WHERE device_id = 'phone-1' AND u.used_at = s.last_used_at"
+        )
+        .await,
+        1,
+        "as ours, so that the cut-over counts the old server's uses only"
+    );
 }
 
 #[tokio::test]

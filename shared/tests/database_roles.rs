@@ -129,6 +129,24 @@ async fn every_route_and_job_works_as_the_dml_only_role() {
         upload(&uploads, &body, &[("x-device-secret", Some(&secret))]).await;
     assert_eq!(status, 202, "{answer_body}");
 
+    // A device of the old server uploads with the plain-text secret it was issued
+    // there: its use is recorded for the cut-over.
+    let plain = "5".repeat(64);
+    testkit::legacy::OldServer::connect(&test.url)
+        .await
+        .register("android-old", "alice", &plain)
+        .await
+        .unwrap();
+    let body = upload_helpers::upload_of("android-old");
+    let (status, answer_body) = upload(&uploads, &body, &[("x-device-secret", Some(&plain))]).await;
+    assert_eq!(status, 202, "{answer_body}");
+    let recorded: i64 = admin
+        .query_one("SELECT count(*) FROM device_secret_uses", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded, 1);
+
     // The nightly reset, with a pot counted yesterday.
     admin
         .batch_execute("UPDATE daily_pots SET uploads_today = 3, uploads_day = uploads_day - 1")
@@ -151,7 +169,8 @@ async fn every_route_and_job_works_as_the_dml_only_role() {
         .await
         .unwrap()
         .get::<_, i64>(0);
-    assert_eq!(copied, 6);
+    // Six of our uploads and the old device's, all of alice's and located.
+    assert_eq!(copied, 7);
     // The uploads are dated 2026-11-26: a month's window.
     let month: std::collections::HashMap<String, String> =
         [("hours".to_string(), "720".to_string())].into();

@@ -131,7 +131,8 @@ fn versions_are_exactly_one_to_n_and_every_migration_has_its_undo() {
 
 #[test]
 fn refinery_embeds_exactly_the_migration_files() {
-    // What refinery's embed_migrations! really took from the directory.
+    // What refinery's embed_migrations! really took from the directory (listed in
+    // the files' order, V10 before V2).
     let runner = migrations::migrations::runner();
     let mut embedded: Vec<(u32, String)> = runner
         .get_migrations()
@@ -587,7 +588,7 @@ async fn behind_the_proxy_the_statement_timeout_becomes_the_role_default() {
 }
 
 #[tokio::test]
-async fn the_audit_shows_the_shape_check_and_the_three_index_and_table_reports() {
+async fn the_audit_shows_the_shape_check_the_index_and_table_reports_and_the_plain_secrets() {
     let test = TestDb::legacy_migrated().await;
     let db = test.database();
     let config = test.config(&[]);
@@ -600,11 +601,13 @@ async fn the_audit_shows_the_shape_check_and_the_three_index_and_table_reports()
         .iter()
         .map(|r| r["title"].as_str().unwrap())
         .collect();
-    assert_eq!(titles.len(), 4, "{titles:?}");
+    assert_eq!(titles.len(), 5, "{titles:?}");
     assert!(titles[0].starts_with("Schema shape"));
     assert!(titles[1].starts_with("Index usage"));
     assert!(titles[2].starts_with("Unused indexes"));
     assert!(titles[3].starts_with("Table bloat"));
+    // Where the old server's plain-text secrets stand (cutover.rs has its numbers).
+    assert!(titles[4].starts_with("Plain-text device secrets"));
     assert_eq!(out["shape"]["differences"], serde_json::json!([]));
     let text = out["text"].as_str().unwrap();
     assert!(text.contains("idx_sensor_batches_device"), "{text}");
@@ -625,6 +628,22 @@ async fn the_audit_shows_the_shape_check_and_the_three_index_and_table_reports()
         text.contains("table daily_pots: expected table, found table, row-level security enabled"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn the_audit_before_the_first_migrate_leaves_the_plain_secrets_out() {
+    // The runbook's step 2 audits the old server's database before migrating: our
+    // record of uses is not there yet.
+    let test = TestDb::legacy().await;
+    let out = migrations::perform(
+        &test.database(),
+        &test.config(&[]),
+        migrations::Action::Audit,
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["reports"].as_array().unwrap().len(), 4, "{out}");
+    assert_eq!(out["shape"]["differences"], serde_json::json!([]));
 }
 
 #[tokio::test]
@@ -661,7 +680,7 @@ async fn the_application_role_gets_the_rights_on_the_tables_we_create_and_no_mor
     let config = test.config(&[("DB_APP_ROLE", &role)]);
     let db = shared::db::Database::new(&config).unwrap();
     let report = migrations::run(&db, &config).await.unwrap();
-    assert_eq!(report.grants.len(), 5, "{:?}", report.grants);
+    assert_eq!(report.grants.len(), 6, "{:?}", report.grants);
     let client = test.client().await;
     let rights = |table: &'static str| {
         let (client, role) = (&client, &role);
@@ -684,6 +703,10 @@ async fn the_application_role_gets_the_rights_on_the_tables_we_create_and_no_mor
         }
     };
     assert_eq!(rights("upload_keys").await, ["SELECT", "INSERT"]);
+    assert_eq!(
+        rights("device_secret_uses").await,
+        ["SELECT", "INSERT", "UPDATE"]
+    );
     assert_eq!(
         rights("sensor_aggregation_batches").await,
         ["SELECT", "INSERT"]

@@ -35,6 +35,9 @@ async fn runner_rows(test: &TestDb) -> Vec<String> {
     legacy::rows(&test.client().await).await["schema_migrations"].clone()
 }
 
+/// The version from which our upload works: the one that creates device_secret_uses.
+const UPLOADS_FROM: u32 = 14;
+
 /// Migrates the legacy fixture to `k`, writes with the old server and with each of
 /// our handlers the schema at `k` supports, rolls back, and checks the result.
 async fn roll_back_from(k: u32) {
@@ -70,13 +73,14 @@ async fn roll_back(variant: Variant, k: u32) {
         old.count_upload("user-old").await.unwrap();
     }
     // Ours: registration needs only the old tables; the pot routes need V3
-    // (uploads_day), uploads V3 and V10 (upload_keys with the sender).
+    // (uploads_day), uploads V3, V10 (upload_keys with the sender) and V14 (the
+    // record of our uses of plain-text secrets, device_secret_uses).
     let ours_secret = ours.register_device("our-phone", "user-ours").await;
     if k >= 3 {
         assert_eq!(ours.get("user-ours").await.0, 200);
         assert_eq!(ours.claim("user-old").await.0, 200);
     }
-    if k >= 10 {
+    if k >= UPLOADS_FROM {
         let t = "2026-04-01T11:00:00Z";
         assert_eq!(
             ours.upload_with_secret(&upload_body("our-phone", t), &ours_secret)
@@ -251,6 +255,11 @@ async fn rolling_back_from_v13_restores_the_old_schema_and_keeps_every_row() {
 }
 
 #[tokio::test]
+async fn rolling_back_from_v14_restores_the_old_schema_and_keeps_every_row() {
+    roll_back_from(14).await;
+}
+
+#[tokio::test]
 async fn a_database_the_seeds_first_step_was_applied_to_is_adopted_and_given_back_as_found() {
     // The old server's runner applied 20260113_remove_redundant_index.sql: the
     // index stays gone, the comment and the runner's row stay.
@@ -269,7 +278,7 @@ async fn a_database_whose_redundant_index_was_dropped_by_hand_is_given_back_with
 #[test]
 fn every_migration_has_a_rollback_test() {
     // One roll_back_from(k) test above per migration: a new migration needs one.
-    assert_eq!(migrations::undo_files().len(), 13);
+    assert_eq!(migrations::undo_files().len(), 14);
 }
 
 #[tokio::test]

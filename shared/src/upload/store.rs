@@ -30,8 +30,8 @@ pub enum Stored {
 
 /// All or nothing, in one statement: find the device secret's owner (if a secret was
 /// sent), claim the batch's key unless it is a duplicate, and only for a new batch
-/// insert it, add to the device's stats, touch the secret, and count an upload on the
-/// user's pot.
+/// insert it, add to the device's stats, touch the secret (and record the use, when it
+/// is a plain-text secret of the old server's), and count an upload on the user's pot.
 ///
 /// $1 device_hash, $2 timestamp, $3 batch_json, $4 samples, $5 valid, $6 pocket,
 /// $7 uptime seconds, $8 the secret's stored (hashed) form (or NULL), $9 the token's
@@ -45,7 +45,7 @@ WITH
 -- issued for this very device, stored hashed, or as plain text by the old server),
 -- else the token's user, else nobody (anonymous).
 owner AS (
-    SELECT user_id::text AS user_id
+    SELECT user_id::text AS user_id, secret = $11::text AS plain, last_used_at
     FROM device_secrets
     WHERE $8::text IS NOT NULL AND device_id = $10::text AND secret IN ($8::text, $11::text)
 ),
@@ -101,13 +101,29 @@ stats AS (
         updated_at     = now()
     RETURNING 1
 ),
--- The secret's use (the cut-over's 24-hour rule reads it). A plain-text row of the
--- old server's stays plain until the cut-over: after a rollback the old server,
--- which matches nothing else, must still find it.
+-- The secret's use. A plain-text row of the old server's stays plain until the
+-- cut-over: after a rollback the old server, which matches nothing else, must still
+-- find it.
 secret_used AS (
     UPDATE device_secrets SET last_used_at = now()
     WHERE $8::text IS NOT NULL AND device_id = $10::text AND secret IN ($8::text, $11::text)
       AND EXISTS (SELECT 1 FROM batch)
+    RETURNING 1
+),
+-- A plain-text row's use is recorded as ours, with the same now(), so that the
+-- cut-over's 24-hour rule sees the old server's uses only: a last_used_at newer than
+-- used_at is the old server's, and one we are replacing that is newer than our last
+-- use was the old server's too, kept in old_server_used_at.
+plain_secret_used AS (
+    INSERT INTO device_secret_uses AS u (device_id, used_at, old_server_used_at)
+    SELECT $10::text, now(), owner.last_used_at
+    FROM owner
+    WHERE owner.plain AND EXISTS (SELECT 1 FROM batch)
+    ON CONFLICT (device_id) DO UPDATE SET
+        used_at            = EXCLUDED.used_at,
+        old_server_used_at = CASE WHEN EXCLUDED.old_server_used_at > u.used_at
+                                  THEN EXCLUDED.old_server_used_at
+                                  ELSE u.old_server_used_at END
     RETURNING 1
 ),
 -- One more upload today on the user's pot, created if missing. A count of an
