@@ -338,7 +338,7 @@ async fn the_redundant_index_is_dropped_and_the_claim_index_is_commented() {
     }
 }
 
-/// The seed's first step done before us in part or whole (api.md, "The live
+/// The seed's first step done before us in part or whole (docs/coexistence.md, "The live
 /// database"), as SQL on the fixture.
 const SEED_DONE_IN_PART: [(&str, &str); 2] = [
     (

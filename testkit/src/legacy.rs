@@ -231,7 +231,7 @@ COMMENT ON INDEX idx_daily_pots_last_claim IS 'Index for daily reset queries and
 ",
 );
 
-/// The shapes the old server's schema may come to us in (api.md, "The live
+/// The shapes the old server's schema may come to us in (docs/coexistence.md, "The live
 /// database"): the fixture's, with the seed's first step applied by the old server's
 /// runner, or with the redundant index dropped by hand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
