@@ -1,12 +1,13 @@
 //! What every daily-pot Lambda function shares.
 //!
-//! - [`config`]: the environment, read once at start-up;
-//! - [`secrets`]: the secret variables, from Secrets Manager at start-up when deployed;
-//! - [`db`]: the container's PostgreSQL connection and named queries;
+//! - [`config`]: the environment, read once at start-up, and [`config::secrets`], the
+//!   secret variables, from Secrets Manager at start-up when deployed;
+//! - [`db`]: the container's PostgreSQL connection ([`db::DbConfig`]) and named queries;
 //! - [`migrations`], [`audit`]: the schema and its health reports;
 //! - [`auth`]: Firebase ID tokens;
 //! - [`daily_pot`]: the daily-pot routes' handlers;
 //! - [`http`]: typed failures and their HTTP answers; [`init`]: start-up errors;
+//! - [`error_chain`]: an error and its causes on one line;
 //! - [`failure`]: a failure as an operator reads it (`errorType` and words);
 //! - [`reset`]: the nightly reset of daily upload counts;
 //! - [`runtime`]: where every function meets the Lambda runtime;
@@ -27,6 +28,7 @@ pub mod config;
 pub mod daily_pot;
 pub mod db;
 pub mod device;
+pub mod error_chain;
 pub mod failure;
 pub mod health;
 pub mod http;
@@ -36,7 +38,6 @@ pub mod json;
 pub mod migrations;
 pub mod reset;
 pub mod runtime;
-pub mod secrets;
 pub mod telemetry;
 pub mod tiles;
 pub mod upload;

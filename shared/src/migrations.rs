@@ -18,6 +18,7 @@
 
 pub mod action;
 pub mod cutover;
+pub mod facts;
 pub mod found;
 pub mod legacy_shape;
 mod no_transaction;
@@ -31,7 +32,7 @@ use serde_json::{json, Value};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
-use crate::config::DbConfig;
+use crate::db::DbConfig;
 use crate::db::{Database, DbError};
 use crate::failure::Failure;
 pub use action::{Action, ActionError};

@@ -6,9 +6,9 @@
 use lambda_http::http::header::RETRY_AFTER;
 use lambda_http::http::Method;
 use serde_json::{json, Value};
-use shared::config::DbConfig;
 use shared::daily_pot::{get, App};
 use shared::db::Database;
+use shared::db::DbConfig;
 use testkit::keys::{self, KeyServer};
 use testkit::requests::{body_json, rerouted, with_token};
 use testkit::TestDb;

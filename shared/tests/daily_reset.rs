@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use lambda_runtime::Diagnostic;
-use shared::config::DbConfig;
+use shared::db::DbConfig;
 use shared::db::{Database, Query, Replay, Type};
 use shared::reset::{self, DailyReset, ResetConfig};
 use testkit::TestDb;

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 
-use shared::config::DbConfig;
 use shared::db::Database;
+use shared::db::DbConfig;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 

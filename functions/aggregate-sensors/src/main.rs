@@ -5,10 +5,12 @@
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use shared::aggregate::{AggregateConfig, Aggregation};
-use shared::config::{DbConfig, ProcessEnv};
+use shared::config::secrets;
+use shared::config::ProcessEnv;
 use shared::db::Database;
+use shared::db::DbConfig;
+use shared::init;
 use shared::runtime::{self, Error};
-use shared::{init, secrets};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

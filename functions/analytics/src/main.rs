@@ -3,9 +3,10 @@
 //! is `shared::analytics`.
 
 use shared::analytics::AnalyticsApp;
+use shared::config::secrets;
 use shared::config::ProcessEnv;
+use shared::init;
 use shared::runtime::{self, Error};
-use shared::{init, secrets};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -3,11 +3,13 @@
 //! error fails the invocation, so Lambda retries it.
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use shared::config::{DbConfig, ProcessEnv};
+use shared::config::secrets;
+use shared::config::ProcessEnv;
 use shared::db::Database;
+use shared::db::DbConfig;
+use shared::init;
 use shared::reset::{DailyReset, ResetConfig};
 use shared::runtime::{self, Error};
-use shared::{init, secrets};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

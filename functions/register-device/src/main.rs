@@ -1,10 +1,12 @@
 //! POST /register-device: issues a device secret (shared::device).
 
-use shared::config::{DbConfig, ProcessEnv};
+use shared::config::secrets;
+use shared::config::ProcessEnv;
 use shared::db::Database;
+use shared::db::DbConfig;
 use shared::device::{self, RegisterApp};
+use shared::init;
 use shared::runtime::{self, Error};
-use shared::{init, secrets};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

@@ -1,10 +1,12 @@
 //! POST /upload: stores a batch of sensor readings (shared::upload).
 
-use shared::config::{DbConfig, ProcessEnv};
+use shared::config::secrets;
+use shared::config::ProcessEnv;
 use shared::db::Database;
+use shared::db::DbConfig;
+use shared::init;
 use shared::runtime::{self, Error};
 use shared::upload::{self, UploadApp};
-use shared::{init, secrets};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

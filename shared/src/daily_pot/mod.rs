@@ -13,8 +13,9 @@ pub mod queries;
 pub use pot::DailyPot;
 
 use crate::auth::Verifier;
-use crate::config::{DbConfig, Env};
+use crate::config::Env;
 use crate::db::Database;
+use crate::db::DbConfig;
 pub use crate::init::InitError;
 
 /// What the daily-pot functions hold across invocations.

@@ -2,7 +2,7 @@
 //! the live system's copy, creates; a test keeps the two equal), and what each of
 //! our migrations changes in it.
 
-use super::shape::Difference;
+use super::facts::Difference;
 
 /// The old server's tables: all of them are judged by the shape check.
 pub const LEGACY_TABLES: &[&str] = &[
