@@ -15,7 +15,8 @@
 //! - [`analytics`]: the analytics API over them, behind keys of its own;
 //! - [`health`]: `GET /health`, whether the database answers;
 //! - [`job`]: what the scheduled jobs share;
-//! - [`json`]: request bodies read strictly (a key named twice is refused);
+//! - [`json`]: request bodies read strictly (a key named twice is refused), and
+//!   numbers written as JavaScript writes them;
 //! - [`telemetry`]: logs and metrics;
 //! - [`tiles`]: `GET /api/user/tiles`, the app's coverage map;
 //! - [`upload`], [`device`]: `POST /upload` and `POST /register-device`.
