@@ -5,8 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use shared::db::Database;
-use shared::db::DbConfig;
+use shared::db::{Database, DbConfig};
 use tokio_postgres::Client;
 
 use crate::workload::{self, Params};

@@ -15,8 +15,7 @@ use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
 use crate::config::{optional, Env};
-use crate::db::DbConfig;
-use crate::db::{Database, DbError, Query, Replay};
+use crate::db::{Database, DbConfig, DbError, Query, Replay};
 use crate::http;
 use crate::init::InitError;
 use crate::upload::time::Instant;

@@ -11,8 +11,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 
-use shared::db::Database;
-use shared::db::DbConfig;
+use shared::db::{Database, DbConfig};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 

@@ -5,10 +5,8 @@
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use shared::aggregate::{AggregateConfig, Aggregation};
-use shared::config::secrets;
-use shared::config::ProcessEnv;
-use shared::db::Database;
-use shared::db::DbConfig;
+use shared::config::{secrets, ProcessEnv};
+use shared::db::{Database, DbConfig};
 use shared::init;
 use shared::runtime::{self, Error};
 

@@ -3,8 +3,7 @@
 //! is `shared::analytics`.
 
 use shared::analytics::AnalyticsApp;
-use shared::config::secrets;
-use shared::config::ProcessEnv;
+use shared::config::{secrets, ProcessEnv};
 use shared::init;
 use shared::runtime::{self, Error};
 

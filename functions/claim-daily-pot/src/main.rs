@@ -1,8 +1,7 @@
 //! POST /daily-pot/claim: pays the day's pot once per user per UTC day. The logic
 //! is `shared::daily_pot::claim`.
 
-use shared::config::secrets;
-use shared::config::ProcessEnv;
+use shared::config::{secrets, ProcessEnv};
 use shared::daily_pot::{claim, App};
 use shared::init;
 use shared::runtime::{self, Error};

@@ -3,10 +3,8 @@
 //! error fails the invocation, so Lambda retries it.
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use shared::config::secrets;
-use shared::config::ProcessEnv;
-use shared::db::Database;
-use shared::db::DbConfig;
+use shared::config::{secrets, ProcessEnv};
+use shared::db::{Database, DbConfig};
 use shared::init;
 use shared::reset::{DailyReset, ResetConfig};
 use shared::runtime::{self, Error};

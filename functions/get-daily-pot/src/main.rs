@@ -1,8 +1,7 @@
 //! GET /daily-pot, and POST /daily-pot/upload for old app versions: the user's pot,
 //! created with the defaults on first sight. The logic is `shared::daily_pot::get`.
 
-use shared::config::secrets;
-use shared::config::ProcessEnv;
+use shared::config::{secrets, ProcessEnv};
 use shared::daily_pot::{get, App};
 use shared::init;
 use shared::runtime::{self, Error};

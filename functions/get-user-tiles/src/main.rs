@@ -1,8 +1,7 @@
 //! GET /api/user/tiles: the user's coverage map, their located batches of the last
 //! hours grouped by rounded location. The logic is `shared::tiles`.
 
-use shared::config::secrets;
-use shared::config::ProcessEnv;
+use shared::config::{secrets, ProcessEnv};
 use shared::daily_pot::App;
 use shared::init;
 use shared::runtime::{self, Error};

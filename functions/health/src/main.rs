@@ -1,8 +1,7 @@
 //! GET/HEAD /health: whether the database answers, within 2 s, in the old server's
 //! shape. No authentication. The logic is `shared::health`.
 
-use shared::config::secrets;
-use shared::config::ProcessEnv;
+use shared::config::{secrets, ProcessEnv};
 use shared::health::HealthApp;
 use shared::init;
 use shared::runtime::{self, Error};

@@ -8,10 +8,8 @@
 
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
-use shared::config::secrets;
-use shared::config::ProcessEnv;
-use shared::db::Database;
-use shared::db::DbConfig;
+use shared::config::{secrets, ProcessEnv};
+use shared::db::{Database, DbConfig};
 use shared::failure::Failure;
 use shared::init;
 use shared::migrations::{self, Action};

@@ -1,9 +1,7 @@
 //! POST /register-device: issues a device secret (shared::device).
 
-use shared::config::secrets;
-use shared::config::ProcessEnv;
-use shared::db::Database;
-use shared::db::DbConfig;
+use shared::config::{secrets, ProcessEnv};
+use shared::db::{Database, DbConfig};
 use shared::device::{self, RegisterApp};
 use shared::init;
 use shared::runtime::{self, Error};

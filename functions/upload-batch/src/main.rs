@@ -1,9 +1,7 @@
 //! POST /upload: stores a batch of sensor readings (shared::upload).
 
-use shared::config::secrets;
-use shared::config::ProcessEnv;
-use shared::db::Database;
-use shared::db::DbConfig;
+use shared::config::{secrets, ProcessEnv};
+use shared::db::{Database, DbConfig};
 use shared::init;
 use shared::runtime::{self, Error};
 use shared::upload::{self, UploadApp};

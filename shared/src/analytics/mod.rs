@@ -20,8 +20,7 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 
 use crate::config::Env;
-use crate::db::Database;
-use crate::db::DbConfig;
+use crate::db::{Database, DbConfig};
 use crate::http::{self, ApiError};
 use crate::init::InitError;
 pub use keys::AnalyticsKeys;

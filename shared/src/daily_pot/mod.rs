@@ -14,8 +14,7 @@ pub use pot::DailyPot;
 
 use crate::auth::Verifier;
 use crate::config::Env;
-use crate::db::Database;
-use crate::db::DbConfig;
+use crate::db::{Database, DbConfig};
 pub use crate::init::InitError;
 
 /// What the daily-pot functions hold across invocations.

@@ -12,8 +12,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use shared::daily_pot::{claim, get, App};
-use shared::db::DbConfig;
-use shared::db::{Database, Query, Replay};
+use shared::db::{Database, DbConfig, Query, Replay};
 use testkit::cluster::Cluster;
 use testkit::infra;
 use testkit::keys::{self, KeyServer};

@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use shared::daily_pot::{get, App};
-use shared::db::Database;
-use shared::db::DbConfig;
+use shared::db::{Database, DbConfig};
 use shared::upload::UploadApp;
 use testkit::cluster::Cluster;
 use testkit::infra;

@@ -10,8 +10,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use shared::daily_pot::{get, App};
-use shared::db::Database;
-use shared::db::DbConfig;
+use shared::db::{Database, DbConfig};
 use testkit::certs::Ca;
 use testkit::cluster::Cluster;
 use testkit::infra;
