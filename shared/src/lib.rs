@@ -11,6 +11,7 @@
 //! - [`failure`]: a failure as an operator reads it (`errorType` and words);
 //! - [`reset`]: the nightly reset of daily upload counts;
 //! - [`runtime`]: where every function meets the Lambda runtime;
+//! - [`setup`]: every function's state, built one way;
 //! - [`aggregate`]: the aggregation job (5-minute and daily sensor aggregates);
 //! - [`analytics`]: the analytics API over them, behind keys of its own;
 //! - [`health`]: `GET /health`, whether the database answers;
@@ -39,6 +40,7 @@ pub mod json;
 pub mod migrations;
 pub mod reset;
 pub mod runtime;
+pub mod setup;
 pub mod telemetry;
 pub mod tiles;
 pub mod upload;
