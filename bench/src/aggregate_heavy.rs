@@ -53,7 +53,7 @@ async fn measure(url: &str, timeout_ms: u64) -> Result<Value, String> {
         .await
         .map_err(|e| format!("legacy schema: {e}"))?;
     let admin =
-        shared::config::DbConfig::from_env(&[("DATABASE_URL", url)]).map_err(|e| e.to_string())?;
+        shared::db::DbConfig::from_env(&[("DATABASE_URL", url)]).map_err(|e| e.to_string())?;
     shared::migrations::run(&Database::new(&admin).map_err(|e| e.to_string())?, &admin)
         .await
         .map_err(|e| format!("migrations: {}", shared::http::chain(&e)))?;
@@ -74,7 +74,7 @@ async fn measure(url: &str, timeout_ms: u64) -> Result<Value, String> {
         .get(0);
 
     let timeout = timeout_ms.to_string();
-    let config = shared::config::DbConfig::from_env(&[
+    let config = shared::db::DbConfig::from_env(&[
         ("DATABASE_URL", url),
         ("DB_STATEMENT_TIMEOUT_MS", timeout.as_str()),
     ])

@@ -5,8 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use shared::config::DbConfig;
-use shared::db::Database;
+use shared::db::{Database, DbConfig};
 use tokio_postgres::Client;
 
 use crate::workload::{self, Params};
@@ -46,7 +45,7 @@ where
 /// statement timeout for long set-up work: the connection (its `Database`, on
 /// which the migrations ran) and a plain client.
 pub async fn legacy_migrated(url: &str) -> Result<(Database, tokio_postgres::Client), String> {
-    let config = shared::config::DbConfig::from_env(&[
+    let config = shared::db::DbConfig::from_env(&[
         ("DATABASE_URL", url),
         ("DB_STATEMENT_TIMEOUT_MS", "900000"),
     ])

@@ -52,8 +52,8 @@ pub async fn run(admin_url: &str, _p: &crate::workload::Params) -> Result<Value,
 }
 
 async fn measure_all(release: &std::path::Path, db_url: &str) -> Result<Value, String> {
-    let config = shared::config::DbConfig::from_env(&[("DATABASE_URL", db_url)])
-        .map_err(|e| e.to_string())?;
+    let config =
+        shared::db::DbConfig::from_env(&[("DATABASE_URL", db_url)]).map_err(|e| e.to_string())?;
     let db = shared::db::Database::new(&config).map_err(|e| e.to_string())?;
     shared::migrations::run(&db, &config)
         .await

@@ -65,11 +65,10 @@ impl Container {
         env.push(("HASH_SECRET".into(), workload::HASH_SECRET.into()));
         let env: std::collections::HashMap<String, String> = env.into_iter().collect();
         let pot = daily_pot::App::from_env(&env).map_err(|e| e.to_string())?;
-        let db =
-            Database::new(&shared::config::DbConfig::from_env(&env).map_err(|e| e.to_string())?)
-                .map_err(|e| e.to_string())?;
+        let db = Database::new(&shared::db::DbConfig::from_env(&env).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
         let upload = UploadApp::from_env(&env, db).map_err(|e| e.to_string())?;
-        let db_config = shared::config::DbConfig::from_env(&env).map_err(|e| e.to_string())?;
+        let db_config = shared::db::DbConfig::from_env(&env).map_err(|e| e.to_string())?;
         let reset_db = Database::new(&db_config).map_err(|e| e.to_string())?;
         let reset_config = ResetConfig::from_env(&env).map_err(|e| e.to_string())?;
         Ok(Self {

@@ -35,7 +35,7 @@ pub async fn run(admin_url: &str) -> Result<Value, String> {
 async fn measure(url: &str) -> Result<Value, String> {
     let e = |e: tokio_postgres::Error| shared::http::chain(&e);
     let config =
-        shared::config::DbConfig::from_env(&[("DATABASE_URL", url)]).map_err(|e| e.to_string())?;
+        shared::db::DbConfig::from_env(&[("DATABASE_URL", url)]).map_err(|e| e.to_string())?;
     let db = Database::new(&config).map_err(|e| e.to_string())?;
     let client = testkit::db::connect(url).await;
     // Our migrations start from the live schema, as in production.

@@ -681,8 +681,10 @@ fn no_secret_is_resolved_into_a_functions_environment() {
             "{name:?}: a secret passed as a parameter"
         );
     }
-    let secret_variables: BTreeSet<&str> =
-        shared::secrets::SECRETS.iter().map(|s| s.name).collect();
+    let secret_variables: BTreeSet<&str> = shared::config::secrets::SECRETS
+        .iter()
+        .map(|s| s.name)
+        .collect();
     for (id, f) in functions(&t) {
         for (name, _) in environment(&t, &f) {
             let name = name.as_str().unwrap();
@@ -697,7 +699,7 @@ fn no_secret_is_resolved_into_a_functions_environment() {
 #[test]
 fn each_function_may_read_exactly_the_secrets_its_environment_names() {
     let t = template();
-    let arn_variables: BTreeSet<&str> = shared::secrets::SECRETS
+    let arn_variables: BTreeSet<&str> = shared::config::secrets::SECRETS
         .iter()
         .map(|s| s.arn_variable)
         .collect();

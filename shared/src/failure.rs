@@ -11,7 +11,7 @@ use lambda_runtime::Diagnostic;
 pub struct Failure {
     /// One word in CamelCase naming what went wrong.
     pub kind: &'static str,
-    /// The error and its causes (`http::chain`), lines as the error has them.
+    /// The error and its causes (`error_chain::chain`), lines as the error has them.
     pub message: String,
 }
 
@@ -19,7 +19,7 @@ impl Failure {
     pub fn new(kind: &'static str, error: &(dyn std::error::Error + 'static)) -> Self {
         Self {
             kind,
-            message: crate::http::chain(error),
+            message: crate::error_chain::chain(error),
         }
     }
 }

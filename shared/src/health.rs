@@ -14,8 +14,8 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
-use crate::config::{optional, DbConfig, Env};
-use crate::db::{Database, DbError, Query, Replay};
+use crate::config::{optional, Env};
+use crate::db::{Database, DbConfig, DbError, Query, Replay};
 use crate::http;
 use crate::init::InitError;
 use crate::upload::time::Instant;
@@ -125,7 +125,7 @@ async fn check(app: &HealthApp) -> Response<Body> {
         Err(err) => {
             // The cause to the log; never to an unauthenticated client (database,
             // host and role names).
-            tracing::warn!(error = %http::chain(&err), "health check: database down");
+            tracing::warn!(error = %crate::error_chain::chain(&err), "health check: database down");
             let mut response = http::json(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &Health {

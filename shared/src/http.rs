@@ -5,6 +5,8 @@ use lambda_http::{Body, Response};
 use serde::Serialize;
 
 use crate::db::DbError;
+/// Where it always was; it lives apart so that modules below HTTP can name it.
+pub use crate::error_chain::chain;
 
 /// Seconds a client is asked to wait after a 503.
 const RETRY_AFTER_SECONDS: &str = "1";
@@ -188,22 +190,6 @@ pub fn for_method(
     response
 }
 
-/// `error: cause: cause…`, for logs and operators. A cause the text already quotes
-/// (an error whose message embeds its source) is not repeated.
-pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,15 +199,6 @@ mod tests {
             Body::Text(t) => serde_json::from_str(t).unwrap(),
             other => panic!("unexpected body {other:?}"),
         }
-    }
-
-    #[test]
-    fn a_chain_names_each_cause_once() {
-        #[derive(Debug, thiserror::Error)]
-        #[error("undo of V3: {0}")]
-        struct Outer(#[source] std::io::Error);
-        let err = Outer(std::io::Error::other("lock timeout"));
-        assert_eq!(chain(&err), "undo of V3: lock timeout");
     }
 
     #[test]

@@ -7,10 +7,10 @@ use std::future::Future;
 use lambda_runtime::Diagnostic;
 
 use crate::auth;
+use crate::config::secrets::SecretError;
 use crate::config::ConfigError;
 use crate::db::ConnectorError;
 use crate::failure::Failure;
-use crate::secrets::SecretError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -72,7 +72,7 @@ async fn report(api: &str, diagnostic: Diagnostic) {
         .await
         .and_then(|r| r.error_for_status());
     if let Err(e) = sent {
-        tracing::error!(error = %crate::http::chain(&e), "the init error was not reported");
+        tracing::error!(error = %crate::error_chain::chain(&e), "the init error was not reported");
     }
 }
 

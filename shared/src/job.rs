@@ -16,6 +16,6 @@ pub fn diagnostic(cause: &DbError, err: &(dyn std::error::Error + 'static)) -> D
     };
     Diagnostic {
         error_type: error_type.into(),
-        error_message: crate::http::chain(err),
+        error_message: crate::error_chain::chain(err),
     }
 }

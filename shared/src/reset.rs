@@ -19,7 +19,7 @@ use crate::db::{Database, DbError, Query, Replay, Type};
 /// Rows per statement when `RESET_BATCH_SIZE` is unset.
 pub const DEFAULT_BATCH_SIZE: i64 = 10_000;
 
-/// The reset's own settings (the database's are in [`crate::config::DbConfig`]).
+/// The reset's own settings (the database's are in [`crate::db::DbConfig`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ResetConfig {
     /// Most rows one statement may touch.
@@ -82,7 +82,7 @@ impl DailyReset {
         tracing::info!(scheduled_for = ?event.time, source = %event.source, "daily reset");
         run(&self.db, &self.config).await.map_err(|err| {
             let err = ResetFailed(err);
-            tracing::error!(error = %crate::http::chain(&err), "daily reset failed");
+            tracing::error!(error = %crate::error_chain::chain(&err), "daily reset failed");
             err
         })
     }

@@ -18,6 +18,7 @@ use crate::auth::UserId;
 use crate::daily_pot::App;
 use crate::db::{Database, DbError, Param, Query, Replay, Type};
 use crate::http::{self, ApiError};
+use crate::json::JsNumber;
 
 /// The window when `hours` is absent, and the largest one accepted (30 days).
 pub const DEFAULT_HOURS: i32 = 24;
@@ -48,27 +49,6 @@ pub struct Tile {
 pub struct Centroid {
     pub lat: Option<JsNumber>,
     pub lng: Option<JsNumber>,
-}
-
-/// A double written as JavaScript writes it: integral values without a fraction
-/// (`48`, `1`, not `48.0`), anything else in its shortest round-trip form, and a
-/// value JSON cannot hold as `null`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct JsNumber(pub f64);
-
-impl Serialize for JsNumber {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        /// Integers up to 2^53 are exact in a double, as JavaScript prints them.
-        const EXACT: f64 = 9_007_199_254_740_992.0;
-        let x = self.0;
-        if x.is_finite() && x.fract() == 0.0 && x.abs() <= EXACT {
-            s.serialize_i64(x as i64)
-        } else if x.is_finite() {
-            s.serialize_f64(x)
-        } else {
-            s.serialize_none()
-        }
-    }
 }
 
 #[derive(Debug, Serialize)]
@@ -291,20 +271,6 @@ mod tests {
             );
         }
         assert!(hours(Some(vec!["2", "3"])).is_err(), "a repeated key");
-    }
-
-    #[test]
-    fn numbers_are_written_as_javascript_writes_them() {
-        let json = |x: f64| serde_json::to_string(&JsNumber(x)).unwrap();
-        assert_eq!(json(48.0), "48");
-        assert_eq!(json(1.0), "1");
-        assert_eq!(json(0.0), "0");
-        assert_eq!(json(-33.868), "-33.868");
-        assert_eq!(json(48.85), "48.85");
-        assert_eq!(json(0.03), "0.03");
-        assert_eq!(json(43.333333333333336), "43.333333333333336");
-        assert_eq!(json(f64::NAN), "null");
-        assert_eq!(json(f64::INFINITY), "null");
     }
 
     #[test]

@@ -1197,7 +1197,7 @@ async fn a_database_error_fails_the_invocation_and_writes_nothing() {
 
     // An unreachable database is an error a retry may cure.
     let down = shared::db::Database::new(
-        &shared::config::DbConfig::from_env(&[(
+        &shared::db::DbConfig::from_env(&[(
             "DATABASE_URL",
             "postgres://postgres@127.0.0.1:1/none",
         )])

@@ -864,7 +864,7 @@ async fn each_request_is_one_read_only_statement() {
 #[tokio::test]
 async fn an_unreachable_database_is_a_503() {
     let down = "postgres://postgres@127.0.0.1:1/none";
-    let config = shared::config::DbConfig::from_env(&[("DATABASE_URL", down)]).unwrap();
+    let config = shared::db::DbConfig::from_env(&[("DATABASE_URL", down)]).unwrap();
     let down = shared::db::Database::new(&config).unwrap();
     let app = AnalyticsApp::new(down, keys());
     for path in [

@@ -265,11 +265,9 @@ async fn a_claim_held_past_the_statement_timeout_is_503_and_pays_nothing() {
 async fn an_unreachable_database_is_503_with_retry_after() {
     let keys = KeyServer::start(3600).await;
     // Nothing listens on port 1 of this machine.
-    let config = shared::config::DbConfig::from_env(&[(
-        "DATABASE_URL",
-        "postgres://postgres@127.0.0.1:1/none",
-    )])
-    .unwrap();
+    let config =
+        shared::db::DbConfig::from_env(&[("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")])
+            .unwrap();
     let app = App::new(Database::new(&config).unwrap(), keys.verifier());
     let response = claim_as(&app, "alice").await;
     assert_eq!(response.status(), 503);

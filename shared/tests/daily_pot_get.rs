@@ -6,9 +6,8 @@
 use lambda_http::http::header::RETRY_AFTER;
 use lambda_http::http::Method;
 use serde_json::{json, Value};
-use shared::config::DbConfig;
 use shared::daily_pot::{get, App};
-use shared::db::Database;
+use shared::db::{Database, DbConfig};
 use testkit::keys::{self, KeyServer};
 use testkit::requests::{body_json, rerouted, with_token};
 use testkit::TestDb;

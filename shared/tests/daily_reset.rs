@@ -5,8 +5,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
 use lambda_runtime::Diagnostic;
-use shared::config::DbConfig;
-use shared::db::{Database, Query, Replay, Type};
+use shared::db::{Database, DbConfig, Query, Replay, Type};
 use shared::reset::{self, DailyReset, ResetConfig};
 use testkit::TestDb;
 use tokio_postgres::Client;

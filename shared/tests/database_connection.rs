@@ -115,7 +115,7 @@ async fn unsafe_work_is_not_repeated_after_the_connection_was_lost() {
 #[tokio::test]
 async fn an_unreachable_server_is_unavailable_not_a_crash() {
     // Port 1 on loopback: nothing listens there.
-    let config = shared::config::DbConfig::from_env(&[(
+    let config = shared::db::DbConfig::from_env(&[(
         "DATABASE_URL",
         "postgres://postgres@127.0.0.1:1/nowhere?connect_timeout=2",
     )])

@@ -11,9 +11,8 @@ mod upload_helpers;
 
 use lambda_http::http::Method;
 use serde_json::json;
-use shared::config::DbConfig;
 use shared::daily_pot::{claim, get, App};
-use shared::db::{Database, Query, Replay, Type};
+use shared::db::{Database, DbConfig, Query, Replay, Type};
 use shared::device::RegisterApp;
 use shared::reset::{self, ResetConfig};
 use shared::upload::UploadApp;

@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
-use shared::config::DbConfig;
-use shared::db::Database;
+use shared::db::{Database, DbConfig};
 use shared::health::HealthApp;
 use testkit::TestDb;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -731,8 +731,7 @@ async fn the_application_role_gets_the_rights_on_the_tables_we_create_and_no_mor
         .unwrap();
     let mut as_role = url::Url::parse(&test.url).unwrap();
     as_role.set_username(&role).unwrap();
-    let app_config =
-        shared::config::DbConfig::from_env(&[("DATABASE_URL", as_role.as_str())]).unwrap();
+    let app_config = shared::db::DbConfig::from_env(&[("DATABASE_URL", as_role.as_str())]).unwrap();
     let app = upload_helpers::upload_app_on(shared::db::Database::new(&app_config).unwrap(), &[]);
     let alice = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
     let (status, answer) = upload_helpers::upload(

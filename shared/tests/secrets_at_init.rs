@@ -8,8 +8,9 @@ use std::collections::HashMap;
 
 use hmac::{Hmac, Mac};
 use lambda_http::http::HeaderValue;
-use shared::config::{ConfigError, DbConfig, Env};
-use shared::secrets::{self, SecretError};
+use shared::config::secrets::{self, SecretError};
+use shared::config::{ConfigError, Env};
+use shared::db::DbConfig;
 use shared::upload::{self, UploadApp};
 use testkit::secrets::{arn, SecretsManager};
 use testkit::TestDb;

@@ -8,9 +8,8 @@ mod upload_helpers;
 
 use lambda_http::http::header::{HeaderValue, AUTHORIZATION};
 use serde_json::json;
-use shared::config::DbConfig;
 use shared::daily_pot::{claim, get, App};
-use shared::db::Database;
+use shared::db::{Database, DbConfig};
 use shared::device::RegisterApp;
 use shared::upload::UploadApp;
 use testkit::keys::{self, KeyServer};

@@ -386,7 +386,7 @@ async fn an_unreachable_database_is_a_503_with_retry_after() {
     let test = TestDb::migrated().await;
     let mut url = url::Url::parse(&test.url).unwrap();
     url.set_port(Some(1)).unwrap();
-    let config = shared::config::DbConfig::from_env(&[("DATABASE_URL", url.as_str())]).unwrap();
+    let config = shared::db::DbConfig::from_env(&[("DATABASE_URL", url.as_str())]).unwrap();
     let app = upload_app_on(shared::db::Database::new(&config).unwrap(), &[]);
     let response = shared::upload::handle(&app, upload_request(&realistic(), &[])).await;
     assert_eq!(response.headers()["retry-after"], "1");
@@ -502,7 +502,7 @@ async fn an_upload_is_one_round_trip_on_the_wire() {
     let secret = insert_secret(&client, "android-realistic", "user-1").await;
     let proxy = CountingProxy::start(&test.url).await;
     let url = proxy.url_for(&test.url);
-    let config = shared::config::DbConfig::from_env(&[("DATABASE_URL", url.as_str())]).unwrap();
+    let config = shared::db::DbConfig::from_env(&[("DATABASE_URL", url.as_str())]).unwrap();
     let app = upload_app_on(shared::db::Database::new(&config).unwrap(), &[]);
     // Connect first, so only the upload itself is counted.
     app.db.client().await.unwrap();

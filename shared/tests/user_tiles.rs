@@ -656,7 +656,7 @@ async fn the_route_writes_nothing() {
 async fn an_unreachable_database_is_503_and_a_non_numeric_stored_value_500() {
     let s = setup().await;
     let down = Database::new(
-        &shared::config::DbConfig::from_env(&[(
+        &shared::db::DbConfig::from_env(&[(
             "DATABASE_URL",
             "postgres://postgres@127.0.0.1:1/none",
         )])

@@ -113,7 +113,7 @@ impl Cluster {
             .expect("create database");
         let url = self.url(name);
         let config =
-            shared::config::DbConfig::from_env(&[("DATABASE_URL", url.as_str())]).expect("config");
+            shared::db::DbConfig::from_env(&[("DATABASE_URL", url.as_str())]).expect("config");
         let db = shared::db::Database::new(&config).expect("connector");
         shared::migrations::run(&db, &config)
             .await

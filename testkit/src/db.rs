@@ -11,8 +11,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 
-use shared::config::DbConfig;
-use shared::db::Database;
+use shared::db::{Database, DbConfig};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, NoTls};
 
@@ -267,7 +266,7 @@ enum Base {
 /// (it also writes a record of its own, `shared::migrations::found`).
 fn template_sources() -> Vec<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut files = vec![root.join("shared/src/migrations.rs")];
+    let mut files = Vec::new();
     for dir in ["migrations", "shared/src/migrations"] {
         files.extend(
             std::fs::read_dir(root.join(dir))

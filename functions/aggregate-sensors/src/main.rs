@@ -4,21 +4,15 @@
 //! invocation, and the next tick picks the work up again.
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use shared::aggregate::{AggregateConfig, Aggregation};
-use shared::config::{DbConfig, ProcessEnv};
-use shared::db::Database;
+use shared::aggregate::Aggregation;
 use shared::runtime::{self, Error};
-use shared::{init, secrets};
+use shared::setup;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    // The database password, when named by ARN, is read first.
-    let job = &init::started(async {
-        let env = secrets::resolve(&ProcessEnv).await?;
-        let db = Database::new(&DbConfig::from_env(&env)?)?;
-        Ok(Aggregation::new(db, AggregateConfig::from_env(&env)?))
-    })
-    .await;
+    // Secrets named by ARN, then the database, then its own settings (shared::setup);
+    // the first one missing or malformed stops the start-up, naming it.
+    let job = &setup::start::<Aggregation>().await;
     runtime::serve_events(|event: EventBridgeEvent| job.handle(event)).await
 }

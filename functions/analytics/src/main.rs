@@ -3,18 +3,14 @@
 //! is `shared::analytics`.
 
 use shared::analytics::AnalyticsApp;
-use shared::config::ProcessEnv;
 use shared::runtime::{self, Error};
-use shared::{init, secrets};
+use shared::setup;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    // Secrets named by ARN are read first (the analytics keys, and the app key they
-    // must differ from); none configured, one equal to the app key, or a secret that
-    // cannot be read stops the function here, naming the variable.
-    let app =
-        &init::started(async { AnalyticsApp::from_env(&secrets::resolve(&ProcessEnv).await?) })
-            .await;
+    // Secrets named by ARN, then the database, then its own settings (shared::setup);
+    // the first one missing or malformed stops the start-up, naming it.
+    let app = &setup::start::<AnalyticsApp>().await;
     runtime::serve_http(|request| shared::analytics::handle(app, request)).await
 }

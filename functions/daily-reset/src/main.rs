@@ -3,21 +3,15 @@
 //! error fails the invocation, so Lambda retries it.
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use shared::config::{DbConfig, ProcessEnv};
-use shared::db::Database;
-use shared::reset::{DailyReset, ResetConfig};
+use shared::reset::DailyReset;
 use shared::runtime::{self, Error};
-use shared::{init, secrets};
+use shared::setup;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    // The database password, when named by ARN, is read first.
-    let reset = &init::started(async {
-        let env = secrets::resolve(&ProcessEnv).await?;
-        let db = Database::new(&DbConfig::from_env(&env)?)?;
-        Ok(DailyReset::new(db, ResetConfig::from_env(&env)?))
-    })
-    .await;
+    // Secrets named by ARN, then the database, then its own settings (shared::setup);
+    // the first one missing or malformed stops the start-up, naming it.
+    let reset = &setup::start::<DailyReset>().await;
     runtime::serve_events(|event: EventBridgeEvent| reset.handle(event)).await
 }

@@ -1,16 +1,15 @@
 //! GET /daily-pot, and POST /daily-pot/upload for old app versions: the user's pot,
 //! created with the defaults on first sight. The logic is `shared::daily_pot::get`.
 
-use shared::config::ProcessEnv;
 use shared::daily_pot::{get, App};
 use shared::runtime::{self, Error};
-use shared::{init, secrets};
+use shared::setup;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    // Secrets named by ARN are read first; a secret that cannot be read, or a
-    // missing or malformed variable, stops the function here, naming it.
-    let app = &init::started(async { App::from_env(&secrets::resolve(&ProcessEnv).await?) }).await;
+    // Secrets named by ARN, then the database, then its own settings (shared::setup);
+    // the first one missing or malformed stops the start-up, naming it.
+    let app = &setup::start::<App>().await;
     runtime::serve_http(|request| get::handle(app, request)).await
 }

@@ -1,16 +1,15 @@
 //! GET /api/user/tiles: the user's coverage map, their located batches of the last
 //! hours grouped by rounded location. The logic is `shared::tiles`.
 
-use shared::config::ProcessEnv;
 use shared::daily_pot::App;
 use shared::runtime::{self, Error};
-use shared::{init, secrets};
+use shared::setup;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    // Secrets named by ARN are read first; a secret that cannot be read, or a
-    // missing or malformed variable, stops the function here, naming it.
-    let app = &init::started(async { App::from_env(&secrets::resolve(&ProcessEnv).await?) }).await;
+    // Secrets named by ARN, then the database, then its own settings (shared::setup);
+    // the first one missing or malformed stops the start-up, naming it.
+    let app = &setup::start::<App>().await;
     runtime::serve_http(|request| shared::tiles::handle(app, request)).await
 }

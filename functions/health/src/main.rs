@@ -1,17 +1,15 @@
 //! GET/HEAD /health: whether the database answers, within 2 s, in the old server's
 //! shape. No authentication. The logic is `shared::health`.
 
-use shared::config::ProcessEnv;
 use shared::health::HealthApp;
 use shared::runtime::{self, Error};
-use shared::{init, secrets};
+use shared::setup;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    // Secrets named by ARN are read first; a secret that cannot be read, or a
-    // missing or malformed variable, stops the function here, naming it.
-    let app =
-        &init::started(async { HealthApp::from_env(&secrets::resolve(&ProcessEnv).await?) }).await;
+    // Secrets named by ARN, then the database, then its own settings (shared::setup);
+    // the first one missing or malformed stops the start-up, naming it.
+    let app = &setup::start::<HealthApp>().await;
     runtime::serve_http(|request| shared::health::handle(app, request)).await
 }

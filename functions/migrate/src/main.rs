@@ -8,11 +8,11 @@
 
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
-use shared::config::{DbConfig, ProcessEnv};
-use shared::db::Database;
+use shared::config::{secrets, ProcessEnv};
+use shared::db::{Database, DbConfig};
 use shared::failure::Failure;
+use shared::init;
 use shared::migrations::{self, Action};
-use shared::{init, secrets};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {

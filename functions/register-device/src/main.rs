@@ -1,21 +1,14 @@
 //! POST /register-device: issues a device secret (shared::device).
 
-use shared::config::{DbConfig, ProcessEnv};
-use shared::db::Database;
 use shared::device::{self, RegisterApp};
 use shared::runtime::{self, Error};
-use shared::{init, secrets};
+use shared::setup;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    // Secrets named by ARN are read first; a secret that cannot be read, or a
-    // missing or malformed variable, stops the start-up, naming it.
-    let app = &init::started(async {
-        let env = secrets::resolve(&ProcessEnv).await?;
-        let db = Database::new(&DbConfig::from_env(&env)?)?;
-        RegisterApp::from_env(&env, db)
-    })
-    .await;
+    // Secrets named by ARN, then the database, then its own settings (shared::setup);
+    // the first one missing or malformed stops the start-up, naming it.
+    let app = &setup::start::<RegisterApp>().await;
     runtime::serve_http(|request| device::handle(app, request)).await
 }

@@ -1,21 +1,14 @@
 //! POST /upload: stores a batch of sensor readings (shared::upload).
 
-use shared::config::{DbConfig, ProcessEnv};
-use shared::db::Database;
 use shared::runtime::{self, Error};
+use shared::setup;
 use shared::upload::{self, UploadApp};
-use shared::{init, secrets};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    // Secrets named by ARN are read first; a secret that cannot be read, or a
-    // missing or malformed variable, stops the start-up, naming it.
-    let app = &init::started(async {
-        let env = secrets::resolve(&ProcessEnv).await?;
-        let db = Database::new(&DbConfig::from_env(&env)?)?;
-        UploadApp::from_env(&env, db)
-    })
-    .await;
+    // Secrets named by ARN, then the database, then its own settings (shared::setup);
+    // the first one missing or malformed stops the start-up, naming it.
+    let app = &setup::start::<UploadApp>().await;
     runtime::serve_http(|request| upload::handle(app, request)).await
 }

@@ -51,7 +51,7 @@ pub const DEFAULT_BATCH_SIZE: i64 = 10_000;
 /// BENCHMARKS.md).
 pub const DEFAULT_MAX_BYTES: i64 = 32 << 20;
 
-/// The job's own settings (the database's are in [`crate::config::DbConfig`]).
+/// The job's own settings (the database's are in [`crate::db::DbConfig`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AggregateConfig {
     /// Most batches one run reads.
@@ -157,7 +157,7 @@ impl Aggregation {
         tracing::info!(scheduled_for = ?event.time, source = %event.source, "aggregation");
         run(&self.db, &self.config).await.map_err(|err| {
             let err = AggregateFailed(err);
-            tracing::error!(error = %crate::http::chain(&err), "aggregation failed");
+            tracing::error!(error = %crate::error_chain::chain(&err), "aggregation failed");
             err
         })
     }

@@ -13,7 +13,7 @@ use tokio_postgres::Row;
 use super::params::{self, iso_micros, iso_millis, Params};
 use crate::db::{Database, DbError, Param, Query, Replay, Type};
 use crate::http::ApiError;
-use crate::tiles::JsNumber;
+use crate::json::JsNumber;
 
 pub const DEFAULT_LIMIT: i64 = 200;
 pub const MAX_LIMIT: i64 = 500;

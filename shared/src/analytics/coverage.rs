@@ -11,7 +11,7 @@ use tokio_postgres::Row;
 use super::params::{iso_millis, Params};
 use crate::db::{Database, DbError, Query, Replay, Type};
 use crate::http::ApiError;
-use crate::tiles::JsNumber;
+use crate::json::JsNumber;
 
 pub const DEFAULT_HOURS: i64 = 24;
 pub const MAX_HOURS: i64 = 168;

@@ -19,8 +19,8 @@ mod params;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 
-use crate::config::{DbConfig, Env};
-use crate::db::Database;
+use crate::config::Env;
+use crate::db::{Database, DbConfig};
 use crate::http::{self, ApiError};
 use crate::init::InitError;
 pub use keys::AnalyticsKeys;

@@ -13,8 +13,8 @@ pub mod queries;
 pub use pot::DailyPot;
 
 use crate::auth::Verifier;
-use crate::config::{DbConfig, Env};
-use crate::db::Database;
+use crate::config::Env;
+use crate::db::{Database, DbConfig};
 pub use crate::init::InitError;
 
 /// What the daily-pot functions hold across invocations.

@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use crate::config::DbConfig;
+use super::DbConfig;
 
 /// Time for a statement cancelled by the server's `statement_timeout` to come back.
 const CANCEL_GRACE: Duration = Duration::from_secs(1);

@@ -19,8 +19,8 @@ use tokio_postgres::{Client, NoTls, Socket};
 use super::bounds::{Bounds, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL};
 use super::error::Wait;
 use super::password::RotatingPassword;
+use super::DbConfig;
 use super::DbError;
-use crate::config::DbConfig;
 
 /// tokio-postgres's `keepalives_idle` when `DATABASE_URL` names none.
 const DEFAULT_KEEPALIVES_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
@@ -440,7 +440,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_remote_host_always_gets_verified_tls() {
-        let db = crate::config::DbConfig::from_env(&[(
+        let db = crate::db::DbConfig::from_env(&[(
             "DATABASE_URL",
             "postgres://u@db.example.internal/db?sslmode=disable",
         )])
@@ -452,7 +452,7 @@ mod tests {
     }
 
     fn connector(url: &str) -> Result<Connector, ConnectorError> {
-        Connector::new(&crate::config::DbConfig::from_env(&[("DATABASE_URL", url)]).unwrap())
+        Connector::new(&crate::db::DbConfig::from_env(&[("DATABASE_URL", url)]).unwrap())
     }
 
     #[tokio::test]
@@ -490,7 +490,7 @@ mod tests {
     #[test]
     fn the_statement_timeout_travels_as_a_startup_option_unless_behind_the_proxy() {
         let env = |proxy: &'static str| {
-            crate::config::DbConfig::from_env(&[
+            crate::db::DbConfig::from_env(&[
                 (
                     "DATABASE_URL",
                     "postgres://u@localhost/db?options=-c%20search_path%3Dx",
@@ -517,7 +517,7 @@ mod tests {
             "AWS_SECRET_ACCESS_KEY",
             "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
         );
-        let db = crate::config::DbConfig::from_env(&[
+        let db = crate::db::DbConfig::from_env(&[
             (
                 "DATABASE_URL",
                 "postgres://app_user@db.example.internal:5433/app",

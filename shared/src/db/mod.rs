@@ -5,6 +5,7 @@
 //! ones, and runs it prepared on direct connections ([`session`]).
 
 mod bounds;
+mod config;
 mod connect;
 mod error;
 mod password;
@@ -20,12 +21,12 @@ use tokio::time::{timeout_at, Instant};
 use tokio_postgres::{Client, Row};
 
 pub use bounds::Bounds;
+pub use config::DbConfig;
 pub use connect::ConnectorError;
 pub use error::{DbError, Wait};
 pub use query::{Param, Planning, Query, Replay};
 pub use tokio_postgres::types::Type;
 
-use crate::config::DbConfig;
 use connect::Connector;
 use error::lost_connection;
 use session::Session;

@@ -7,7 +7,7 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::secrets::Reread;
+use crate::config::secrets::Reread;
 
 /// After a read that did not help (the same password, or no answer), the next
 /// waits this long: a secret that does not match the database (a rotation

@@ -19,7 +19,7 @@
 use chrono::{DateTime, Utc};
 use tokio_postgres::Client;
 
-use super::MigrateError;
+use super::error::MigrateError;
 
 /// Each plain-text secret: its row's `secret` and `last_used_at` as read, the old
 /// server's last use of it, and ours.

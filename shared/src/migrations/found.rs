@@ -14,8 +14,9 @@ use std::collections::BTreeSet;
 
 use tokio_postgres::Client;
 
+use super::error::MigrateError;
 use super::legacy_shape::{self, LEGACY};
-use super::{shape, MigrateError};
+use super::shape;
 
 /// The record's table (ours, never read by the functions).
 pub const TABLE: &str = "migrate_found";

@@ -2,7 +2,7 @@
 //! the live system's copy, creates; a test keeps the two equal), and what each of
 //! our migrations changes in it.
 
-use super::shape::Difference;
+use super::facts::Difference;
 
 /// The old server's tables: all of them are judged by the shape check.
 pub const LEGACY_TABLES: &[&str] = &[
@@ -179,7 +179,7 @@ pub fn is_old_servers(key: &str) -> bool {
 /// half-way, leaving what it adds (an INVALID index, or a valid one not yet
 /// recorded): that is expected of the next one too, which `migrate` resumes.
 pub fn ours(difference: &Difference, applied_version: u32) -> bool {
-    let resumable = |v: u32| v == applied_version + 1 && super::runs_without_transaction(v);
+    let resumable = |v: u32| v == applied_version + 1 && super::files::runs_without_transaction(v);
     let made_by = |list: &[(u32, &str)]| {
         list.iter()
             .any(|(v, key)| (*v <= applied_version || resumable(*v)) && *key == difference.key())

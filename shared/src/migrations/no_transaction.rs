@@ -3,7 +3,7 @@
 //! refuses, and which on a large live table are the only builds and drops that do
 //! not block the old server's uploads for their whole length.
 //!
-//! Such a file starts with [`NO_TRANSACTION`]; its statements are sent one by one,
+//! Such a file starts with [`NO_TRANSACTION`](super::files::NO_TRANSACTION); its statements are sent one by one,
 //! so each must be safe to run twice (`IF [NOT] EXISTS`): a run that stopped
 //! half-way is resumed by running the file again. Before a concurrent build, an
 //! INVALID index of that name (left by a failed or interrupted build, which
@@ -15,11 +15,8 @@
 
 use tokio_postgres::Client;
 
+use super::error::MigrateError;
 use super::found::Found;
-use super::MigrateError;
-
-/// The first line of a file whose statements run outside a transaction.
-pub const NO_TRANSACTION: &str = "-- dailypot: no transaction";
 
 /// One statement of a file, and the condition it runs under, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -277,10 +274,10 @@ mod tests {
 
     /// Every file, migration or undo, as (label, sql).
     fn all_files() -> Vec<(String, String)> {
-        let undo = super::super::UNDO
+        let undo = super::super::files::UNDO
             .iter()
             .map(|u| (format!("undo of V{}", u.version), u.sql.to_string()));
-        let runner = super::super::migrations::runner();
+        let runner = super::super::files::migrations::runner();
         let forward = runner.get_migrations().iter().map(|m| {
             (
                 format!("V{}", m.version()),
@@ -294,7 +291,7 @@ mod tests {
     fn marked_files() -> Vec<(String, String)> {
         all_files()
             .into_iter()
-            .filter(|(_, sql)| sql.starts_with(NO_TRANSACTION))
+            .filter(|(_, sql)| sql.starts_with(super::super::files::NO_TRANSACTION))
             .collect()
     }
 
@@ -309,7 +306,8 @@ mod tests {
                 guards += 1;
                 // Elsewhere the line would be a comment, silently ignored.
                 assert!(
-                    label.starts_with("undo") && sql.starts_with(NO_TRANSACTION),
+                    label.starts_with("undo")
+                        && sql.starts_with(super::super::files::NO_TRANSACTION),
                     "{label}: {line}"
                 );
                 assert!(

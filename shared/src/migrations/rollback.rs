@@ -16,9 +16,11 @@
 
 use tokio_postgres::Client;
 
+use super::error::MigrateError;
+use super::files::NO_TRANSACTION;
+use super::files::{Undo, UNDO};
 use super::found;
-use super::no_transaction::{self, NO_TRANSACTION};
-use super::{MigrateError, Undo, UNDO};
+use super::no_transaction;
 
 /// What a rollback did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]

@@ -7,93 +7,11 @@
 //! and every difference reads as one line.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use tokio_postgres::Client;
 
+pub use super::facts::{Difference, Shape};
 use super::legacy_shape::{self, LEGACY, LEGACY_TABLES};
-
-/// Every fact of the `public` schema (objects of extensions left out).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Shape(pub BTreeMap<String, String>);
-
-impl Shape {
-    /// The facts as `key = value` lines, sorted: what a test prints on a mismatch.
-    pub fn render(&self) -> String {
-        self.0.iter().map(|(k, v)| format!("{k} = {v}\n")).collect()
-    }
-
-    /// The differences from `expected`, one per key.
-    pub fn diff(&self, expected: &Shape) -> Vec<Difference> {
-        let mut out = Vec::new();
-        for (key, want) in &expected.0 {
-            match self.0.get(key) {
-                None => out.push(Difference::Missing {
-                    key: key.clone(),
-                    expected: want.clone(),
-                }),
-                Some(found) if found != want => out.push(Difference::Changed {
-                    key: key.clone(),
-                    expected: want.clone(),
-                    found: found.clone(),
-                }),
-                Some(_) => {}
-            }
-        }
-        for (key, found) in &self.0 {
-            if !expected.0.contains_key(key) {
-                out.push(Difference::Unexpected {
-                    key: key.clone(),
-                    found: found.clone(),
-                });
-            }
-        }
-        out
-    }
-}
-
-/// One way a database differs from the shape expected of it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Difference {
-    Missing {
-        key: String,
-        expected: String,
-    },
-    Changed {
-        key: String,
-        expected: String,
-        found: String,
-    },
-    Unexpected {
-        key: String,
-        found: String,
-    },
-}
-
-impl Difference {
-    pub fn key(&self) -> &str {
-        match self {
-            Self::Missing { key, .. }
-            | Self::Changed { key, .. }
-            | Self::Unexpected { key, .. } => key,
-        }
-    }
-}
-
-/// One line in words: `index t.i: expected CREATE INDEX …, found nothing`.
-impl fmt::Display for Difference {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (expected, found) = match self {
-            Self::Missing { expected, .. } => (expected.as_str(), "nothing"),
-            Self::Changed {
-                expected, found, ..
-            } => (expected.as_str(), found.as_str()),
-            Self::Unexpected { found, .. } => ("nothing", found.as_str()),
-        };
-        write!(f, "{}: expected {expected}, found {found}", self.key())
-    }
-}
 
 /// What the check found.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -208,153 +126,124 @@ pub async fn applied_version(client: &Client) -> Result<u32, tokio_postgres::Err
 }
 
 /// Objects of `public` that belong to no extension.
-const NOT_AN_EXTENSION: &str = "NOT EXISTS (SELECT 1 FROM pg_depend d
-                 WHERE d.objid = o.oid AND d.deptype = 'e')";
+macro_rules! not_an_extension {
+    () => {
+        "NOT EXISTS (SELECT 1 FROM pg_depend d
+                 WHERE d.objid = o.oid AND d.deptype = 'e')"
+    };
+}
+
+/// What the catalog is asked, per kind of fact: each query answers the object's name
+/// (`table.column` for what belongs to a table), the fact, and its comment (NULL when
+/// there is none, or the kind has no comments). A fact is `<kind> <name> = <fact>`,
+/// a comment `comment on <kind> <name> = <comment>`.
+const CATALOG: &[(&str, &str)] = &[
+    (
+        "table",
+        concat!(
+            "SELECT o.relname::text,
+                    CASE o.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'partitioned table'
+                                   WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
+                                   WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table'
+                                   ELSE o.relkind::text END
+                    || CASE WHEN o.relforcerowsecurity THEN ', row-level security forced'
+                            WHEN o.relrowsecurity THEN ', row-level security enabled'
+                            ELSE '' END,
+                    obj_description(o.oid, 'pg_class')
+             FROM pg_class o JOIN pg_namespace n ON n.oid = o.relnamespace
+             WHERE n.nspname = 'public' AND o.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+               AND ",
+            not_an_extension!()
+        ),
+    ),
+    (
+        "column",
+        concat!(
+            "SELECT o.relname::text || '.' || a.attname::text,
+                    '#' || row_number() OVER (PARTITION BY o.oid ORDER BY a.attnum) || ' '
+                    || format_type(a.atttypid, a.atttypmod)
+                    || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END
+                    || coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '')
+                    || CASE a.attidentity WHEN 'a' THEN ' GENERATED ALWAYS AS IDENTITY'
+                                          WHEN 'd' THEN ' GENERATED BY DEFAULT AS IDENTITY'
+                                          ELSE '' END
+                    || CASE WHEN a.attgenerated = 's' THEN ' GENERATED' ELSE '' END,
+                    col_description(o.oid, a.attnum)
+             FROM pg_attribute a
+             JOIN pg_class o ON o.oid = a.attrelid
+             JOIN pg_namespace n ON n.oid = o.relnamespace
+             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+             WHERE n.nspname = 'public' AND o.relkind IN ('r', 'p', 'v', 'm', 'f')
+               AND a.attnum > 0 AND NOT a.attisdropped AND ",
+            not_an_extension!()
+        ),
+    ),
+    (
+        "index",
+        concat!(
+            "SELECT t.relname::text || '.' || o.relname::text,
+                    pg_get_indexdef(o.oid)
+                    || CASE WHEN x.indisvalid THEN '' ELSE ' (INVALID)' END,
+                    obj_description(o.oid, 'pg_class')
+             FROM pg_index x
+             JOIN pg_class o ON o.oid = x.indexrelid
+             JOIN pg_class t ON t.oid = x.indrelid
+             JOIN pg_namespace n ON n.oid = t.relnamespace
+             WHERE n.nspname = 'public' AND ",
+            not_an_extension!()
+        ),
+    ),
+    // NOT NULL is a column fact already (PostgreSQL 18 also lists it here).
+    (
+        "constraint",
+        "SELECT t.relname::text || '.' || o.conname::text, pg_get_constraintdef(o.oid),
+                NULL::text
+         FROM pg_constraint o
+         JOIN pg_class t ON t.oid = o.conrelid
+         JOIN pg_namespace n ON n.oid = t.relnamespace
+         WHERE n.nspname = 'public' AND o.contype <> 'n'",
+    ),
+    (
+        "trigger",
+        "SELECT t.relname::text || '.' || o.tgname::text,
+                pg_get_triggerdef(o.oid)
+                || CASE o.tgenabled WHEN 'D' THEN ' (DISABLED)' ELSE '' END,
+                NULL::text
+         FROM pg_trigger o
+         JOIN pg_class t ON t.oid = o.tgrelid
+         JOIN pg_namespace n ON n.oid = t.relnamespace
+         WHERE n.nspname = 'public' AND NOT o.tgisinternal",
+    ),
+    // The body with its white space collapsed: how it was indented is no difference.
+    // A procedure has no result type (pg_get_function_result is NULL).
+    (
+        "function",
+        concat!(
+            "SELECT o.proname || '(' || pg_get_function_identity_arguments(o.oid) || ')',
+                    l.lanname || coalesce(' returns ' || pg_get_function_result(o.oid), ' procedure') || ': '
+                    || btrim(regexp_replace(o.prosrc, '\\s+', ' ', 'g')),
+                    obj_description(o.oid, 'pg_proc')
+             FROM pg_proc o
+             JOIN pg_namespace n ON n.oid = o.pronamespace
+             JOIN pg_language l ON l.oid = o.prolang
+             WHERE n.nspname = 'public' AND ",
+            not_an_extension!()
+        ),
+    ),
+];
 
 /// Reads every fact of the `public` schema from the catalog.
 pub async fn dump(client: &Client) -> Result<Shape, tokio_postgres::Error> {
     let mut facts = BTreeMap::new();
-
-    let relations = client
-        .query(
-            &format!(
-                "SELECT o.relname::text,
-                        CASE o.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'partitioned table'
-                                       WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
-                                       WHEN 'S' THEN 'sequence' WHEN 'f' THEN 'foreign table'
-                                       ELSE o.relkind::text END
-                        || CASE WHEN o.relforcerowsecurity THEN ', row-level security forced'
-                                WHEN o.relrowsecurity THEN ', row-level security enabled'
-                                ELSE '' END,
-                        obj_description(o.oid, 'pg_class')
-                 FROM pg_class o JOIN pg_namespace n ON n.oid = o.relnamespace
-                 WHERE n.nspname = 'public' AND o.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
-                   AND {NOT_AN_EXTENSION}"
-            ),
-            &[],
-        )
-        .await?;
-    for r in relations {
-        let name: String = r.get(0);
-        if let Some(comment) = r.get::<_, Option<String>>(2) {
-            facts.insert(format!("comment on table {name}"), comment);
+    for (kind, query) in CATALOG {
+        for r in client.query(*query, &[]).await? {
+            let name: String = r.get(0);
+            if let Some(comment) = r.get::<_, Option<String>>(2) {
+                facts.insert(format!("comment on {kind} {name}"), comment);
+            }
+            facts.insert(format!("{kind} {name}"), r.get(1));
         }
-        facts.insert(format!("table {name}"), r.get(1));
     }
-
-    let columns = client
-        .query(
-            &format!(
-                "SELECT o.relname::text, a.attname::text,
-                        '#' || row_number() OVER (PARTITION BY o.oid ORDER BY a.attnum) || ' '
-                        || format_type(a.atttypid, a.atttypmod)
-                        || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END
-                        || coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '')
-                        || CASE a.attidentity WHEN 'a' THEN ' GENERATED ALWAYS AS IDENTITY'
-                                              WHEN 'd' THEN ' GENERATED BY DEFAULT AS IDENTITY'
-                                              ELSE '' END
-                        || CASE WHEN a.attgenerated = 's' THEN ' GENERATED' ELSE '' END,
-                        col_description(o.oid, a.attnum)
-                 FROM pg_attribute a
-                 JOIN pg_class o ON o.oid = a.attrelid
-                 JOIN pg_namespace n ON n.oid = o.relnamespace
-                 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-                 WHERE n.nspname = 'public' AND o.relkind IN ('r', 'p', 'v', 'm', 'f')
-                   AND a.attnum > 0 AND NOT a.attisdropped AND {NOT_AN_EXTENSION}"
-            ),
-            &[],
-        )
-        .await?;
-    for r in columns {
-        let (table, column): (String, String) = (r.get(0), r.get(1));
-        if let Some(comment) = r.get::<_, Option<String>>(3) {
-            facts.insert(format!("comment on column {table}.{column}"), comment);
-        }
-        facts.insert(format!("column {table}.{column}"), r.get(2));
-    }
-
-    let indexes = client
-        .query(
-            &format!(
-                "SELECT t.relname::text, o.relname::text,
-                        pg_get_indexdef(o.oid)
-                        || CASE WHEN x.indisvalid THEN '' ELSE ' (INVALID)' END,
-                        obj_description(o.oid, 'pg_class')
-                 FROM pg_index x
-                 JOIN pg_class o ON o.oid = x.indexrelid
-                 JOIN pg_class t ON t.oid = x.indrelid
-                 JOIN pg_namespace n ON n.oid = t.relnamespace
-                 WHERE n.nspname = 'public' AND {NOT_AN_EXTENSION}"
-            ),
-            &[],
-        )
-        .await?;
-    for r in indexes {
-        let (table, index): (String, String) = (r.get(0), r.get(1));
-        if let Some(comment) = r.get::<_, Option<String>>(3) {
-            facts.insert(format!("comment on index {table}.{index}"), comment);
-        }
-        facts.insert(format!("index {table}.{index}"), r.get(2));
-    }
-
-    // NOT NULL is a column fact already (PostgreSQL 18 also lists it here).
-    let constraints = client
-        .query(
-            "SELECT t.relname::text, o.conname::text, pg_get_constraintdef(o.oid)
-             FROM pg_constraint o
-             JOIN pg_class t ON t.oid = o.conrelid
-             JOIN pg_namespace n ON n.oid = t.relnamespace
-             WHERE n.nspname = 'public' AND o.contype <> 'n'",
-            &[],
-        )
-        .await?;
-    for r in constraints {
-        let (table, name): (String, String) = (r.get(0), r.get(1));
-        facts.insert(format!("constraint {table}.{name}"), r.get(2));
-    }
-
-    let triggers = client
-        .query(
-            "SELECT t.relname::text, o.tgname::text,
-                    pg_get_triggerdef(o.oid)
-                    || CASE o.tgenabled WHEN 'D' THEN ' (DISABLED)' ELSE '' END
-             FROM pg_trigger o
-             JOIN pg_class t ON t.oid = o.tgrelid
-             JOIN pg_namespace n ON n.oid = t.relnamespace
-             WHERE n.nspname = 'public' AND NOT o.tgisinternal",
-            &[],
-        )
-        .await?;
-    for r in triggers {
-        let (table, name): (String, String) = (r.get(0), r.get(1));
-        facts.insert(format!("trigger {table}.{name}"), r.get(2));
-    }
-
-    // The body with its white space collapsed: how it was indented is no difference.
-    // A procedure has no result type (pg_get_function_result is NULL).
-    let functions = client
-        .query(
-            &format!(
-                "SELECT o.proname || '(' || pg_get_function_identity_arguments(o.oid) || ')',
-                        l.lanname || coalesce(' returns ' || pg_get_function_result(o.oid), ' procedure') || ': '
-                        || btrim(regexp_replace(o.prosrc, '\\s+', ' ', 'g')),
-                        obj_description(o.oid, 'pg_proc')
-                 FROM pg_proc o
-                 JOIN pg_namespace n ON n.oid = o.pronamespace
-                 JOIN pg_language l ON l.oid = o.prolang
-                 WHERE n.nspname = 'public' AND {NOT_AN_EXTENSION}"
-            ),
-            &[],
-        )
-        .await?;
-    for r in functions {
-        let name: String = r.get(0);
-        if let Some(comment) = r.get::<_, Option<String>>(2) {
-            facts.insert(format!("comment on function {name}"), comment);
-        }
-        facts.insert(format!("function {name}"), r.get(1));
-    }
-
     Ok(Shape(facts))
 }
 

@@ -20,6 +20,7 @@ use super::request::{
     Location, LocationQuality, MotionState, Pocket, Quality, Reading, Upload, Vector3,
 };
 use super::time::Instant;
+use crate::json::JsNumber;
 
 /// What one upload stores: the `sensor_batches` row and the `user_stats` increments.
 #[derive(Debug, Clone, PartialEq)]
@@ -178,31 +179,6 @@ fn is_valid(q: &Quality) -> bool {
     let known_motion = q.motion_state.is_some_and(|m| m != MotionState::Unknown)
         && q.motion_confidence.unwrap_or(0.0) >= MIN_MOTION_CONFIDENCE;
     good_location || known_motion || q.pocket == Some(Pocket::Unlikely)
-}
-
-/// A number as JavaScript's `JSON.stringify` writes it, so that `jsonb` stores the
-/// same numeric (value and scale) as from the old server: integral values without
-/// a fraction (`50`, where serde_json writes `50.0`, which `jsonb` keeps as
-/// `50.0`), others as the shortest text that reads back the same
-/// (`0.30000000000000004`). The text is JavaScript's but for the spelling of
-/// integral values from 1e16 to 1e21 (`1e+16` for `10000000000000000`) and of
-/// values from 1e-7 to 1e-5 (`1e-6` for `0.000001`): the same numerics. A
-/// non-finite value (an overflowing average) is `null`, as in JavaScript.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct JsNumber(pub f64);
-
-impl Serialize for JsNumber {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let n = self.0;
-        // Below 1e16 an integral float's digits are exact, as JavaScript writes
-        // them (and `-0` is `0`); from 1e16 JavaScript writes the shortest digits
-        // padded with zeros, the value serde_json's `1.2345678901234568e+20` has.
-        if n.fract() == 0.0 && n.abs() < 1e16 {
-            serializer.serialize_i64(n as i64)
-        } else {
-            serializer.serialize_f64(n)
-        }
-    }
 }
 
 /// `[x, y, z]`, each a [`JsNumber`].
@@ -492,48 +468,6 @@ mod tests {
                 pocket_likely: 2
             }
         );
-    }
-
-    #[test]
-    fn numbers_are_written_as_javascript_writes_them() {
-        // Each right-hand side is what node's JSON.stringify prints.
-        for (n, js) in [
-            (50.0, "50"),
-            (-0.0, "0"),
-            (9.81, "9.81"),
-            (0.1 + 0.2, "0.30000000000000004"),
-            (9_007_199_254_740_992.0, "9007199254740992"),
-            (9_007_199_254_740_994.0, "9007199254740994"),
-            (-9_999_999_999_999_998.0, "-9999999999999998"),
-            (1e21, "1e+21"),
-            (1e300, "1e+300"),
-            (1.7976931348623157e308, "1.7976931348623157e+308"),
-            (0.00001, "0.00001"),
-            (1e-7, "1e-7"),
-            (5e-324, "5e-324"),
-            (f64::INFINITY, "null"),
-        ] {
-            assert_eq!(text(&JsNumber(n)), js, "{n:e}");
-        }
-    }
-
-    #[test]
-    fn numbers_javascript_spells_otherwise_have_the_same_value() {
-        // (JsNumber's text, node's): one numeric once jsonb has read them (the
-        // replay test compares them in PostgreSQL).
-        for (n, ours, js) in [
-            (1e16, "1e+16", "10000000000000000"),
-            (
-                123_456_789_012_345_680_000.0,
-                "1.2345678901234568e+20",
-                "123456789012345680000",
-            ),
-            (1e-6, "1e-6", "0.000001"),
-        ] {
-            assert_eq!(text(&JsNumber(n)), ours);
-            let (a, b): (f64, f64) = (ours.parse().unwrap(), js.parse().unwrap());
-            assert_eq!(a, b, "{ours} and {js}");
-        }
     }
 
     #[test]

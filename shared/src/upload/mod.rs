@@ -1,8 +1,8 @@
 //! `POST /upload`: a batch of sensor readings (docs/api.md, "POST /upload").
 //!
 //! - [`body`]: size limits and gzip;
-//! - [`raw`], [`request`], [`time`]: the body streamed into the typed upload, and
-//!   its rules;
+//! - [`raw`], [`request`], [`text`], [`time`]: the body streamed into the typed upload,
+//!   and its rules;
 //! - [`derive`]: device hash, summary, quality, uptime, the stored payload;
 //! - [`store`]: the one statement that stores it all (and recognises retries).
 
@@ -11,6 +11,7 @@ pub mod derive;
 pub mod raw;
 pub mod request;
 pub mod store;
+pub mod text;
 pub mod time;
 
 use lambda_http::http::header::AUTHORIZATION;

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use serde::de::{MapAccess, SeqAccess};
 
-use super::request::has_control_chars;
+use super::text::{has_control_chars, MAX_DEVICE_ID_CHARS, MAX_GEOHASH_CHARS};
 use crate::json::{self, read_object, KeyHasher, Lenient, Skip, ValueReader};
 
 /// A field's value as far as the rules care. Strings are kept only when they
@@ -99,8 +99,8 @@ pub struct RawLocation<'de> {
 }
 
 /// The longest string each kind of field keeps (in characters).
-const DEVICE_ID_CHARS: usize = super::request::MAX_DEVICE_ID_CHARS;
-const GEOHASH_CHARS: usize = super::request::MAX_GEOHASH_CHARS;
+const DEVICE_ID_CHARS: usize = MAX_DEVICE_ID_CHARS;
+const GEOHASH_CHARS: usize = MAX_GEOHASH_CHARS;
 /// Longer than any ISO 8601 form the rules accept (35 characters).
 const DATE_CHARS: usize = 40;
 /// Longer than any name of the enumerations (17 characters).

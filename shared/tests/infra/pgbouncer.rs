@@ -11,9 +11,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::json;
-use shared::config::DbConfig;
 use shared::daily_pot::{claim, get, App};
-use shared::db::{Database, Query, Replay};
+use shared::db::{Database, DbConfig, Query, Replay};
 use testkit::cluster::Cluster;
 use testkit::infra;
 use testkit::keys::{self, KeyServer};

@@ -11,9 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use shared::config::DbConfig;
 use shared::daily_pot::{get, App};
-use shared::db::Database;
+use shared::db::{Database, DbConfig};
 use shared::upload::UploadApp;
 use testkit::cluster::Cluster;
 use testkit::infra;

@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 
 use serde_json::json;
+use shared::config::secrets;
 use shared::daily_pot::{get, App};
-use shared::secrets;
 use testkit::cluster::Cluster;
 use testkit::infra;
 use testkit::keys::{self, KeyServer};

@@ -9,9 +9,8 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use shared::config::DbConfig;
 use shared::daily_pot::{get, App};
-use shared::db::Database;
+use shared::db::{Database, DbConfig};
 use testkit::certs::Ca;
 use testkit::cluster::Cluster;
 use testkit::infra;

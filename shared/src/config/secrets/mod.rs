@@ -45,7 +45,7 @@ enum Form {
 }
 
 /// Every secret a function may need. `DB_PASSWORD` joins the user and host of
-/// `DATABASE_URL` (see [`crate::config::DbConfig`]).
+/// `DATABASE_URL` (see [`crate::db::DbConfig`]).
 pub static SECRETS: [Secret; 4] = [
     Secret {
         name: "API_KEY",

@@ -1,4 +1,5 @@
-//! Request bodies as JSON, read strictly: an object that names a key twice is
+//! JSON: numbers written as JavaScript writes them ([`JsNumber`], in [`number`]),
+//! and request bodies read strictly: an object that names a key twice is
 //! refused. `serde_json::Value` keeps the last of two, other parsers keep the
 //! first, so a body with duplicate keys could mean one thing to a proxy or a log
 //! reader and another to us (`{"device_id":"mine","device_id":"victim"}`).
@@ -21,6 +22,10 @@
 //! object to collide in 64 bits under a key the client cannot know: about 1 in
 //! 10^7 for the largest object that fits, and none for any object a real client
 //! sends.
+
+pub mod number;
+
+pub use number::JsNumber;
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashSet;

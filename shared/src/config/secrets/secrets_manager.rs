@@ -76,7 +76,9 @@ impl SecretsManager {
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .build()
-            .map_err(|e| SecretError::unreadable(ENDPOINT_VARIABLE, crate::http::chain(&e)))?;
+            .map_err(|e| {
+                SecretError::unreadable(ENDPOINT_VARIABLE, crate::error_chain::chain(&e))
+            })?;
         Ok(Self {
             endpoint,
             credentials,
@@ -114,18 +116,17 @@ impl SecretsManager {
                 format!(
                     "Secrets Manager at {endpoint} cannot be reached (from a VPC it takes a \
                      NAT gateway or a secretsmanager interface endpoint): {}",
-                    crate::http::chain(&e.without_url())
+                    crate::error_chain::chain(&e.without_url())
                 )
             } else {
-                crate::http::chain(&e.without_url())
+                crate::error_chain::chain(&e.without_url())
             };
             SecretError::unreadable(variable, reason)
         })?;
         let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| SecretError::unreadable(variable, crate::http::chain(&e.without_url())))?;
+        let body = response.bytes().await.map_err(|e| {
+            SecretError::unreadable(variable, crate::error_chain::chain(&e.without_url()))
+        })?;
         if !status.is_success() {
             let kind = serde_json::from_slice::<Refusal>(&body)
                 .ok()

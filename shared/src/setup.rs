@@ -1,0 +1,83 @@
+//! How every function's state is built, one way for all: the secrets named by ARN
+//! are read first, then the database's configuration and connection, then what the
+//! function itself needs ([`Setup`]); the first thing missing or malformed stops
+//! the start-up, named ([`crate::init::started`]). A function's `main` is then
+//! `let app = &setup::start::<T>().await;` and its serve loop.
+//!
+//! The impls live here, together, rather than beside each type: the list reads as
+//! what each function holds across invocations.
+
+use crate::aggregate::{AggregateConfig, Aggregation};
+use crate::analytics::{AnalyticsApp, AnalyticsKeys};
+use crate::auth::Verifier;
+use crate::config::{optional, secrets, Env, ProcessEnv};
+use crate::daily_pot::App;
+use crate::db::{Database, DbConfig};
+use crate::device::RegisterApp;
+use crate::health::HealthApp;
+use crate::init::{started, InitError};
+use crate::reset::{DailyReset, ResetConfig};
+use crate::upload::UploadApp;
+
+/// A function's state, from the environment (secrets resolved) and the container's
+/// database.
+pub trait Setup: Sized {
+    fn setup(env: &dyn Env, db: Database) -> Result<Self, InitError>;
+}
+
+/// The function's state built from the process environment, or the start-up ended
+/// with the reason (see [`started`]).
+pub async fn start<T: Setup>() -> T {
+    started(async {
+        let env = secrets::resolve(&ProcessEnv).await?;
+        let db = Database::new(&DbConfig::from_env(&env)?)?;
+        T::setup(&env, db)
+    })
+    .await
+}
+
+/// The daily-pot routes and the coverage map.
+impl Setup for App {
+    fn setup(env: &dyn Env, db: Database) -> Result<Self, InitError> {
+        Ok(Self::new(db, Verifier::from_env(env)?))
+    }
+}
+
+impl Setup for UploadApp {
+    fn setup(env: &dyn Env, db: Database) -> Result<Self, InitError> {
+        Self::from_env(env, db)
+    }
+}
+
+impl Setup for RegisterApp {
+    fn setup(env: &dyn Env, db: Database) -> Result<Self, InitError> {
+        Self::from_env(env, db)
+    }
+}
+
+impl Setup for HealthApp {
+    fn setup(env: &dyn Env, db: Database) -> Result<Self, InitError> {
+        Ok(Self::new(
+            db,
+            optional(env, "FIREBASE_PROJECT_ID").is_some(),
+        ))
+    }
+}
+
+impl Setup for AnalyticsApp {
+    fn setup(env: &dyn Env, db: Database) -> Result<Self, InitError> {
+        Ok(Self::new(db, AnalyticsKeys::from_env(env)?))
+    }
+}
+
+impl Setup for DailyReset {
+    fn setup(env: &dyn Env, db: Database) -> Result<Self, InitError> {
+        Ok(Self::new(db, ResetConfig::from_env(env)?))
+    }
+}
+
+impl Setup for Aggregation {
+    fn setup(env: &dyn Env, db: Database) -> Result<Self, InitError> {
+        Ok(Self::new(db, AggregateConfig::from_env(env)?))
+    }
+}
