@@ -261,6 +261,7 @@ async fn every_route_over_http(watch: &Watch, c: &tokio_postgres::Client) {
         .await
         .unwrap();
     assert_eq!(r.status(), 405, "wrong method");
+    assert_eq!(r.headers()["allow"], "GET", "405 names the methods");
 
     // POST /register-device: the route answers (the app key is checked first). The
     // whole registration is `a_device_registers_over_http_and_uploads_as_its_user`.
@@ -355,6 +356,7 @@ async fn every_route_over_http(watch: &Watch, c: &tokio_postgres::Client) {
         .await
         .unwrap();
     assert_eq!(r.status(), 405, "wrong method");
+    assert_eq!(r.headers()["allow"], "GET", "405 names the methods");
 
     // POST /daily-pot/upload (old apps): the pot, counting nothing more.
     let r = http
@@ -421,6 +423,7 @@ async fn health_and_analytics_over_http(watch: &Watch, c: &tokio_postgres::Clien
     assert!(r.bytes().await.unwrap().is_empty(), "HEAD has no body");
     let r = http.post(watch.url("/health")).send().await.unwrap();
     assert_eq!(r.status(), 405, "wrong method");
+    assert_eq!(r.headers()["allow"], "GET, HEAD", "405 names the methods");
 
     const KEY: &str = "test-analytics-key"; // [workspace.metadata.lambda.env]
     c.batch_execute(
@@ -508,6 +511,7 @@ async fn health_and_analytics_over_http(watch: &Watch, c: &tokio_postgres::Clien
         .await
         .unwrap();
     assert_eq!(r.status(), 405, "wrong method");
+    assert_eq!(r.headers()["allow"], "GET, HEAD", "405 names the methods");
 }
 
 #[tokio::test(flavor = "multi_thread")]

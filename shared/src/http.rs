@@ -39,9 +39,9 @@ pub enum ApiError {
     /// 404: a path the function does not serve (API Gateway routes it none).
     #[error("not found")]
     NotFound,
-    /// 405.
+    /// 405 with `Allow` naming the methods the route answers (RFC 9110, 15.5.6).
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed(Vec<lambda_http::http::Method>),
     /// 409 `{"error": <message>}`.
     #[error("conflict: {0}")]
     Conflict(&'static str),
@@ -81,7 +81,7 @@ impl ApiError {
             }
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -103,7 +103,7 @@ impl ApiError {
             }),
             Self::Unauthorized(reason) => json!({ "error": "Unauthorized", "message": reason }),
             Self::NotFound => json!({ "error": "Not Found", "message": "Route not found" }),
-            Self::MethodNotAllowed => {
+            Self::MethodNotAllowed(_) => {
                 json!({ "error": "Method Not Allowed", "message": "Method not allowed" })
             }
             Self::PayloadTooLarge => {
@@ -131,11 +131,25 @@ impl ApiError {
             other => tracing::info!(status = other.status().as_u16(), "request refused: {other}"),
         }
         let mut response = json(self.status(), &self.body());
-        if matches!(self, Self::Unavailable(_)) {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
-            );
+        match &self {
+            Self::Unavailable(_) => {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    header::HeaderValue::from_static(RETRY_AFTER_SECONDS),
+                );
+            }
+            Self::MethodNotAllowed(allowed) => {
+                let allow = allowed
+                    .iter()
+                    .map(lambda_http::http::Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                // Method names are tokens, always a valid header value.
+                if let Ok(value) = header::HeaderValue::from_str(&allow) {
+                    response.headers_mut().insert(header::ALLOW, value);
+                }
+            }
+            _ => {}
         }
         response
     }
@@ -151,7 +165,8 @@ pub fn json<T: Serialize + ?Sized>(status: StatusCode, body: &T) -> Response<Bod
         .expect("a status and a static header always build")
 }
 
-/// `Err(MethodNotAllowed)` (405) unless the request uses one of `allowed`.
+/// `Err(MethodNotAllowed)` (405, `Allow: <allowed>`) unless the request uses one
+/// of `allowed`.
 pub fn require_method(
     request: &lambda_http::Request,
     allowed: &[lambda_http::http::Method],
@@ -159,7 +174,7 @@ pub fn require_method(
     if allowed.contains(request.method()) {
         Ok(())
     } else {
-        Err(ApiError::MethodNotAllowed)
+        Err(ApiError::MethodNotAllowed(allowed.to_vec()))
     }
 }
 
@@ -232,8 +247,11 @@ mod tests {
                 .unwrap()
         };
         assert!(require_method(&request(Method::GET), &[Method::GET]).is_ok());
-        let err = require_method(&request(Method::DELETE), &[Method::GET]).unwrap_err();
-        assert_eq!(err.into_response().status(), 405);
+        let err = require_method(&request(Method::DELETE), &[Method::GET, Method::HEAD])
+            .unwrap_err()
+            .into_response();
+        assert_eq!(err.status(), 405);
+        assert_eq!(err.headers()[header::ALLOW], "GET, HEAD");
     }
 
     #[test]

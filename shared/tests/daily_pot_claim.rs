@@ -213,11 +213,9 @@ async fn a_wrong_method_is_405_and_pays_nothing() {
             method.clone(),
             "/daily-pot/claim",
         );
-        assert_eq!(
-            claim::handle(&s.app, request).await.status(),
-            405,
-            "{method}"
-        );
+        let response = claim::handle(&s.app, request).await;
+        assert_eq!(response.status(), 405, "{method}");
+        assert_eq!(response.headers()["allow"], "POST", "{method}");
     }
     assert_eq!(stored(&s.db, "alice").await, Some((0, 5, 0, None)));
 }

@@ -143,10 +143,11 @@ async fn the_upload_compatibility_route_answers_the_pot_and_counts_nothing() {
 #[tokio::test]
 async fn a_wrong_method_is_405_and_writes_nothing() {
     let s = setup().await;
-    for (method, path) in [
-        (Method::DELETE, "/daily-pot"),
-        (Method::POST, "/daily-pot"),
-        (Method::GET, "/daily-pot/upload"),
+    for (method, path, allow) in [
+        (Method::DELETE, "/daily-pot", "GET"),
+        (Method::POST, "/daily-pot", "GET"),
+        (Method::HEAD, "/daily-pot", "GET"),
+        (Method::GET, "/daily-pot/upload", "POST"),
     ] {
         let request = rerouted(
             with_token(ROUTE, &keys::token("alice")),
@@ -155,6 +156,7 @@ async fn a_wrong_method_is_405_and_writes_nothing() {
         );
         let response = get::handle(&s.app, request).await;
         assert_eq!(response.status(), 405, "{method} {path}");
+        assert_eq!(response.headers()["allow"], allow, "{method} {path}");
     }
     assert_eq!(rows(&s.db, "alice").await, 0);
 }

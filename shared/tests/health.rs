@@ -123,7 +123,9 @@ async fn head_has_the_get_answer_without_a_body_and_other_methods_are_405() {
     let (status, _, body) = answer(shared::health::handle(&app, request("HEAD")).await);
     assert_eq!((status, body.as_str()), (200, ""));
     for method in ["POST", "PUT", "DELETE", "PATCH"] {
-        let (status, _, _) = answer(shared::health::handle(&app, request(method)).await);
+        let response = shared::health::handle(&app, request(method)).await;
+        assert_eq!(response.headers()["allow"], "GET, HEAD", "{method}");
+        let (status, _, _) = answer(response);
         assert_eq!(status, 405, "{method}");
     }
     // And HEAD while the database is down: the 503's status and headers.

@@ -162,6 +162,44 @@ async fn registration_needs_the_app_key_a_valid_body_and_a_valid_token() {
 }
 
 #[tokio::test]
+async fn a_method_other_than_post_is_405_with_allow() {
+    let test = TestDb::migrated().await;
+    let app = register_app(&test);
+    let client = test.client().await;
+    let before = snapshot(&client).await;
+    for method in ["GET", "PUT", "DELETE"] {
+        let mut request = register_request(
+            r#"{"device_id":"android-1","firebase_token":"a.b.c"}"#,
+            &[("x-api-key", Some(API_KEY))],
+        );
+        *request.method_mut() = method.parse().unwrap();
+        let response = shared::device::handle(&app, request).await;
+        assert_eq!(response.headers()["allow"], "POST", "{method}");
+        assert_eq!(answer(response).0, 405, "{method}");
+    }
+    assert_eq!(before, snapshot(&client).await, "nothing written");
+}
+
+/// A body that is not UTF-8 (API Gateway base64-encodes it; `cargo lambda watch`
+/// cannot carry it, so scripts/fuzz-api leaves it to this test): 422, nothing written.
+#[tokio::test]
+async fn a_body_that_is_not_utf8_is_422() {
+    let test = TestDb::migrated().await;
+    let app = register_app(&test);
+    let client = test.client().await;
+    let before = snapshot(&client).await;
+    let request = event(
+        "register-device",
+        b"\xff\x7f\xff",
+        &[("x-api-key", Some(API_KEY))],
+    );
+    let (status, answer) = answer(shared::device::handle(&app, request).await);
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["details"][0]["path"], "");
+    assert_eq!(before, snapshot(&client).await, "nothing written");
+}
+
+#[tokio::test]
 async fn the_live_tables_plain_text_secrets_stay_plain_and_authenticate_their_own_device() {
     let test = TestDb::legacy_migrated().await;
     let client = test.client().await;

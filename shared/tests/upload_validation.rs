@@ -273,5 +273,7 @@ async fn a_method_other_than_post_is_405() {
     let app = upload_app(&test, &[]);
     let mut request = upload_request(&fixture_upload(), &[]);
     *request.method_mut() = lambda_http::http::Method::GET;
-    assert_eq!(answer(shared::upload::handle(&app, request).await).0, 405);
+    let response = shared::upload::handle(&app, request).await;
+    assert_eq!(response.headers()["allow"], "POST");
+    assert_eq!(answer(response).0, 405);
 }

@@ -493,6 +493,7 @@ async fn a_missing_or_invalid_token_is_401_and_another_method_405() {
     for method in ["POST", "PUT", "DELETE", "HEAD"] {
         let response = call(method, Some(keys::token("alice"))).await;
         assert_eq!(response.status(), 405, "{method}");
+        assert_eq!(response.headers()["allow"], "GET", "{method}");
     }
 }
 

@@ -108,9 +108,7 @@ pub async fn handle(app: &RegisterApp, request: Request) -> Response<Body> {
 }
 
 async fn register(app: &RegisterApp, request: &Request) -> Result<Response<Body>, ApiError> {
-    if request.method() != Method::POST {
-        return Err(ApiError::MethodNotAllowed);
-    }
+    http::require_method(request, &[Method::POST])?;
     app.app_key.check(request.headers())?;
     let body: &[u8] = match request.body() {
         Body::Empty => &[],

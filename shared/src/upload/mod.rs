@@ -104,9 +104,7 @@ pub async fn handle(app: &UploadApp, request: Request) -> Response<Body> {
 }
 
 async fn upload(app: &UploadApp, request: &Request) -> Result<Response<Body>, ApiError> {
-    if request.method() != Method::POST {
-        return Err(ApiError::MethodNotAllowed);
-    }
+    http::require_method(request, &[Method::POST])?;
     app.app_key.check(request.headers())?;
     // A secret that is not even text is no secret of ours. Treating it as absent
     // would store the upload anonymously instead of refusing it.
