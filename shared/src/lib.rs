@@ -19,6 +19,7 @@
 //! - [`json`]: request bodies read strictly (a key named twice is refused), and
 //!   numbers written as JavaScript writes them;
 //! - [`telemetry`]: logs and metrics;
+//! - [`text`]: checks every free-text field shares;
 //! - [`tiles`]: `GET /api/user/tiles`, the app's coverage map;
 //! - [`upload`], [`device`]: `POST /upload` and `POST /register-device`.
 
@@ -42,5 +43,6 @@ pub mod reset;
 pub mod runtime;
 pub mod setup;
 pub mod telemetry;
+pub mod text;
 pub mod tiles;
 pub mod upload;

@@ -4,7 +4,7 @@ mod upload_helpers;
 
 use serde_json::json;
 use shared::device::register::issue;
-use shared::upload::request::DeviceId;
+use shared::device::DeviceId;
 use testkit::TestDb;
 use upload_helpers::*;
 

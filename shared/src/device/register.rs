@@ -5,13 +5,13 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
 
+use super::id::{DeviceId, MAX_DEVICE_ID_CHARS};
 use super::{AppKey, DeviceSecret};
 use crate::auth::Verifier;
 use crate::config::Env;
 use crate::db::{Database, DbError, Query, Replay, Type};
 use crate::http::{self, ApiError, FieldError};
 use crate::init::InitError;
-use crate::upload::request::{DeviceId, MAX_DEVICE_ID_CHARS};
 
 /// A registration body can only be small.
 const MAX_BODY_BYTES: usize = 16 * 1024;

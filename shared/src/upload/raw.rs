@@ -9,8 +9,10 @@ use std::borrow::Cow;
 
 use serde::de::{MapAccess, SeqAccess};
 
-use super::text::{has_control_chars, MAX_DEVICE_ID_CHARS, MAX_GEOHASH_CHARS};
+use super::text::MAX_GEOHASH_CHARS;
+use crate::device::MAX_DEVICE_ID_CHARS;
 use crate::json::{self, read_object, KeyHasher, Lenient, Skip, ValueReader};
+use crate::text::has_control_chars;
 
 /// A field's value as far as the rules care. Strings are kept only when they
 /// could be valid (short enough, no control characters); arrays and objects where

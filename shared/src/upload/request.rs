@@ -14,9 +14,8 @@ use super::raw::{self, Nested, Raw, RawBatch, RawLocation, RawQuality, RawReadin
 use super::time::{DateError, Instant, EARLIEST, LATEST};
 use crate::http::FieldError;
 
-use super::text::has_control_chars;
-// Named here too: `register-device` checks its device id against the same limit.
-pub use super::text::{MAX_DEVICE_ID_CHARS, MAX_GEOHASH_CHARS};
+use super::text::MAX_GEOHASH_CHARS;
+use crate::device::{DeviceId, MAX_DEVICE_ID_CHARS};
 
 /// More than this many problems are not worth reporting one by one.
 const MAX_REPORTED: usize = 100;
@@ -33,22 +32,6 @@ pub struct Upload {
     pub geohash: Option<String>,
     pub battery_level: Option<f64>,
     pub is_charging: Option<bool>,
-}
-
-/// 1 to 128 characters, none of them a control character.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceId(String);
-
-impl DeviceId {
-    pub fn parse(text: &str) -> Option<Self> {
-        let n = text.chars().count();
-        ((1..=MAX_DEVICE_ID_CHARS).contains(&n) && !has_control_chars(text))
-            .then(|| Self(text.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
 /// A three-axis sensor value (accelerometer, gyroscope, magnetometer).
@@ -725,11 +708,6 @@ mod tests {
 
     #[test]
     fn device_ids_are_counted_in_characters() {
-        assert!(DeviceId::parse(&"é".repeat(128)).is_some());
-        assert!(DeviceId::parse(&"a".repeat(129)).is_none());
-        assert!(DeviceId::parse("").is_none());
-        assert!(DeviceId::parse("android\u{0}").is_none());
-        assert!(DeviceId::parse("a\u{1b}[2J").is_none());
         let mut body = minimal();
         body["device_id"] = json!("é".repeat(128));
         assert!(parse(&body, 5).is_ok());
