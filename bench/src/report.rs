@@ -149,6 +149,9 @@ pub fn markdown(rust: &Value, node: Option<&Value>) -> String {
     if let Some(t) = rust.get("tiles") {
         out += &format!("\n{}", crate::tiles::markdown(t));
     }
+    if let Some(f) = rust.get("function_cpu") {
+        out += &format!("\n{}", crate::function_cpu::markdown(f));
+    }
     if let Some(c) = rust.get("cold_start") {
         out += "\n| function | size (stripped) | cold start, DB + keys reachable | cold start, nothing reachable | peak RSS after 1,000 | statuses |\n|---|---:|---:|---:|---:|---|\n";
         for f in c["functions"].as_array().into_iter().flatten() {
