@@ -415,8 +415,13 @@ async fn measure(
     // Issue 22: the coverage map at 30 and 2,000 readings per batch, and what
     // the copy's trigger adds to each upload.
     let tiles = tiles::measure(db, &containers, &keys, p).await?;
-    // Issue 22: the function process's own CPU per warm request, route by route.
-    let function_cpu = function_cpu::run(db, &keys, p).await?;
+    // Issue 22: the function process's own CPU per warm request, route by route
+    // (the release binaries, as the cold starts: not with --no-cold-start, CI's).
+    let function_cpu = if o.cold_start {
+        function_cpu::run(db, &keys, p).await?
+    } else {
+        json!({"skipped": "--no-cold-start"})
+    };
 
     Ok(json!({
         "peer": "rust-lambda",
