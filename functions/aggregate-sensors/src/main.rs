@@ -10,7 +10,9 @@ use shared::db::Database;
 use shared::runtime::{self, Error};
 use shared::{init, secrets};
 
-#[tokio::main]
+// One thread: a container serves one invocation at a time, and a multi-thread
+// runtime only hands each one between threads (shared::runtime explains).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     // The database password, when named by ARN, is read first.

@@ -9,7 +9,9 @@ use shared::reset::{DailyReset, ResetConfig};
 use shared::runtime::{self, Error};
 use shared::{init, secrets};
 
-#[tokio::main]
+// One thread: a container serves one invocation at a time, and a multi-thread
+// runtime only hands each one between threads (shared::runtime explains).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     // The database password, when named by ARN, is read first.

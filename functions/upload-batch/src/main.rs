@@ -6,7 +6,9 @@ use shared::runtime::{self, Error};
 use shared::upload::{self, UploadApp};
 use shared::{init, secrets};
 
-#[tokio::main]
+// One thread: a container serves one invocation at a time, and a multi-thread
+// runtime only hands each one between threads (shared::runtime explains).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     // Secrets named by ARN are read first; a secret that cannot be read, or a
