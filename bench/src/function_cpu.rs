@@ -22,6 +22,9 @@ const UPLOAD_SLOT: u64 = 17;
 /// user without batches when it has not run (`bench --function-cpu`).
 const TILES_USER: &str = "tiles-r30";
 
+/// Seeded users the GETs go round.
+const GET_USERS: u64 = 8;
+
 /// The routes measured: (label, binary, what each request is).
 const ROUTES: [(&str, &str); 4] = [
     ("GET /daily-pot", "get-daily-pot"),
@@ -49,7 +52,12 @@ pub async fn run(
             rows.push(json!({"route": label, "skipped": why}));
             continue;
         }
-        let event = |k: u64| event_for(binary, k, p);
+        // Tokens minted once per user, as the app reuses its token for an hour.
+        let tokens: Vec<String> = (0..GET_USERS)
+            .map(|u| testkit::keys::token(&workload::user_id(u)))
+            .collect();
+        let tiles_token = testkit::keys::token(TILES_USER);
+        let event = |k: u64| event_for(binary, k, p, &tokens, &tiles_token);
         let mut row = measure(&path, &env(db, keys), event, warmup, requests).await?;
         row["route"] = json!(label);
         row["binary"] = json!(binary);
@@ -77,13 +85,12 @@ fn env(db: &BenchDb, keys: &testkit::keys::KeyServer) -> Vec<(String, String)> {
     env
 }
 
-/// Request k of a route, as API Gateway hands it over. Tokens are minted once per
-/// user, as the app reuses its token for an hour.
-fn event_for(binary: &str, k: u64, p: &Params) -> Vec<u8> {
+/// Request k of a route, as API Gateway hands it over.
+fn event_for(binary: &str, k: u64, p: &Params, tokens: &[String], tiles_token: &str) -> Vec<u8> {
     use testkit::runtime_api::http_event;
     match binary {
         "get-daily-pot" => {
-            let token = testkit::keys::token(&workload::user_id(k % 8));
+            let token = &tokens[(k % GET_USERS) as usize];
             http_event(
                 "get-daily-pot",
                 b"",
@@ -103,7 +110,7 @@ fn event_for(binary: &str, k: u64, p: &Params) -> Vec<u8> {
             )
         }
         "get-user-tiles" => {
-            let token = testkit::keys::token(TILES_USER);
+            let token = tiles_token;
             let mut event = testkit::runtime_api::fixture_event("get-user-tiles");
             event["headers"]["authorization"] = json!(format!("Bearer {token}"));
             event["rawQueryString"] = json!("hours=72");
