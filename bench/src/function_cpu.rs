@@ -188,6 +188,9 @@ async fn measure(
 /// The table of BENCHMARKS.md, "Function CPU per warm request".
 pub fn markdown(f: &Value) -> String {
     use crate::report::fmt;
+    if let Some(why) = f["skipped"].as_str() {
+        return format!("Function process CPU per warm request: skipped ({why}).\n");
+    }
     let mut out = format!(
         "Function process CPU per warm request (release binary under the Runtime API emulator, {} requests after {} warm-up):\n\n| route | CPU µs/req | wall µs/req | threads | statuses |\n|---|---:|---:|---:|---|\n",
         fmt(&f["requests"]),
