@@ -16,12 +16,22 @@
 //!   In-process L leaves out API Gateway and the Lambda runtime, and a 128 MB
 //!   Lambda runs the CPU-bound parts slower: a real L is longer, so these counts are
 //!   upper bounds. The same λ also says how many DB vCPUs it would take.
+//! - **App users per DB vCPU**, at the app's call pattern (docs/tiles.md: the app
+//!   calls the coverage map after every upload, on resume and on pull-to-refresh):
+//!   an active user's upload cycle is one upload and one tiles call (300 batches in
+//!   72 h, the tiles bench's user), every [`UPLOAD_PERIOD_S`] (the uploader's
+//!   period, docs/api.md); resumes and refreshes add tiles calls on top, so the
+//!   users served are an upper bound.
 
 use serde_json::{json, Value};
 
 use crate::report::fmt;
 
 const CONTAINERS: f64 = 1000.0;
+/// Seconds between an active user's uploads (the uploader's period).
+const UPLOAD_PERIOD_S: f64 = 300.0;
+/// The tiles bench's user whose map is the app's (30 readings per batch).
+const TILES_USER: &str = "tiles-r30";
 
 /// (route as the app calls it, phase).
 const ROUTES: [(&str, &str); 4] = [
@@ -74,7 +84,37 @@ pub fn table(rust: &Value, node: Option<&Value>) -> Value {
             })
         })
         .collect();
+    let mut rows = rows;
+    let tiles = &rust["tiles"]["maps"][TILES_USER];
+    let tiles_cpu = tiles["after"]["backend_cpu_us_per_request"].as_f64();
+    let tiles_proxy_cpu = tiles["after_behind_proxy"]["backend_cpu_us_per_request"].as_f64();
+    rows.push(json!({
+        "route": "GET /api/user/tiles?hours=72 (300 batches)",
+        "phase": "tiles",
+        "db_cpu_us": tiles_cpu,
+        "rps_per_db_vcpu": per_vcpu(tiles_cpu),
+        "proxy_db_cpu_us": tiles_proxy_cpu,
+        "proxy_rps_per_db_vcpu": per_vcpu(tiles_proxy_cpu),
+        "connections_direct": CONTAINERS,
+    }));
+    let upload_cpu = rust["phases"]["upload_secret"]["pg_cpu_us_per_request"].as_f64();
+    let users = |cycle: Option<f64>| {
+        cycle
+            .filter(|c| *c > 0.0)
+            .map(|c| (1e6 * UPLOAD_PERIOD_S / c).round())
+    };
+    let with_tiles = upload_cpu.zip(tiles_cpu).map(|(u, t)| u + t);
+    let app_users = json!({
+        "call_pattern": format!("per active user every {UPLOAD_PERIOD_S} s: one 100-reading upload (device secret) and one GET /api/user/tiles?hours=72 ({TILES_USER}: 300 batches in 72 h); resumes and pull-to-refresh add tiles calls, so these are upper bounds"),
+        "upload_period_s": UPLOAD_PERIOD_S,
+        "db_cpu_us_per_cycle_upload_only": upload_cpu,
+        "db_cpu_us_per_cycle_with_tiles": with_tiles.map(|c| (c * 10.0).round() / 10.0),
+        "active_users_per_db_vcpu_upload_only": users(upload_cpu),
+        "active_users_per_db_vcpu_with_tiles": users(with_tiles),
+        "tiles_share_of_cycle": with_tiles.zip(tiles_cpu).map(|(c, t)| (t / c * 1000.0).round() / 1000.0),
+    });
     json!({
+        "app_users": app_users,
         "containers": CONTAINERS,
         "method": "req/s per DB vCPU = 1e6 / backend CPU us per request; direct: one connection per warm container; behind the proxy: connections = 1,000 x S / L (Little's law: arrival rate 1,000 / L times statement time S), S and L measured in the DB_PROXY=true phases (L = mean in-process request time, an upper bound on the rate; S = the sum of shared::db's timing of the request's statements)",
         "routes": rows,
@@ -86,6 +126,18 @@ pub fn markdown(capacity: &Value) -> String {
         "| route | DB CPU µs/req | req/s per DB vCPU | Node: µs/req | Node: req/s per vCPU | behind proxy (unnamed): µs/req | req/s per vCPU | connections for 1,000 containers, direct | behind RDS Proxy (1,000 × S ÷ L) | DB vCPUs 1,000 busy containers need, direct / proxy |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in capacity["routes"].as_array().into_iter().flatten() {
+        if r["phase"] == "tiles" {
+            out += &format!(
+                "| {} | {} | {} | | | {} | {} | {} | (no proxy phase) | |\n",
+                r["route"].as_str().unwrap_or(""),
+                fmt(&r["db_cpu_us"]),
+                fmt(&r["rps_per_db_vcpu"]),
+                fmt(&r["proxy_db_cpu_us"]),
+                fmt(&r["proxy_rps_per_db_vcpu"]),
+                fmt(&r["connections_direct"]),
+            );
+            continue;
+        }
         out += &format!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} (S {} µs, L {} µs) | {} / {} |\n",
             r["route"].as_str().unwrap_or(""),
@@ -103,5 +155,15 @@ pub fn markdown(capacity: &Value) -> String {
             fmt(&r["proxy_db_vcpus_at_1000_busy"]),
         );
     }
+    let a = &capacity["app_users"];
+    out += &format!(
+        "\n**App users per database vCPU** ({}): DB CPU per cycle {} µs with tiles ({} µs without): **{} active users per DB vCPU** ({} counting the upload alone; tiles are {} of the cycle).\n",
+        a["call_pattern"].as_str().unwrap_or(""),
+        fmt(&a["db_cpu_us_per_cycle_with_tiles"]),
+        fmt(&a["db_cpu_us_per_cycle_upload_only"]),
+        fmt(&a["active_users_per_db_vcpu_with_tiles"]),
+        fmt(&a["active_users_per_db_vcpu_upload_only"]),
+        fmt(&a["tiles_share_of_cycle"]),
+    );
     out
 }

@@ -5,6 +5,7 @@
 //!         | bench --dbcpu (a new connection's costs) | bench --aggregate | bench --aggregate-heavy
 //!         | bench --analytics
 //!         | bench --tiles (the coverage map's and the upload trigger's costs, issue 22)
+//!         | bench --function-cpu (the release binaries' CPU per warm request, issue 22)
 //!         [--users N --devices N --readings N --requests N --warmup N --concurrency N --seed N]
 //!   bench --cold-start-tls [LABEL=BINARY ...]   (get-daily-pot over verified TLS only)
 //!   bench --upload-cpu [--readings N]   (the upload's own CPU per stage, no database)
@@ -17,6 +18,7 @@ mod capacity;
 mod chart;
 mod coldstart;
 mod dbcpu;
+mod function_cpu;
 mod harness;
 mod peer;
 mod phases;
@@ -54,6 +56,8 @@ struct Options {
     dbcpu: bool,
     /// Only the coverage map's figures (tiles.rs) on the workload's database.
     tiles: bool,
+    /// Only the function processes' CPU per warm request (function_cpu.rs).
+    function_cpu: bool,
     out: PathBuf,
     /// Where the chart goes besides `out` (scripts/bench: docs/bench.svg).
     chart: Option<PathBuf>,
@@ -79,6 +83,7 @@ fn parse_args() -> Result<Options, String> {
         aggregate_heavy: false,
         dbcpu: false,
         tiles: false,
+        function_cpu: false,
         out: repo_root().join("target/bench"),
         chart: None,
         workload_flags: Vec::new(),
@@ -97,6 +102,7 @@ fn parse_args() -> Result<Options, String> {
             "--aggregate-heavy" => o.aggregate_heavy = true,
             "--dbcpu" => o.dbcpu = true,
             "--tiles" => o.tiles = true,
+            "--function-cpu" => o.function_cpu = true,
             "--out" => o.out = PathBuf::from(value("--out")?),
             "--chart" => o.chart = Some(PathBuf::from(value("--chart")?)),
             flag @ ("--users" | "--devices" | "--readings" | "--requests" | "--warmup"
@@ -122,7 +128,7 @@ fn parse_args() -> Result<Options, String> {
                     "{}",
                     include_str!("main.rs")
                         .lines()
-                        .take(8)
+                        .take(9)
                         .collect::<Vec<_>>()
                         .join("\n")
                 );
@@ -227,6 +233,13 @@ async fn run(o: Options) -> Result<(), String> {
     if o.dbcpu {
         let figures = dbcpu::run(&testkit::db::server_url()).await?;
         return write_json(&o.out.join("dbcpu.json"), &figures);
+    }
+    if o.function_cpu {
+        let db = benchdb::BenchDb::create(&testkit::db::server_url(), &p).await?;
+        let keys = testkit::keys::KeyServer::start(3600).await;
+        let result = function_cpu::run(&db, &keys, &p).await;
+        db.drop_database().await;
+        return write_json(&o.out.join("function_cpu.json"), &result?);
     }
     if o.tiles {
         let db = benchdb::BenchDb::create(&testkit::db::server_url(), &p).await?;
@@ -402,6 +415,13 @@ async fn measure(
     // Issue 22: the coverage map at 30 and 2,000 readings per batch, and what
     // the copy's trigger adds to each upload.
     let tiles = tiles::measure(db, &containers, &keys, p).await?;
+    // Issue 22: the function process's own CPU per warm request, route by route
+    // (the release binaries, as the cold starts: not with --no-cold-start, CI's).
+    let function_cpu = if o.cold_start {
+        function_cpu::run(db, &keys, p).await?
+    } else {
+        json!({"skipped": "--no-cold-start"})
+    };
 
     Ok(json!({
         "peer": "rust-lambda",
@@ -434,6 +454,7 @@ async fn measure(
             "without_index": pick(&without),
         },
         "tiles": tiles,
+        "function_cpu": function_cpu,
     }))
 }
 

@@ -149,6 +149,9 @@ pub fn markdown(rust: &Value, node: Option<&Value>) -> String {
     if let Some(t) = rust.get("tiles") {
         out += &format!("\n{}", crate::tiles::markdown(t));
     }
+    if let Some(f) = rust.get("function_cpu") {
+        out += &format!("\n{}", crate::function_cpu::markdown(f));
+    }
     if let Some(c) = rust.get("cold_start") {
         out += "\n| function | size (stripped) | cold start, DB + keys reachable | cold start, nothing reachable | peak RSS after 1,000 | statuses |\n|---|---:|---:|---:|---:|---|\n";
         for f in c["functions"].as_array().into_iter().flatten() {
@@ -168,16 +171,17 @@ pub fn markdown(rust: &Value, node: Option<&Value>) -> String {
     }
     if let Some(t) = rust.get("cold_start_tls") {
         out += &format!(
-            "\nget-daily-pot's first answer over verified TLS ({} starts each, [p25, median, p75] ms): native-tls connector build {}\n\n| binary | plain text | verified TLS | TLS extra (paired by round) |\n|---|---|---|---|\n",
+            "\nget-daily-pot's first answer over verified TLS ({} starts each, [p25, median, p75] ms): native-tls connector build {}\n\n| binary | plain text | verified TLS | TLS extra (paired by round) | TLS ÷ plain (medians; target ≤ 1.6) |\n|---|---|---|---|---:|\n",
             t["starts"], t["connector_build_ms"]
         );
         for r in t["results"].as_array().into_iter().flatten() {
             out += &format!(
-                "| {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} |\n",
                 r["binary"].as_str().unwrap_or(""),
                 r["plain_first_answer_ms"],
                 r["tls_first_answer_ms"],
-                r["tls_extra_ms_paired"]
+                r["tls_extra_ms_paired"],
+                fmt(&r["tls_over_plain_median"]),
             );
         }
     }

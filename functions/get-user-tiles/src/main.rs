@@ -5,7 +5,9 @@ use shared::daily_pot::App;
 use shared::runtime::{self, Error};
 use shared::setup;
 
-#[tokio::main]
+// One thread: a container serves one invocation at a time, and a multi-thread
+// runtime only hands each one between threads (shared::runtime explains).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     // Secrets named by ARN, then the database, then its own settings (shared::setup);

@@ -14,7 +14,9 @@ use shared::failure::Failure;
 use shared::init;
 use shared::migrations::{self, Action};
 
-#[tokio::main]
+// One thread: a container serves one invocation at a time, and a multi-thread
+// runtime only hands each one between threads (shared::runtime explains).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::telemetry::init();
     // The database password, when named by ARN, is read first.

@@ -28,6 +28,11 @@ pub(crate) struct Expected<'a> {
 }
 
 impl Claims {
+    /// When the token expires (seconds since the epoch), if it says.
+    pub(crate) fn exp(&self) -> Option<i64> {
+        self.exp
+    }
+
     /// Applies the rules of docs/api.md, "Firebase ID token"; the user id when all hold.
     pub(crate) fn check(self, expected: &Expected<'_>) -> Result<UserId, AuthError> {
         let Expected {

@@ -16,6 +16,7 @@ mod config;
 mod emulator;
 mod error;
 mod keys;
+mod token_cache;
 mod verifier;
 
 pub use config::AuthConfig;

@@ -1,11 +1,14 @@
 //! Checking one Firebase ID token.
 
+use std::sync::Arc;
+
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use lambda_http::Request;
 
 use super::claims::{Claims, Expected};
 use super::keys::KeyCache;
+use super::token_cache::{TokenCache, Verified};
 use super::{bearer_token, emulator, AuthConfig, AuthError, KeyCachePolicy, UserId};
 use crate::config::{ConfigError, Env};
 
@@ -21,6 +24,8 @@ pub struct Verifier {
     config: AuthConfig,
     issuer: String,
     keys: KeyCache,
+    /// Signed tokens that passed every check, until their `exp`.
+    verified: TokenCache,
     /// Signature and algorithm only: the claims are checked by [`Claims::check`],
     /// the same rules for signed and emulator tokens.
     signature_only: Validation,
@@ -45,6 +50,7 @@ impl Verifier {
         Ok(Self {
             issuer: config.issuer(),
             keys: KeyCache::new(config.jwks_url.clone(), policy),
+            verified: TokenCache::default(),
             config,
             signature_only,
         })
@@ -61,16 +67,61 @@ impl Verifier {
         if token.is_empty() {
             return Err(AuthError::Missing);
         }
-        let claims = match read_unverified(token, self.config.emulator)? {
-            Unverified::Unsigned(claims) => claims,
-            Unverified::Signed => self.signed_claims(token).await?,
-        };
-        claims.check(&Expected {
+        let expected = Expected {
             audience: &self.config.project_id,
             issuer: &self.issuer,
             now: now(),
             leeway: i64::try_from(self.config.leeway.as_secs()).unwrap_or(i64::MAX),
-        })
+        };
+        match read_unverified(token, self.config.emulator)? {
+            Unverified::Unsigned(claims) => claims.check(&expected),
+            Unverified::Signed => {
+                if let Some(user) = self.verified_before(token, &expected).await? {
+                    return Ok(user);
+                }
+                let (claims, kid, key) = self.signed_claims(token).await?;
+                let exp = claims.exp();
+                let user = claims.check(&expected)?;
+                if let Some(exp) = exp {
+                    let verified = Verified {
+                        user: user.clone(),
+                        exp,
+                        kid,
+                        key,
+                    };
+                    self.verified.insert(token, verified, expected.now);
+                }
+                Ok(user)
+            }
+        }
+    }
+
+    /// The user of a token that passed every check before, if it would pass them
+    /// now: not expired (the same bound as [`Claims::check`]), and its key still
+    /// the one the key cache holds for its `kid` (asked as a full verification
+    /// would ask, so a key rotated out fails here as there). Anything else is left
+    /// to a full verification.
+    async fn verified_before(
+        &self,
+        token: &str,
+        expected: &Expected<'_>,
+    ) -> Result<Option<UserId>, AuthError> {
+        let Some(hit) = self.verified.get(token) else {
+            return Ok(None);
+        };
+        if hit.exp > expected.now.saturating_sub(expected.leeway) {
+            let key = self.keys.key(&hit.kid).await;
+            if key.is_ok_and(|key| Arc::ptr_eq(&key, &hit.key)) {
+                return Ok(Some(hit.user.clone()));
+            }
+        }
+        self.verified.remove(token);
+        Ok(None)
+    }
+
+    /// Verified tokens held (for tests and diagnostics).
+    pub fn verified_tokens(&self) -> usize {
+        self.verified.len()
     }
 
     /// Key fetches so far (for tests and diagnostics).
@@ -84,13 +135,18 @@ impl Verifier {
         self.keys.stale_uses()
     }
 
-    async fn signed_claims(&self, token: &str) -> Result<Claims, AuthError> {
+    /// The token's claims once its signature is checked, with the key that checked it.
+    async fn signed_claims(
+        &self,
+        token: &str,
+    ) -> Result<(Claims, String, Arc<DecodingKey>), AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(classify)?;
         let kid = header.kid.ok_or(AuthError::Invalid("no kid"))?;
         let key = self.keys.key(&kid).await?;
-        jsonwebtoken::decode::<Claims>(token, &key, &self.signature_only)
+        let claims = jsonwebtoken::decode::<Claims>(token, &key, &self.signature_only)
             .map(|data| data.claims)
-            .map_err(classify)
+            .map_err(classify)?;
+        Ok((claims, kid, key))
     }
 }
 

@@ -17,6 +17,7 @@ use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{Client, NoTls, Socket};
 
 use super::bounds::{Bounds, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL};
+use super::ca_only::CaOnlyTls;
 use super::error::Wait;
 use super::password::RotatingPassword;
 use super::DbConfig;
@@ -30,7 +31,7 @@ pub(crate) struct Connector {
     config: tokio_postgres::Config,
     /// The bound of one connect, TCP to login.
     bound: Duration,
-    tls: Option<Arc<RemoteTls>>,
+    tls: Option<Tls>,
     iam: Option<IamTokens>,
     password: Option<RotatingPassword>,
 }
@@ -78,7 +79,10 @@ impl Connector {
             }
             // Over a network whatever sslmode says; locally when sslmode=require.
             config.ssl_mode(SslMode::Require);
-            Some(Arc::new(RemoteTls::start(db.ca_file.as_deref())?))
+            Some(match db.ca_file.as_deref() {
+                Some(path) => Tls::CaOnly(load_ca_only(path)?),
+                None => Tls::System(Arc::new(RemoteTls::start()?)),
+            })
         };
         let iam = if db.iam_auth {
             let region = db.aws_region.clone().unwrap_or_default();
@@ -142,7 +146,14 @@ impl Connector {
                     .map_err(|e| unavailable(e.into()))?;
                 (client, tokio::spawn(drive(connection)))
             }
-            Some(tls) => {
+            Some(Tls::CaOnly(tls)) => {
+                let (client, connection) = config
+                    .connect(tls.clone())
+                    .await
+                    .map_err(|e| unavailable(e.into()))?;
+                (client, tokio::spawn(drive(connection)))
+            }
+            Some(Tls::System(tls)) => {
                 let (client, connection) = config
                     .connect(AwaitedTls(tls.clone()))
                     .await
@@ -237,10 +248,17 @@ fn plain_text_allowed(config: &tokio_postgres::Config) -> bool {
     config.get_ssl_mode() != SslMode::Require && all_local(config)
 }
 
+/// Verified TLS for a remote server: trusting only `DB_CA_FILE` when it is set (the
+/// RDS bundle: [`CaOnlyTls`], read and checked at start-up, a broken file an init
+/// error), else the system roots.
+enum Tls {
+    CaOnly(CaOnlyTls),
+    System(Arc<RemoteTls>),
+}
+
 type Built = Result<native_tls::TlsConnector, native_tls::Error>;
 
-/// TLS for a remote server. The extra CA file is read and checked at start-up (a
-/// broken `DB_CA_FILE` is an init error). Building the connector makes native-tls
+/// TLS trusting the system roots (no `DB_CA_FILE`). Building the connector makes native-tls
 /// (OpenSSL 3) parse the whole system certificate store twice (~40-50 ms here,
 /// BENCHMARKS.md) and no option of it skips that (`disable_built_in_roots` empties
 /// the store only after loading it), so the build starts at init on a thread of
@@ -248,28 +266,21 @@ type Built = Result<native_tls::TlsConnector, native_tls::Error>;
 /// the first request's work before it (token check and key fetch, TCP connect,
 /// the server's answer to the SSL request) runs meanwhile instead of after.
 struct RemoteTls {
-    extra_roots: Vec<native_tls::Certificate>,
     connector: tokio::sync::OnceCell<native_tls::TlsConnector>,
     /// The build started at init, awaited by the first handshake.
     started: std::sync::Mutex<Option<tokio::sync::oneshot::Receiver<Built>>>,
 }
 
 impl RemoteTls {
-    fn start(ca_file: Option<&str>) -> Result<Self, ConnectorError> {
-        let extra_roots = match ca_file {
-            Some(path) => load_ca_bundle(path)?,
-            None => Vec::new(),
-        };
+    fn start() -> Result<Self, ConnectorError> {
         let (done, started) = tokio::sync::oneshot::channel();
-        let roots = extra_roots.clone();
         std::thread::Builder::new()
             .name("db-tls-init".into())
             .spawn(move || {
-                let _ = done.send(tls_connector(&roots));
+                let _ = done.send(tls_connector());
             })
             .map_err(|e| ConnectorError::Thread(e.to_string()))?;
         Ok(Self {
-            extra_roots,
             connector: tokio::sync::OnceCell::new(),
             started: std::sync::Mutex::new(Some(started)),
         })
@@ -283,10 +294,10 @@ impl RemoteTls {
                 match started {
                     Some(started) => match started.await {
                         Ok(built) => built,
-                        Err(_) => tls_connector(&self.extra_roots),
+                        Err(_) => tls_connector(),
                     },
                     // The first build failed: try again.
-                    None => tls_connector(&self.extra_roots),
+                    None => tls_connector(),
                 }
             })
             .await?;
@@ -339,28 +350,20 @@ impl TlsConnect<Socket> for AwaitedHandshake {
 }
 
 /// Verifies the certificate chain and the host name (native-tls does both by
-/// default), trusting the system roots plus every certificate of `DB_CA_FILE`.
-fn tls_connector(extra_roots: &[native_tls::Certificate]) -> Built {
-    let mut builder = native_tls::TlsConnector::builder();
-    for cert in extra_roots {
-        builder.add_root_certificate(cert.clone());
-    }
-    builder.build()
+/// default), trusting the system roots.
+fn tls_connector() -> Built {
+    native_tls::TlsConnector::builder().build()
 }
 
-/// Every certificate of a PEM bundle. The RDS bundle holds many; `from_pem` would
-/// read only the first.
-fn load_ca_bundle(path: &str) -> Result<Vec<native_tls::Certificate>, ConnectorError> {
+/// Every certificate of the PEM bundle at `path` (the RDS bundle holds many) as
+/// the only roots.
+fn load_ca_only(path: &str) -> Result<CaOnlyTls, ConnectorError> {
     let ca_err = |source: Box<dyn std::error::Error + Send + Sync>| ConnectorError::CaFile {
         path: path.to_string(),
         source,
     };
     let pem = std::fs::read(path).map_err(|e| ca_err(e.into()))?;
-    let certs = native_tls::Certificate::stack_from_pem(&pem).map_err(|e| ca_err(e.into()))?;
-    if certs.is_empty() {
-        return Err(ca_err("no certificate in the file".into()));
-    }
-    Ok(certs)
+    CaOnlyTls::from_pem(&pem).map_err(ca_err)
 }
 
 /// RDS IAM authentication tokens, signed with the function's own credentials.
@@ -446,7 +449,9 @@ mod tests {
         )])
         .unwrap();
         let c = Connector::new(&db).unwrap();
-        let tls = c.tls.as_ref().expect("TLS for a remote host");
+        let Some(Tls::System(tls)) = c.tls.as_ref() else {
+            panic!("TLS with the system roots for a remote host");
+        };
         assert!(tls.connector().await.is_ok(), "the connector is built");
         assert_eq!(c.config.get_ssl_mode(), SslMode::Require);
     }
@@ -549,27 +554,20 @@ mod tests {
             env!("CARGO_MANIFEST_DIR"),
             "/tests/fixtures/two-test-cas.pem"
         );
-        assert_eq!(load_ca_bundle(bundle).unwrap().len(), 2);
-        assert!(RemoteTls::start(Some(bundle))
-            .unwrap()
-            .connector()
-            .await
-            .is_ok());
+        assert_eq!(load_ca_only(bundle).unwrap().roots(), 2);
 
         let dir = std::env::temp_dir().join(format!("ca-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let garbage = dir.join("garbage.pem");
         std::fs::write(&garbage, "not a certificate").unwrap();
-        let err = RemoteTls::start(Some(garbage.to_str().unwrap()))
-            .err()
-            .unwrap();
+        let err = load_ca_only(garbage.to_str().unwrap()).err().unwrap();
         assert!(err.to_string().contains("DB_CA_FILE"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_ca_file_that_does_not_exist_is_named() {
-        let err = RemoteTls::start(Some("/nonexistent/ca.pem")).err().unwrap();
+        let err = load_ca_only("/nonexistent/ca.pem").err().unwrap();
         assert!(err.to_string().contains("DB_CA_FILE"), "{err}");
     }
 }

@@ -5,6 +5,7 @@
 //! ones, and runs it prepared on direct connections ([`session`]).
 
 mod bounds;
+mod ca_only;
 mod config;
 mod connect;
 mod error;

@@ -139,13 +139,22 @@ async fn an_untrusted_ca_or_a_certificate_for_another_name_is_a_503_with_the_rea
     let (_guard, logs) = testkit::logs::capture("info");
 
     let cases = [
-        // The server's CA is not the one trusted.
+        // The server's CA is not the one DB_CA_FILE names (then it is the only
+        // one trusted, by rustls: verification stays on).
         (
             "fn_other_ca",
             "localhost",
             "&sslmode=require",
             Some(&s.other_ca_file),
-            "certificate verify failed",
+            "unknownissuer",
+        ),
+        // The same through a remote name, as on RDS.
+        (
+            "fn_other_ca_remote",
+            "db.test",
+            "&hostaddr=127.0.0.1",
+            Some(&s.other_ca_file),
+            "unknownissuer",
         ),
         // No DB_CA_FILE: the test CA is no system root.
         (
@@ -161,7 +170,7 @@ async fn an_untrusted_ca_or_a_certificate_for_another_name_is_a_503_with_the_rea
             "other.test",
             "&hostaddr=127.0.0.1",
             Some(&s.ca_file),
-            "hostname mismatch",
+            "not valid for name",
         ),
     ];
     for (name, host, query, ca, reason) in cases {
