@@ -121,6 +121,20 @@ impl Cluster {
         url
     }
 
+    /// `role` logs in over TLS only, with its password (SCRAM, which over TLS
+    /// offers channel binding); everyone else stays trusted.
+    pub fn require_scram_over_tls(&self, role: &str) {
+        let hba = format!(
+            "local all all trust\n\
+             hostssl all {role} 127.0.0.1/32 scram-sha-256\n\
+             host all {role} 127.0.0.1/32 reject\n\
+             host all all 127.0.0.1/32 trust\n\
+             host all all ::1/128 trust\n"
+        );
+        std::fs::write(self.data().join("pg_hba.conf"), hba).expect("pg_hba.conf written");
+        self.pg_ctl(&["reload"]);
+    }
+
     /// `pg_ctl restart -m fast`: every session is ended, the server comes back.
     pub fn restart(&self) {
         self.pg_ctl(&[

@@ -148,7 +148,7 @@ impl Connector {
             }
             Some(Tls::CaOnly(tls)) => {
                 let (client, connection) = config
-                    .connect(tls.clone())
+                    .connect(tls.connector())
                     .await
                     .map_err(|e| unavailable(e.into()))?;
                 (client, tokio::spawn(drive(connection)))

@@ -194,3 +194,33 @@ async fn an_untrusted_ca_or_a_certificate_for_another_name_is_a_503_with_the_rea
         assert_eq!(sessions, 0, "{name}: no session was opened");
     }
 }
+
+/// With `DB_CA_FILE` the login is bound to the server's certificate
+/// (`tls-server-end-point`): a URL that requires channel binding logs in.
+#[tokio::test]
+async fn a_scram_login_over_tls_trusting_the_ca_file_is_bound_to_the_certificate() {
+    let Some(s) = setup().await else { return };
+    s.admin
+        .batch_execute("CREATE ROLE binder LOGIN SUPERUSER PASSWORD 'binder-password'")
+        .await
+        .unwrap();
+    s.cluster.require_scram_over_tls("binder");
+    let url = format!(
+        "postgres://binder@db.test:{}/{}?hostaddr=127.0.0.1&channel_binding=require\
+         &application_name=fn_bound",
+        s.cluster.port, s.db
+    );
+    let ca_file = s.ca_file.display().to_string();
+    let config = DbConfig::from_env(&[
+        ("DATABASE_URL", url.as_str()),
+        ("DB_PASSWORD", "binder-password"),
+        ("DB_CA_FILE", ca_file.as_str()),
+    ])
+    .expect("valid configuration");
+    let app = App::new(
+        Database::new(&config).expect("connector"),
+        s.keys.verifier(),
+    );
+    assert_eq!(s.get(&app).await, 200);
+    assert!(s.session_ssl("fn_bound").await, "pg_stat_ssl.ssl");
+}
