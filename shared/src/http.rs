@@ -18,6 +18,20 @@ pub struct FieldError {
     pub message: String,
 }
 
+/// What of an event no HTTP request can carry (`crate::runtime` finds it while
+/// building the request): the client gets a 400.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BadEvent {
+    #[error("the path and query string make no URI")]
+    Uri,
+    #[error("a header no HTTP message may carry")]
+    Header,
+    #[error("the method is not an HTTP token")]
+    Method,
+    #[error("the body is flagged base64 and is not")]
+    Body,
+}
+
 /// Every way a request can fail, with its status code and body.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -27,7 +41,7 @@ pub enum ApiError {
     /// 400 `{"error":"Bad Request"}`: an event no request can be built from (the
     /// client sent what no HTTP request may carry).
     #[error("bad request: {0}")]
-    Unparseable(#[from] crate::runtime::BadEvent),
+    Unparseable(#[from] BadEvent),
     /// 400 `{"error":"Bad Request","message":"Invalid query","details":[…]}`: query
     /// parameters that are invalid or repeated, each with what is wrong.
     #[error("invalid query ({} errors)", .0.len())]

@@ -16,18 +16,7 @@ use lambda_http::{Body, Context, Request, RequestExt};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
-/// What of an event no HTTP request can carry: the client gets a 400.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum BadEvent {
-    #[error("the path and query string make no URI")]
-    Uri,
-    #[error("a header no HTTP message may carry")]
-    Header,
-    #[error("the method is not an HTTP token")]
-    Method,
-    #[error("the body is flagged base64 and is not")]
-    Body,
-}
+use crate::http::BadEvent;
 
 /// The fields of the event a route uses; the rest is skipped unread. No `Debug`:
 /// it holds the credentials the headers and body carry.

@@ -36,7 +36,7 @@ use lambda_runtime::{service_fn, streaming, Diagnostic, FunctionResponse, Lambda
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub use event::{BadEvent, HttpEvent};
+pub use event::HttpEvent;
 pub use lambda_runtime::Error;
 
 use crate::http::ApiError;
