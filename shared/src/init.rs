@@ -6,7 +6,6 @@ use std::future::Future;
 
 use lambda_runtime::Diagnostic;
 
-use crate::auth;
 use crate::config::secrets::SecretError;
 use crate::config::ConfigError;
 use crate::db::ConnectorError;
@@ -20,17 +19,13 @@ pub enum InitError {
     Secret(#[from] SecretError),
     #[error(transparent)]
     Database(#[from] ConnectorError),
-    #[error(transparent)]
-    Auth(#[from] auth::InitError),
 }
 
 impl InitError {
     /// Its kind, as Lambda's `errorType`.
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::Config(_)
-            | Self::Secret(SecretError::Config(_))
-            | Self::Auth(auth::InitError::Config(_)) => "InvalidConfiguration",
+            Self::Config(_) | Self::Secret(SecretError::Config(_)) => "InvalidConfiguration",
             Self::Secret(SecretError::Unreadable { .. }) => "SecretUnreadable",
             Self::Database(_) => "DatabaseSetupFailed",
         }

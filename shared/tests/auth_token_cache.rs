@@ -15,7 +15,7 @@ fn strict_verifier(server: &KeyServer, policy: KeyCachePolicy) -> Verifier {
     let env: HashMap<String, String> = server.env().into_iter().collect();
     let mut config = AuthConfig::from_env(&env).unwrap();
     config.leeway = Duration::ZERO;
-    Verifier::new(config, policy).unwrap()
+    Verifier::new(config, policy)
 }
 
 #[tokio::test]

@@ -23,7 +23,7 @@ pub use config::AuthConfig;
 pub use error::AuthError;
 pub use keys::KeyCachePolicy;
 pub use keys::KeyFetchError;
-pub use verifier::{check_shape, InitError, Verifier, MAX_TOKEN_BYTES};
+pub use verifier::{check_shape, Verifier, MAX_TOKEN_BYTES};
 
 use lambda_http::http::header::AUTHORIZATION;
 use lambda_http::Request;

@@ -12,13 +12,6 @@ use super::token_cache::{TokenCache, Verified};
 use super::{bearer_token, emulator, AuthConfig, AuthError, KeyCachePolicy, UserId};
 use crate::config::{ConfigError, Env};
 
-/// Why a verifier could not be built at start-up.
-#[derive(Debug, thiserror::Error)]
-pub enum InitError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-}
-
 /// Verifies Firebase ID tokens; built once per container and shared.
 pub struct Verifier {
     config: AuthConfig,
@@ -32,11 +25,15 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    pub fn from_env(env: &dyn Env) -> Result<Self, InitError> {
-        Self::new(AuthConfig::from_env(env)?, KeyCachePolicy::default())
+    /// Fails only on a missing or malformed variable, naming it.
+    pub fn from_env(env: &dyn Env) -> Result<Self, ConfigError> {
+        Ok(Self::new(
+            AuthConfig::from_env(env)?,
+            KeyCachePolicy::default(),
+        ))
     }
 
-    pub fn new(config: AuthConfig, policy: KeyCachePolicy) -> Result<Self, InitError> {
+    pub fn new(config: AuthConfig, policy: KeyCachePolicy) -> Self {
         if config.emulator {
             tracing::warn!(
                 "FIREBASE_AUTH_EMULATOR_HOST is set: unsigned emulator tokens are accepted; \
@@ -47,13 +44,13 @@ impl Verifier {
         signature_only.validate_exp = false;
         signature_only.validate_aud = false;
         signature_only.required_spec_claims.clear();
-        Ok(Self {
+        Self {
             issuer: config.issuer(),
             keys: KeyCache::new(config.jwks_url.clone(), policy),
             verified: TokenCache::default(),
             config,
             signature_only,
-        })
+        }
     }
 
     /// The user of the request's `Authorization: Bearer` token.

@@ -81,7 +81,7 @@ impl JwksServer {
             ("FIREBASE_PROJECT_ID", testkit::keys::PROJECT_ID),
             ("FIREBASE_JWKS_URL", self.url.as_str()),
         ];
-        Verifier::new(AuthConfig::from_env(&env).unwrap(), policy).unwrap()
+        Verifier::new(AuthConfig::from_env(&env).unwrap(), policy)
     }
 }
 
