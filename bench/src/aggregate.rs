@@ -61,7 +61,7 @@ pub async fn run(admin_url: &str, devices: i64) -> Result<Value, String> {
 }
 
 fn chain(e: tokio_postgres::Error) -> String {
-    shared::http::chain(&e)
+    shared::error_chain::chain(&e)
 }
 
 async fn measure(url: &str, devices: i64) -> Result<Value, String> {
@@ -213,7 +213,7 @@ async fn runs(db: &Database, batch_size: i64, until_caught_up: bool) -> Result<V
         let summary = shared::aggregate::run(db, &config)
             .with_subscriber(tracing_subscriber::registry().with(timings.clone()))
             .await
-            .map_err(|e| format!("aggregate: {}", shared::http::chain(&e)))?;
+            .map_err(|e| format!("aggregate: {}", shared::error_chain::chain(&e)))?;
         times.push(started.elapsed());
         let done = summary.caught_up || !until_caught_up;
         summaries.push(summary);

@@ -43,7 +43,7 @@ pub async fn run(admin_url: &str, timeouts_ms: &[u64]) -> Result<Value, String> 
 }
 
 fn chain(e: tokio_postgres::Error) -> String {
-    shared::http::chain(&e)
+    shared::error_chain::chain(&e)
 }
 
 async fn measure(url: &str, timeout_ms: u64) -> Result<Value, String> {
@@ -56,7 +56,7 @@ async fn measure(url: &str, timeout_ms: u64) -> Result<Value, String> {
         shared::db::DbConfig::from_env(&[("DATABASE_URL", url)]).map_err(|e| e.to_string())?;
     shared::migrations::run(&Database::new(&admin).map_err(|e| e.to_string())?, &admin)
         .await
-        .map_err(|e| format!("migrations: {}", shared::http::chain(&e)))?;
+        .map_err(|e| format!("migrations: {}", shared::error_chain::chain(&e)))?;
     let seed_started = Instant::now();
     seed(&client).await?;
     let seed_s = seed_started.elapsed().as_secs_f64();
@@ -127,7 +127,7 @@ async fn measure(url: &str, timeout_ms: u64) -> Result<Value, String> {
                     runs.len()
                 );
             }
-            Err(e) => return Err(format!("aggregate: {}", shared::http::chain(&e))),
+            Err(e) => return Err(format!("aggregate: {}", shared::error_chain::chain(&e))),
         }
     }
     Ok(json!({

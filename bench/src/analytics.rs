@@ -48,7 +48,7 @@ pub async fn run(admin_url: &str) -> Result<Value, String> {
 }
 
 fn chain(e: tokio_postgres::Error) -> String {
-    shared::http::chain(&e)
+    shared::error_chain::chain(&e)
 }
 
 async fn measure(url: &str) -> Result<Value, String> {

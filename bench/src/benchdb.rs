@@ -58,7 +58,7 @@ pub async fn legacy_migrated(url: &str) -> Result<(Database, tokio_postgres::Cli
         .map_err(|e| format!("legacy schema: {e}"))?;
     shared::migrations::run(&db, &config)
         .await
-        .map_err(|e| format!("migrations: {}", shared::http::chain(&e)))?;
+        .map_err(|e| format!("migrations: {}", shared::error_chain::chain(&e)))?;
     Ok((db, client))
 }
 

@@ -33,7 +33,7 @@ pub async fn run(admin_url: &str) -> Result<Value, String> {
 }
 
 async fn measure(url: &str) -> Result<Value, String> {
-    let e = |e: tokio_postgres::Error| shared::http::chain(&e);
+    let e = |e: tokio_postgres::Error| shared::error_chain::chain(&e);
     let config =
         shared::db::DbConfig::from_env(&[("DATABASE_URL", url)]).map_err(|e| e.to_string())?;
     let db = Database::new(&config).map_err(|e| e.to_string())?;
@@ -45,7 +45,7 @@ async fn measure(url: &str) -> Result<Value, String> {
         .map_err(|e| format!("legacy schema: {e}"))?;
     shared::migrations::run(&db, &config)
         .await
-        .map_err(|e| format!("migrations: {}", shared::http::chain(&e)))?;
+        .map_err(|e| format!("migrations: {}", shared::error_chain::chain(&e)))?;
 
     // The seed's reset: one statement over the whole table.
     let seed_s = seed(&client).await?;
@@ -66,7 +66,7 @@ async fn measure(url: &str) -> Result<Value, String> {
     let summary = shared::reset::run(&db, &reset_config)
         .with_subscriber(tracing_subscriber::registry().with(timings.clone()))
         .await
-        .map_err(|e| format!("shared::reset::run: {}", shared::http::chain(&e)))?;
+        .map_err(|e| format!("shared::reset::run: {}", shared::error_chain::chain(&e)))?;
     let batched_ms = t.elapsed().as_secs_f64() * 1000.0;
     let statements = db.statements_sent() - sent_before;
     let batch_ms = timings.of("reset_batch");
@@ -116,12 +116,12 @@ async fn seed(client: &tokio_postgres::Client) -> Result<f64, String> {
              FROM generate_series(0, {POTS} - 1) AS i"
         ))
         .await
-        .map_err(|e| format!("seed: {}", shared::http::chain(&e)))?;
+        .map_err(|e| format!("seed: {}", shared::error_chain::chain(&e)))?;
     // On its own: VACUUM cannot run in the implicit transaction of a batch.
     client
         .batch_execute("VACUUM (ANALYZE) daily_pots")
         .await
-        .map_err(|e| format!("seed: {}", shared::http::chain(&e)))?;
+        .map_err(|e| format!("seed: {}", shared::error_chain::chain(&e)))?;
     Ok(t.elapsed().as_secs_f64())
 }
 

@@ -116,7 +116,7 @@ async fn seed(db: &BenchDb) -> Result<Value, String> {
          ORDER BY i, u.name",
         users.join(", ")
     );
-    let q = |e: tokio_postgres::Error| shared::http::chain(&e);
+    let q = |e: tokio_postgres::Error| shared::error_chain::chain(&e);
     db.ctl
         .batch_execute(&sql)
         .await
@@ -262,7 +262,7 @@ async fn upload_costs(
             &[&slot],
         )
         .await
-        .map_err(|e| shared::http::chain(&e))?;
+        .map_err(|e| shared::error_chain::chain(&e))?;
     let mut slots = SLOTS.iter();
     let mut out = Vec::new();
     for params in [p, &heavy] {
@@ -342,7 +342,7 @@ async fn copy_wal(db: &BenchDb, from: &str, inserts: u64) -> Result<Value, Strin
     if !db.walinspect {
         return Ok(Value::Null);
     }
-    let q = |e: tokio_postgres::Error| shared::http::chain(&e);
+    let q = |e: tokio_postgres::Error| shared::error_chain::chain(&e);
     // Flushed, so that pg_walinspect can read it.
     db.ctl
         .batch_execute("SELECT pg_logical_emit_message(true, 'bench', 'flush')")
@@ -378,7 +378,7 @@ async fn copy_wal(db: &BenchDb, from: &str, inserts: u64) -> Result<Value, Strin
 async fn insert_alone(db: &BenchDb, p: &Params) -> Result<Value, String> {
     // 300 a turn; fewer in CI's short run (an INSERT at 2,000 readings is ~20 ms).
     let n = (p.requests as usize).clamp(20, 300);
-    let q = |e: tokio_postgres::Error| shared::http::chain(&e);
+    let q = |e: tokio_postgres::Error| shared::error_chain::chain(&e);
     let session = testkit::db::connect(&db.app_url).await;
     let pid: i32 = session
         .query_one("SELECT pg_backend_pid()", &[])

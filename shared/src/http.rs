@@ -5,8 +5,7 @@ use lambda_http::{Body, Response};
 use serde::Serialize;
 
 use crate::db::DbError;
-/// Where it always was; it lives apart so that modules below HTTP can name it.
-pub use crate::error_chain::chain;
+use crate::error_chain::chain;
 
 /// Seconds a client is asked to wait after a 503.
 const RETRY_AFTER_SECONDS: &str = "1";

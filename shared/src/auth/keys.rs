@@ -157,7 +157,7 @@ impl KeyCache {
                     state.last_failed = false;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %crate::http::chain(&e), "signing keys not refreshed");
+                    tracing::warn!(error = %crate::error_chain::chain(&e), "signing keys not refreshed");
                     state.last_failed = true;
                     drop(state);
                     if let Decision::Use(key) = self.decide(kid, false) {
@@ -385,7 +385,7 @@ mod tests {
         let url = format!("https://localhost:{port}/jwks").parse().unwrap();
         let cache = KeyCache::new(url, KeyCachePolicy::default());
         let err = cache.fetch().await.unwrap_err();
-        let text = crate::http::chain(&err);
+        let text = crate::error_chain::chain(&err);
         assert!(text.contains("certificate"), "{text}");
         assert!(!server.join().unwrap(), "the handshake completed");
     }
