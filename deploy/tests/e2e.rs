@@ -12,12 +12,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use deploy_checks::root;
 use serde_json::{json, Value};
 use testkit::TestDb;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// `cargo lambda watch` on a port of its own, stopped (with the functions it
 /// started) when dropped.

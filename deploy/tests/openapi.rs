@@ -5,13 +5,9 @@
 //! scripts/fuzz-api checks them against the running functions.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
+use deploy_checks::{local_routes, root};
 use serde_yaml_ng::Value;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn yaml(file: &str) -> Value {
     let text = std::fs::read_to_string(root().join(file)).unwrap();
@@ -43,19 +39,9 @@ fn documented() -> BTreeMap<String, BTreeSet<String>> {
         .collect()
 }
 
-/// The paths of `[workspace.metadata.lambda.watch.router]` in Cargo.toml.
+/// The paths of the local router.
 fn router_paths() -> BTreeSet<String> {
-    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
-    let section = manifest
-        .split("[workspace.metadata.lambda.watch.router]")
-        .nth(1)
-        .expect("Cargo.toml has the watch router");
-    section
-        .lines()
-        .take_while(|l| !l.starts_with('['))
-        .filter(|l| l.starts_with('"'))
-        .map(|l| l.split('"').nth(1).unwrap().to_string())
-        .collect()
+    local_routes().into_iter().map(|(path, _)| path).collect()
 }
 
 /// The paths of every HttpApi event in template.yaml.

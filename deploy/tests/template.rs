@@ -8,14 +8,11 @@
 //! function may read exactly the secrets it names.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use deploy_checks::{local_routes, root};
 use serde_yaml_ng::Value;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn template_text() -> String {
     std::fs::read_to_string(root().join("template.yaml")).expect("template.yaml is readable")
@@ -333,25 +330,6 @@ fn template_routes(t: &Value) -> BTreeSet<(String, String)> {
         }
     }
     routes
-}
-
-/// `(path, function)` of `[workspace.metadata.lambda.watch.router]` in Cargo.toml.
-fn local_routes() -> BTreeSet<(String, String)> {
-    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
-    let section = manifest
-        .split("[workspace.metadata.lambda.watch.router]")
-        .nth(1)
-        .expect("Cargo.toml has the watch router");
-    section
-        .lines()
-        .take_while(|l| !l.starts_with('['))
-        .filter(|l| l.starts_with('"'))
-        .map(|l| {
-            let (path, function) = l.split_once('=').unwrap();
-            let unquote = |s: &str| s.trim().trim_matches('"').to_string();
-            (unquote(path), unquote(function))
-        })
-        .collect()
 }
 
 #[test]
