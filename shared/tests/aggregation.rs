@@ -5,7 +5,6 @@
 //! against an independent model (`aggregation_support::model`), to 1e-9 relative.
 
 mod aggregation_support;
-mod upload_helpers;
 
 use aggregation_support::*;
 use chrono::{DateTime, Utc};
@@ -1030,7 +1029,7 @@ async fn an_unreadable_batch_is_skipped_counted_once_and_never_stops_the_job() {
 async fn fresh_uploads_through_the_real_handler_are_aggregated() {
     let test = legacy_migrated().await;
     let c = test.client().await;
-    let uploads = upload_helpers::upload_app(&test, &[]);
+    let uploads = testkit::upload::upload_app(&test, &[]);
     let mut expected_samples = 0;
     for (i, (device, geohash)) in [
         ("android-a", "u09tvw"),
@@ -1040,9 +1039,9 @@ async fn fresh_uploads_through_the_real_handler_are_aggregated() {
     .iter()
     .enumerate()
     {
-        let secret = upload_helpers::insert_secret(&c, device, &format!("user-{i}")).await;
+        let secret = testkit::upload::insert_secret(&c, device, &format!("user-{i}")).await;
         for k in 0..4 {
-            let mut body = upload_helpers::fixture_upload();
+            let mut body = testkit::upload::fixture_upload();
             body["device_id"] = json!(device);
             body["geohash"] = json!(geohash);
             body["timestamp"] = json!(format!("2026-11-26T10:{:02}:00Z", 2 + k * 4 + i));
@@ -1053,7 +1052,7 @@ async fn fresh_uploads_through_the_real_handler_are_aggregated() {
                 body.as_object_mut().unwrap().remove("location");
             }
             let (status, answer) =
-                upload_helpers::upload(&uploads, &body, &[("x-device-secret", Some(&secret))])
+                testkit::upload::upload(&uploads, &body, &[("x-device-secret", Some(&secret))])
                     .await;
             assert_eq!(status, 202, "{answer}");
             expected_samples += answer["accepted_records"].as_i64().unwrap();
@@ -1079,14 +1078,14 @@ async fn readings_at_the_date_bounds_are_stored_and_aggregated_and_beyond_them_r
     // -1e15 ms was a 500.
     let test = legacy_migrated().await;
     let c = test.client().await;
-    let uploads = upload_helpers::upload_app(&test, &[]);
+    let uploads = testkit::upload::upload_app(&test, &[]);
     let at = |timestamp: Value, t: Value| {
-        let mut body = upload_helpers::fixture_upload();
+        let mut body = testkit::upload::fixture_upload();
         body["timestamp"] = timestamp;
         body["batch"] = json!([{"t": t, "light": 5}]);
         body
     };
-    let before = upload_helpers::snapshot(&c).await;
+    let before = testkit::upload::snapshot(&c).await;
     for (body, path) in [
         (at(json!(-1e15), json!(0)), "timestamp"),
         (at(json!(-1), json!(0)), "timestamp"),
@@ -1100,12 +1099,12 @@ async fn readings_at_the_date_bounds_are_stored_and_aggregated_and_beyond_them_r
             "batch[0].t",
         ),
     ] {
-        let (status, answer) = upload_helpers::upload(&uploads, &body, &[]).await;
+        let (status, answer) = testkit::upload::upload(&uploads, &body, &[]).await;
         assert_eq!(status, 422, "{body}: {answer}");
         assert_eq!(answer["details"][0]["path"], path, "{answer}");
     }
     assert_eq!(
-        upload_helpers::snapshot(&c).await,
+        testkit::upload::snapshot(&c).await,
         before,
         "nothing written"
     );
@@ -1117,7 +1116,7 @@ async fn readings_at_the_date_bounds_are_stored_and_aggregated_and_beyond_them_r
             json!(253_402_300_799_999u64),
         ),
     ] {
-        let (status, answer) = upload_helpers::upload(&uploads, &body, &[]).await;
+        let (status, answer) = testkit::upload::upload(&uploads, &body, &[]).await;
         assert_eq!(
             (status, answer),
             (202, json!({"accepted_records": 1})),
@@ -1134,8 +1133,8 @@ async fn readings_at_the_date_bounds_are_stored_and_aggregated_and_beyond_them_r
         .query(
             "SELECT window_start FROM sensor_aggregation_batches
              WHERE device_hash = $1 ORDER BY window_start",
-            &[&upload_helpers::device_hash(
-                &upload_helpers::fixture_device(),
+            &[&testkit::upload::device_hash(
+                &testkit::upload::fixture_device(),
             )],
         )
         .await

@@ -4,7 +4,6 @@
 //! side writes the other reads correctly.
 
 mod coexist_helpers;
-mod upload_helpers;
 
 use coexist_helpers::*;
 use serde_json::json;
@@ -224,7 +223,7 @@ async fn an_exact_repeat_stored_by_the_old_server_is_no_error_and_a_duplicate_fo
             .await
             .unwrap();
     }
-    let before = upload_helpers::snapshot(&test.client().await).await;
+    let before = testkit::upload::snapshot(&test.client().await).await;
     let (status, answer) = ours.upload_as(&upload_body("phone-4", t), "user-4").await;
     assert_eq!(
         (status, answer),
@@ -232,7 +231,7 @@ async fn an_exact_repeat_stored_by_the_old_server_is_no_error_and_a_duplicate_fo
     );
     assert_eq!(
         before,
-        upload_helpers::snapshot(&test.client().await).await,
+        testkit::upload::snapshot(&test.client().await).await,
         "nothing counted"
     );
 
@@ -273,17 +272,20 @@ async fn the_old_servers_batches_are_recognised_as_their_senders_and_no_one_else
         .await
         .unwrap();
     // Their senders' retries reach us: duplicates, counting nothing.
-    let before = upload_helpers::snapshot(&test.client().await).await;
+    let before = testkit::upload::snapshot(&test.client().await).await;
     assert_eq!(
         ours.upload_as(&upload_body(ALICE_DEVICE, t1), "user-alice")
             .await,
         duplicate
     );
     assert_eq!(
-        upload_helpers::upload(&ours.uploads, &upload_body(ALICE_DEVICE, t2), &[]).await,
+        testkit::upload::upload(&ours.uploads, &upload_body(ALICE_DEVICE, t2), &[]).await,
         duplicate
     );
-    assert_eq!(before, upload_helpers::snapshot(&test.client().await).await);
+    assert_eq!(
+        before,
+        testkit::upload::snapshot(&test.client().await).await
+    );
     // Anyone else's upload of the same device and times is another sender's: the
     // anonymous batch does not make alice's a duplicate, nor alice's bob's.
     assert_eq!(
@@ -292,7 +294,7 @@ async fn the_old_servers_batches_are_recognised_as_their_senders_and_no_one_else
         accepted
     );
     assert_eq!(
-        upload_helpers::upload(&ours.uploads, &upload_body(ALICE_DEVICE, t1), &[]).await,
+        testkit::upload::upload(&ours.uploads, &upload_body(ALICE_DEVICE, t1), &[]).await,
         accepted
     );
     assert_eq!(
@@ -305,7 +307,7 @@ async fn the_old_servers_batches_are_recognised_as_their_senders_and_no_one_else
             &test,
             &format!(
                 "SELECT count(*) FROM sensor_batches WHERE device_hash = '{}'",
-                upload_helpers::device_hash(ALICE_DEVICE)
+                testkit::upload::device_hash(ALICE_DEVICE)
             )
         )
         .await,
@@ -377,7 +379,7 @@ async fn many_identical_uploads_at_once_store_exactly_one_batch() {
     );
     let stats = format!(
         "SELECT samples_count FROM user_stats WHERE device_hash = '{}'",
-        upload_helpers::device_hash(ALICE_DEVICE)
+        testkit::upload::device_hash(ALICE_DEVICE)
     );
     assert_eq!(count(&test, &stats).await, 1, "counted once");
     let (_, pot) = apps[0].get("user-alice").await;

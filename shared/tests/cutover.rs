@@ -3,7 +3,6 @@
 //! nothing, while one was used in the last 24 hours, unless forced.
 
 mod coexist_helpers;
-mod upload_helpers;
 
 use coexist_helpers::*;
 use serde_json::json;
@@ -43,7 +42,7 @@ async fn uploads(ours: &Ours, device: &str, secret: &str, timestamp: &str) {
 #[tokio::test]
 async fn the_cutover_refuses_while_a_plain_secret_was_used_in_the_last_day_and_changes_nothing() {
     let (test, _, _) = setup(23).await;
-    let before = upload_helpers::snapshot(&test.client().await).await;
+    let before = testkit::upload::snapshot(&test.client().await).await;
     let err = cutover(&test, false).await.unwrap_err();
     assert!(
         matches!(err, MigrateError::CutoverRefused { recent: 2, .. }),
@@ -54,7 +53,10 @@ async fn the_cutover_refuses_while_a_plain_secret_was_used_in_the_last_day_and_c
             .contains("used by the old server in the last 24 hours"),
         "{err}"
     );
-    assert_eq!(before, upload_helpers::snapshot(&test.client().await).await);
+    assert_eq!(
+        before,
+        testkit::upload::snapshot(&test.client().await).await
+    );
     // The old server still finds its secrets.
     let old = old_server(&test).await;
     assert_eq!(
@@ -202,14 +204,17 @@ async fn a_day_after_the_switch() -> (TestDb, Ours) {
 
 /// The cut-over refuses for one secret the old server used, and changes nothing.
 async fn assert_refused_for_one(test: &TestDb) {
-    let before = upload_helpers::snapshot(&test.client().await).await;
+    let before = testkit::upload::snapshot(&test.client().await).await;
     let uses = count(test, "SELECT count(*) FROM device_secret_uses").await;
     let err = cutover(test, false).await.unwrap_err();
     assert!(
         matches!(err, MigrateError::CutoverRefused { recent: 1, .. }),
         "{err}"
     );
-    assert_eq!(before, upload_helpers::snapshot(&test.client().await).await);
+    assert_eq!(
+        before,
+        testkit::upload::snapshot(&test.client().await).await
+    );
     assert_eq!(
         count(test, "SELECT count(*) FROM device_secret_uses").await,
         uses

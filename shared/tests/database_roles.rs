@@ -4,8 +4,6 @@
 //! The role is the template's DatabaseUser; migrate alone connects as the owner,
 //! by membership, without CREATEROLE, on a schema closed to PUBLIC.
 
-mod upload_helpers;
-
 use lambda_http::RequestExt;
 use serde_json::json;
 use shared::aggregate::AggregateConfig;
@@ -16,8 +14,8 @@ use shared::reset::ResetConfig;
 use shared::upload::UploadApp;
 use testkit::keys::{self, KeyServer};
 use testkit::requests::{event as fixture, rerouted, with_token};
+use testkit::upload::{answer, as_pairs, env, event, fixture_upload, upload};
 use testkit::TestDb;
-use upload_helpers::{answer, as_pairs, env, event, fixture_upload, upload};
 
 /// A login role of its own, dropped (its privileges first) when the value is.
 struct Role {
@@ -90,7 +88,7 @@ async fn every_route_and_job_works_as_the_dml_only_role() {
     let admin = test.client().await;
     admin.batch_execute(&grants(&role.name)).await.unwrap();
     let keys = KeyServer::start(3600).await;
-    let mut extra = upload_helpers::key_env(&keys);
+    let mut extra = testkit::upload::key_env(&keys);
     extra.push(("DATABASE_URL".into(), role.url()));
     let env = env(&as_pairs(&extra));
     let db = || Database::new(&DbConfig::from_env(&env).unwrap()).unwrap();
@@ -138,7 +136,7 @@ async fn every_route_and_job_works_as_the_dml_only_role() {
         .register("android-old", "alice", &plain)
         .await
         .unwrap();
-    let body = upload_helpers::upload_of("android-old");
+    let body = testkit::upload::upload_of("android-old");
     let (status, answer_body) = upload(&uploads, &body, &[("x-device-secret", Some(&plain))]).await;
     assert_eq!(status, 202, "{answer_body}");
     let recorded: i64 = admin
@@ -348,7 +346,7 @@ async fn migrate_runs_as_the_readme_role_without_createrole_on_a_schema_closed_t
 
     // And the application works as its role.
     let keys = KeyServer::start(3600).await;
-    let mut extra = upload_helpers::key_env(&keys);
+    let mut extra = testkit::upload::key_env(&keys);
     extra.push(("DATABASE_URL".into(), app.url()));
     let env = env(&as_pairs(&extra));
     let pots = App::new(

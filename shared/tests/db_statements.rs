@@ -7,7 +7,6 @@
 
 mod daily_pot_helpers;
 mod reliability_support;
-mod upload_helpers;
 
 use lambda_http::http::Method;
 use serde_json::json;
@@ -22,7 +21,7 @@ use testkit::requests::{rerouted, with_token};
 use testkit::TestDb;
 
 use daily_pot_helpers::insert_pot;
-use upload_helpers::{as_pairs, event, insert_secret, upload_request};
+use testkit::upload::{as_pairs, event, insert_secret, upload_request};
 
 /// Every route of the functions, with the statements one request of it runs.
 #[derive(Debug, Clone, Copy)]
@@ -77,7 +76,7 @@ impl Functions {
             Database::new(&config).unwrap()
         };
         let key_env = keys.env();
-        let env = upload_helpers::env(&as_pairs(&key_env));
+        let env = testkit::upload::env(&as_pairs(&key_env));
         let client = test.client().await;
         insert_pot(&test, "known", 10, 2, 0, None).await;
         for i in 0..3 {
@@ -123,7 +122,7 @@ impl Functions {
                 claim::handle(&self.claim, request).await.status()
             }
             Route::Upload => {
-                let mut body = upload_helpers::fixture_upload();
+                let mut body = testkit::upload::fixture_upload();
                 body["device_id"] = json!("android-1");
                 body["timestamp"] = json!(format!("2026-11-26T10:00:0{i}Z"));
                 let request =

@@ -3,8 +3,6 @@
 //! cases built here (10 MB bodies, 100,000 readings, 100,000 levels of nesting).
 //! Every one gets a 4xx, and the tables are the same afterwards, row for row.
 
-mod upload_helpers;
-
 use std::path::{Path, PathBuf};
 
 use lambda_http::http::header::{HeaderValue, AUTHORIZATION};
@@ -14,8 +12,8 @@ use serde_json::{json, Value};
 use shared::daily_pot::{claim, get, App};
 use testkit::keys::{self, KeyServer};
 use testkit::requests::{rerouted, with_token};
+use testkit::upload::*;
 use testkit::TestDb;
-use upload_helpers::*;
 
 fn corpus(route: &str) -> Vec<(String, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -1,8 +1,6 @@
 //! Migrations against real databases: empty, already migrated, the live schema the
 //! Node backend left behind, and databases of some other shape (refused).
 
-mod upload_helpers;
-
 use shared::migrations::{self, legacy_shape, Difference, MigrateError, Shape};
 use testkit::legacy::{OldBatch, OldSender, OldServer, OldUpload, Variant};
 use testkit::TestDb;
@@ -513,7 +511,7 @@ async fn dropping_the_gin_indexes_waits_for_a_long_reader_without_blocking_the_o
 /// A batch as the old server's upload route stores it (S4, S5).
 fn old_batch(device_id: &str) -> OldBatch {
     OldBatch {
-        device_hash: upload_helpers::device_hash(device_id),
+        device_hash: testkit::upload::device_hash(device_id),
         timestamp: chrono::Utc::now(),
         batch_json: serde_json::json!({"device_id": device_id, "batch": [{"t": 1, "light": 1}]}),
         samples: 1,
@@ -732,11 +730,11 @@ async fn the_application_role_gets_the_rights_on_the_tables_we_create_and_no_mor
     let mut as_role = url::Url::parse(&test.url).unwrap();
     as_role.set_username(&role).unwrap();
     let app_config = shared::db::DbConfig::from_env(&[("DATABASE_URL", as_role.as_str())]).unwrap();
-    let app = upload_helpers::upload_app_on(shared::db::Database::new(&app_config).unwrap(), &[]);
+    let app = testkit::upload::upload_app_on(shared::db::Database::new(&app_config).unwrap(), &[]);
     let alice = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
-    let (status, answer) = upload_helpers::upload(
+    let (status, answer) = testkit::upload::upload(
         &app,
-        &upload_helpers::upload_of("android-7f3a"),
+        &testkit::upload::upload_of("android-7f3a"),
         &[("x-device-secret", Some(alice))],
     )
     .await;

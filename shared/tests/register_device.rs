@@ -1,12 +1,10 @@
 //! POST /register-device, and the device secrets the live table already holds.
 
-mod upload_helpers;
-
 use serde_json::json;
 use shared::device::register::issue;
 use shared::device::DeviceId;
+use testkit::upload::*;
 use testkit::TestDb;
-use upload_helpers::*;
 
 fn register_request(body: &str, headers: &[(&str, Option<&str>)]) -> lambda_http::Request {
     event("register-device", body.as_bytes(), headers)

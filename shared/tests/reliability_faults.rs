@@ -7,7 +7,6 @@
 //! Only backends of each test's own database are terminated.
 
 mod reliability_support;
-mod upload_helpers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +24,7 @@ use testkit::TestDb;
 use tokio_postgres::Client;
 
 use reliability_support::{backend_waiting_on_a_lock, gone, JwksServer, Switch};
-use upload_helpers::*;
+use testkit::upload::*;
 
 fn status_and_body(response: Response<Body>) -> (u16, Value, bool) {
     let retry_after = response.headers().contains_key(RETRY_AFTER);

@@ -9,8 +9,6 @@
 //! batches: it must zero the pots counted on an earlier day and leave every count
 //! of today (so the model) as it is.
 
-mod upload_helpers;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -21,7 +19,7 @@ use testkit::keys::{self, KeyServer};
 use testkit::requests::{body_json, with_token};
 use testkit::TestDb;
 
-use upload_helpers::{answer, device_hash, insert_secret, upload_app, upload_request};
+use testkit::upload::{answer, device_hash, insert_secret, upload_app, upload_request};
 
 const USERS: usize = 24;
 const REQUESTS_PER_USER: usize = 100;

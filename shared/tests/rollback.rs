@@ -4,7 +4,6 @@
 //! statements working, and `migrate` applying everything again afterwards.
 
 mod coexist_helpers;
-mod upload_helpers;
 
 use coexist_helpers::*;
 use shared::migrations::{self, MigrateError, Shape};

@@ -4,8 +4,6 @@
 //! which must then hold none of the tokens, device secrets, app keys, the hash
 //! secret or the database password that went through.
 
-mod upload_helpers;
-
 use lambda_http::http::header::{HeaderValue, AUTHORIZATION};
 use serde_json::json;
 use shared::daily_pot::{claim, get, App};
@@ -14,8 +12,8 @@ use shared::device::RegisterApp;
 use shared::upload::UploadApp;
 use testkit::keys::{self, KeyServer};
 use testkit::requests::with_token;
+use testkit::upload::{answer, event, fixture_device, fixture_upload};
 use testkit::TestDb;
-use upload_helpers::{answer, event, fixture_device, fixture_upload};
 
 fn random(label: &str) -> String {
     format!("{label}-{:016x}", rand::random::<u64>())

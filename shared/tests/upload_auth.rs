@@ -1,10 +1,8 @@
 //! Who an upload belongs to: device secret, else bearer token, else nobody.
 
-mod upload_helpers;
-
 use serde_json::json;
+use testkit::upload::*;
 use testkit::TestDb;
-use upload_helpers::*;
 
 async fn owner_of_stored_batch(client: &tokio_postgres::Client) -> Option<String> {
     client

@@ -4,11 +4,9 @@
 //! the old server's, field for field (`fixtures/uploader-replay.json`, computed by
 //! the old server's own code; how: `fixtures/uploader-replay.md`).
 
-mod upload_helpers;
-
 use serde_json::Value;
+use testkit::upload::*;
 use testkit::TestDb;
-use upload_helpers::*;
 
 struct Case {
     name: String,

@@ -1,11 +1,9 @@
 //! What an upload stores, atomically, once, in one round trip.
 
-mod upload_helpers;
-
 use serde_json::{json, Value};
 use testkit::proxy::CountingProxy;
+use testkit::upload::*;
 use testkit::TestDb;
-use upload_helpers::*;
 
 /// A realistic batch: every sensor, every quality mix, ISO and epoch times, out of
 /// order.

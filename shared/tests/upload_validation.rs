@@ -1,10 +1,8 @@
 //! POST /upload refuses bad requests with a clear 4xx and writes nothing.
 
-mod upload_helpers;
-
 use serde_json::{json, Value};
+use testkit::upload::*;
 use testkit::TestDb;
-use upload_helpers::*;
 
 /// Sends `body` and asserts a 422 naming `path`, with every table unchanged.
 async fn refused(

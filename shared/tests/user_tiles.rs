@@ -3,8 +3,6 @@
 //! fixes (`hours`, missing token), the index it is served through, and that it
 //! writes nothing.
 
-mod upload_helpers;
-
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
@@ -396,16 +394,16 @@ async fn many_batches_make_confidence_one_and_counts_stay_integers() {
 #[tokio::test]
 async fn an_upload_through_the_real_handler_shows_on_the_map() {
     let s = setup().await;
-    let uploads = upload_helpers::upload_app(&s.db, &[]);
-    let secret = upload_helpers::insert_secret(&s.client, "android-map", "carol").await;
-    let mut body = upload_helpers::fixture_upload();
+    let uploads = testkit::upload::upload_app(&s.db, &[]);
+    let secret = testkit::upload::insert_secret(&s.client, "android-map", "carol").await;
+    let mut body = testkit::upload::fixture_upload();
     body["device_id"] = json!("android-map");
     let now = db_now(&s.client).await;
     body["timestamp"] = json!(iso(now - Duration::minutes(10)));
     body["location"]["lat"] = json!(45.7640);
     body["location"]["lon"] = json!(4.8357);
     let (status, answer) =
-        upload_helpers::upload(&uploads, &body, &[("x-device-secret", Some(&secret))]).await;
+        testkit::upload::upload(&uploads, &body, &[("x-device-secret", Some(&secret))]).await;
     assert_eq!(status, 202, "{answer}");
 
     let summary: Value = s
@@ -906,16 +904,16 @@ async fn upload_through_handler(
     lon: f64,
 ) {
     let keys = KeyServer::start(3600).await;
-    let env = upload_helpers::key_env(&keys);
-    let uploads = upload_helpers::upload_app(test, &upload_helpers::as_pairs(&env));
-    let mut body = upload_helpers::fixture_upload();
+    let env = testkit::upload::key_env(&keys);
+    let uploads = testkit::upload::upload_app(test, &testkit::upload::as_pairs(&env));
+    let mut body = testkit::upload::fixture_upload();
     body["device_id"] = json!(device);
     body["timestamp"] = json!(iso(at));
     body["location"]["lat"] = json!(lat);
     body["location"]["lon"] = json!(lon);
     let bearer = format!("Bearer {}", keys::token(user));
     let (status, answer) =
-        upload_helpers::upload(&uploads, &body, &[("authorization", Some(&bearer))]).await;
+        testkit::upload::upload(&uploads, &body, &[("authorization", Some(&bearer))]).await;
     assert_eq!(status, 202, "{answer}");
 }
 
@@ -1223,13 +1221,13 @@ async fn an_update_during_a_backfill_step_is_copied_as_it_committed() {
                    WHERE datname = current_database() AND wait_event_type = 'Lock'
                      AND query LIKE 'CALL user_tile_backfill_run%'";
     for _ in 0..500 {
-        if upload_helpers::count(&client, waiting).await == 1 {
+        if testkit::upload::count(&client, waiting).await == 1 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     assert_eq!(
-        upload_helpers::count(&client, waiting).await,
+        testkit::upload::count(&client, waiting).await,
         1,
         "the backfill waits"
     );

@@ -6,7 +6,7 @@
 //! captured logs for the infrastructure tests; a local Lambda Runtime API
 //! to drive the real function binaries, and the raw requests
 //! they must survive; the indexes of a query plan; heavy batches for the
-//! aggregation job.
+//! aggregation job; uploads and registrations through the real handlers.
 
 pub mod certs;
 pub mod cluster;
@@ -24,5 +24,6 @@ pub mod raw_edges;
 pub mod requests;
 pub mod runtime_api;
 pub mod secrets;
+pub mod upload;
 
 pub use db::TestDb;

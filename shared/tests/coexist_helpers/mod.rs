@@ -14,8 +14,6 @@ use testkit::legacy::{OldBatch, OldServer};
 use testkit::requests::{body_json, with_token};
 use testkit::TestDb;
 
-use crate::upload_helpers;
-
 /// Our functions (their real handlers) on a test database, trusting a local key server.
 pub struct Ours {
     pub keys: KeyServer,
@@ -27,12 +25,12 @@ pub struct Ours {
 impl Ours {
     pub async fn on(test: &TestDb) -> Self {
         let keys = KeyServer::start(3600).await;
-        let env = upload_helpers::key_env(&keys);
-        let env = upload_helpers::as_pairs(&env);
+        let env = testkit::upload::key_env(&keys);
+        let env = testkit::upload::as_pairs(&env);
         Self {
             pots: App::new(test.database(), keys.verifier()),
-            uploads: upload_helpers::upload_app(test, &env),
-            register: upload_helpers::register_app_with(test, &env),
+            uploads: testkit::upload::upload_app(test, &env),
+            register: testkit::upload::register_app_with(test, &env),
             keys,
         }
     }
@@ -55,25 +53,25 @@ impl Ours {
 
     /// POST /upload with a device secret.
     pub async fn upload_with_secret(&self, body: &Value, secret: &str) -> (u16, Value) {
-        upload_helpers::upload(&self.uploads, body, &[("x-device-secret", Some(secret))]).await
+        testkit::upload::upload(&self.uploads, body, &[("x-device-secret", Some(secret))]).await
     }
 
     /// POST /upload with `user`'s bearer token.
     pub async fn upload_as(&self, body: &Value, user: &str) -> (u16, Value) {
         let bearer = format!("Bearer {}", keys::token(user));
-        upload_helpers::upload(&self.uploads, body, &[("authorization", Some(&bearer))]).await
+        testkit::upload::upload(&self.uploads, body, &[("authorization", Some(&bearer))]).await
     }
 
     /// POST /register-device for `device_id` as `user`: the issued secret.
     pub async fn register_device(&self, device_id: &str, user: &str) -> String {
         let body = json!({"device_id": device_id, "firebase_token": keys::token(user)});
-        let request = upload_helpers::event(
+        let request = testkit::upload::event(
             "register-device",
             body.to_string().as_bytes(),
-            &[("x-api-key", Some(upload_helpers::API_KEY))],
+            &[("x-api-key", Some(testkit::upload::API_KEY))],
         );
         let (status, answer) =
-            upload_helpers::answer(shared::device::handle(&self.register, request).await);
+            testkit::upload::answer(shared::device::handle(&self.register, request).await);
         assert_eq!(status, 200, "{answer}");
         answer["device_secret"].as_str().unwrap().to_string()
     }
@@ -95,7 +93,7 @@ pub fn upload_body(device_id: &str, timestamp: &str) -> Value {
 pub fn old_batch(device_id: &str, timestamp: &str) -> OldBatch {
     let at: DateTime<Utc> = timestamp.parse().unwrap();
     OldBatch {
-        device_hash: upload_helpers::device_hash(device_id),
+        device_hash: testkit::upload::device_hash(device_id),
         timestamp: at,
         batch_json: json!({
             "timestamp": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),

@@ -6,9 +6,6 @@
 //! pgbouncer) skips its test with a SKIPPED line, or fails it in CI
 //! (INFRA_TESTS=required).
 
-#[path = "../upload_helpers/mod.rs"]
-mod upload_helpers;
-
 mod pgbouncer;
 mod restart;
 mod rotation;

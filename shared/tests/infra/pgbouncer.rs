@@ -20,7 +20,7 @@ use testkit::pgbouncer::PgBouncer;
 use testkit::requests::{body_json, with_token};
 use tokio_postgres::Client;
 
-use crate::upload_helpers::{answer, insert_secret, upload_app_on, upload_request};
+use testkit::upload::{answer, insert_secret, upload_app_on, upload_request};
 
 const APP_ROLE: &str = "app";
 const DB: &str = "pots";

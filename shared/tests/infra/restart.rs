@@ -19,7 +19,7 @@ use testkit::infra;
 use testkit::keys::{self, KeyServer};
 use testkit::requests::with_token;
 
-use crate::upload_helpers::{answer, device_hash, insert_secret, upload_app_on, upload_request};
+use testkit::upload::{answer, device_hash, insert_secret, upload_app_on, upload_request};
 
 const PHONES: usize = 6;
 const CONTAINERS: usize = 3;

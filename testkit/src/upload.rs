@@ -1,7 +1,7 @@
-//! What the upload and register-device tests share: apps pointed at a test
-//! database, requests built from the `events/` fixtures, and table snapshots.
-#![allow(dead_code)]
+//! Uploads and device registrations through the real handlers: apps pointed at a
+//! test database, requests built from the `events/` fixtures, and table snapshots.
 
+use crate::TestDb;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use lambda_http::{Body, Request, Response};
@@ -9,7 +9,6 @@ use serde_json::{json, Value};
 use shared::db::Database;
 use shared::device::RegisterApp;
 use shared::upload::UploadApp;
-use testkit::TestDb;
 use tokio_postgres::Client;
 
 pub const API_KEY: &str = "test-app-key";
@@ -50,7 +49,7 @@ pub fn register_app_with(test: &TestDb, extra: &[(&str, &str)]) -> RegisterApp {
 }
 
 /// A key server's variables in the form `extra` takes.
-pub fn key_env(keys: &testkit::keys::KeyServer) -> Vec<(String, String)> {
+pub fn key_env(keys: &crate::keys::KeyServer) -> Vec<(String, String)> {
     keys.env()
 }
 
