@@ -12,10 +12,9 @@ use testkit::keys::{self, KeyServer};
 use testkit::requests::{body_json, rerouted, with_token};
 use testkit::TestDb;
 
-mod daily_pot_helpers;
 mod reliability_support;
 
-use daily_pot_helpers::{insert_pot, setup, setup_with};
+use testkit::daily_pot::{insert_pot, setup, setup_with};
 
 const ROUTE: &str = "get-daily-pot";
 

@@ -5,7 +5,6 @@
 //! statements belong to their connection: a reconnect prepares again, and a
 //! statement the server dropped or that DDL invalidated is prepared again.
 
-mod daily_pot_helpers;
 mod reliability_support;
 
 use lambda_http::http::Method;
@@ -20,7 +19,7 @@ use testkit::proxy::{CountingProxy, Messages};
 use testkit::requests::{rerouted, with_token};
 use testkit::TestDb;
 
-use daily_pot_helpers::insert_pot;
+use testkit::daily_pot::insert_pot;
 use testkit::upload::{as_pairs, event, insert_secret, upload_request};
 
 /// Every route of the functions, with the statements one request of it runs.

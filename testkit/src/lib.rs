@@ -6,10 +6,12 @@
 //! captured logs for the infrastructure tests; a local Lambda Runtime API
 //! to drive the real function binaries, and the raw requests
 //! they must survive; the indexes of a query plan; heavy batches for the
-//! aggregation job; uploads and registrations through the real handlers.
+//! aggregation job; uploads and registrations through the real handlers, and
+//! daily pots in a given state.
 
 pub mod certs;
 pub mod cluster;
+pub mod daily_pot;
 pub mod db;
 pub mod heavy;
 pub mod http;

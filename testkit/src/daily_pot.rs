@@ -1,11 +1,11 @@
-//! What the daily-pot tests share: an app on a fresh database trusting a local
-//! key server, and pots inserted in a given state.
-#![allow(dead_code)]
+//! The daily-pot routes on a test database: an app on a fresh database trusting a
+//! local key server, and pots inserted in a given state.
 
 use shared::daily_pot::App;
 use shared::db::Database;
-use testkit::keys::KeyServer;
-use testkit::TestDb;
+
+use crate::keys::KeyServer;
+use crate::TestDb;
 
 pub struct Setup {
     pub db: TestDb,
