@@ -12,8 +12,6 @@ use testkit::keys::{self, KeyServer};
 use testkit::requests::{body_json, rerouted, with_token};
 use testkit::TestDb;
 
-mod reliability_support;
-
 use testkit::daily_pot::{insert_pot, setup, setup_with};
 
 const ROUTE: &str = "get-daily-pot";
@@ -278,7 +276,7 @@ async fn a_first_request_that_meets_a_concurrent_creation_answers_the_pot_create
         .unwrap();
     let statements = s.app.db.statements_sent();
     let commit_once_the_get_waits = async {
-        reliability_support::backend_waiting_on_a_lock(&s.db.client().await, &s.db.name).await;
+        testkit::backends::backend_waiting_on_a_lock(&s.db.client().await, &s.db.name).await;
         creating.commit().await.unwrap();
     };
     let ((status, body), ()) = tokio::join!(get_pot(&s.app, "racer"), commit_once_the_get_waits);

@@ -2,8 +2,6 @@
 //! typed errors, recovery from a connection closed between invocations, and
 //! bounded waits on a server (or a path to it) that stops answering.
 
-mod reliability_support;
-
 use std::future::Future;
 use std::time::Duration;
 
@@ -11,7 +9,7 @@ use shared::db::{Database, DbError, Query, Replay, Type, Wait};
 use testkit::proxy::CountingProxy;
 use testkit::TestDb;
 
-use reliability_support::gone;
+use testkit::backends::gone;
 
 const SHOW_TIMEOUT: Query = Query::new("show_timeout", "SHOW statement_timeout");
 const SLEEP: Query = Query::new("sleep", "SELECT pg_sleep($1)");

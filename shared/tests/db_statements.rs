@@ -5,8 +5,6 @@
 //! statements belong to their connection: a reconnect prepares again, and a
 //! statement the server dropped or that DDL invalidated is prepared again.
 
-mod reliability_support;
-
 use lambda_http::http::Method;
 use serde_json::json;
 use shared::daily_pot::{claim, get, App};
@@ -226,7 +224,7 @@ async fn terminate(test: &TestDb, pid: i32) {
         .execute("SELECT pg_terminate_backend($1)", &[&pid])
         .await
         .unwrap();
-    reliability_support::gone(&admin, pid).await;
+    testkit::backends::gone(&admin, pid).await;
 }
 
 const PROBE: Query = Query::new("probe", "SELECT * FROM probe WHERE id = $1");

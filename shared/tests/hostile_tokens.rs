@@ -2,8 +2,6 @@
 //! the key server, `crit` headers, a rotated-out key, and very long tokens. Each
 //! is a real token at the door of a real route (GET /daily-pot), writing nothing.
 
-mod reliability_support;
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm};
@@ -15,7 +13,7 @@ use testkit::keys::{self, KeyServer, KID};
 use testkit::requests::{body_json, with_token};
 use testkit::TestDb;
 
-use reliability_support::JwksServer;
+use testkit::jwks_server::JwksServer;
 
 const ROUTE: &str = "get-daily-pot";
 const SIGNING_DER: &[u8] = include_bytes!("../../testkit/fixtures/keys/signing.der");

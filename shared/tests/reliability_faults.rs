@@ -6,8 +6,6 @@
 //! never a half-written upload or claim, and the same App works afterwards.
 //! Only backends of each test's own database are terminated.
 
-mod reliability_support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +21,9 @@ use testkit::requests::{body_json, with_token};
 use testkit::TestDb;
 use tokio_postgres::Client;
 
-use reliability_support::{backend_waiting_on_a_lock, gone, JwksServer, Switch};
+use testkit::backends::{backend_waiting_on_a_lock, gone};
+use testkit::jwks_server::JwksServer;
+use testkit::switch::Switch;
 use testkit::upload::*;
 
 fn status_and_body(response: Response<Body>) -> (u16, Value, bool) {

@@ -1,14 +1,16 @@
 //! Test support shared by every crate's integration tests: real PostgreSQL
 //! databases, one per test, created from a migrated template and dropped after;
-//! real RS256 tokens and a local key server; a local stand-in for Secrets
+//! real RS256 tokens and a local key server (and one that hangs); a local stand-in for Secrets
 //! Manager; requests from the event fixtures; the old server's statements, to run
 //! beside ours; clusters of a test's own, PgBouncer, test certificates and
 //! captured logs for the infrastructure tests; a local Lambda Runtime API
 //! to drive the real function binaries, and the raw requests
 //! they must survive; the indexes of a query plan; heavy batches for the
 //! aggregation job; uploads and registrations through the real handlers, and
-//! daily pots in a given state.
+//! daily pots in a given state; a path to the database that can be cut, and
+//! waits on a test database's backends.
 
+pub mod backends;
 pub mod certs;
 pub mod cluster;
 pub mod daily_pot;
@@ -16,6 +18,7 @@ pub mod db;
 pub mod heavy;
 pub mod http;
 pub mod infra;
+pub mod jwks_server;
 pub mod keys;
 pub mod legacy;
 pub mod logs;
@@ -26,6 +29,7 @@ pub mod raw_edges;
 pub mod requests;
 pub mod runtime_api;
 pub mod secrets;
+pub mod switch;
 pub mod upload;
 
 pub use db::TestDb;
