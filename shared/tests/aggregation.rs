@@ -2,16 +2,14 @@
 //! fixture after our migrations, batches stored as the old server stores them and
 //! through the real upload handler. Each table is checked against hand-computed
 //! numbers (docs/aggregation.md §7's examples, without the old job's bugs) and
-//! against an independent model (`aggregation_support::model`), to 1e-9 relative.
+//! against an independent model (`testkit::aggregation::model`), to 1e-9 relative.
 
-mod aggregation_support;
-
-use aggregation_support::*;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use shared::aggregate::budget::MIN_SHARE;
 use shared::aggregate::{AggregateConfig, AggregateSummary, Aggregation, Limits};
 use shared::db::Database;
+use testkit::aggregation::*;
 use tokio_postgres::Client;
 
 /// A batch with the fields the job reads (docs/aggregation.md §7's columns).

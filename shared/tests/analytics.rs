@@ -4,8 +4,6 @@
 //! literal geohash prefix, every 400, the keys, the methods, one read-only
 //! statement per request, and the plans of V8's and V9's indexes.
 
-mod aggregation_support;
-
 use chrono::{DateTime, Duration, Utc};
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
@@ -385,7 +383,7 @@ async fn store_batches(c: &Client) {
                                        "accel_rms": 9.81, "gyro_rms": 0.5},
                            "battery_level": 80, "location": {"lat": 48.85, "lon": 2.35},
                            "batch": [{"quality": {"pocket": "unlikely"}}, {"quality": {"pocket": "likely"}}]});
-        aggregation_support::store(c, device, at, &batch.to_string()).await;
+        testkit::aggregation::store(c, device, at, &batch.to_string()).await;
     }
 }
 
@@ -393,7 +391,7 @@ async fn store_batches(c: &Client) {
 async fn the_aggregates_our_job_wrote_are_answered_as_stored() {
     let s = setup().await;
     store_batches(&s.client).await;
-    let summary = aggregation_support::run(&s.app.db, 100).await;
+    let summary = testkit::aggregation::run(&s.app.db, 100).await;
     assert_eq!(
         (summary.windows_written, summary.days_written),
         (4, 3),
@@ -614,9 +612,9 @@ async fn coverage_over_what_our_job_wrote_counts_each_device_once() {
             .unwrap()
             .get(0);
         let batch = json!({"geohash": geohash, "summary": {"count": 3, "period_end": at}});
-        aggregation_support::store(&s.client, device, &at, &batch.to_string()).await;
+        testkit::aggregation::store(&s.client, device, &at, &batch.to_string()).await;
     }
-    aggregation_support::run(&s.app.db, 100).await;
+    testkit::aggregation::run(&s.app.db, 100).await;
     let (_, body) = get(&s.app, "/analytics/coverage", "hours=1").await;
     let cells: Vec<(&str, i64, i64, i64)> = body["items"]
         .as_array()

@@ -1,15 +1,16 @@
 //! Test support shared by every crate's integration tests: real PostgreSQL
 //! databases, one per test, created from a migrated template and dropped after;
-//! real RS256 tokens and a local key server (and one that hangs); a local stand-in for Secrets
-//! Manager; requests from the event fixtures; the old server's statements, to run
-//! beside ours; clusters of a test's own, PgBouncer, test certificates and
-//! captured logs for the infrastructure tests; a local Lambda Runtime API
-//! to drive the real function binaries, and the raw requests
-//! they must survive; the indexes of a query plan; heavy batches for the
-//! aggregation job; uploads and registrations through the real handlers, and
-//! daily pots in a given state; a path to the database that can be cut, and
-//! waits on a test database's backends.
+//! real RS256 tokens, a local key server and one that hangs; a local stand-in for
+//! Secrets Manager; requests from the event fixtures; uploads, registrations and
+//! daily pots through the real handlers; the old server's statements, to run
+//! beside ours; the aggregation job's runs and an independent model of its tables,
+//! and heavy batches for it; a path to the database that can be cut, and waits on
+//! a test database's backends; clusters of a test's own, PgBouncer, test
+//! certificates and captured logs for the infrastructure tests; a local Lambda
+//! Runtime API to drive the real function binaries, and the raw requests they must
+//! survive; the indexes of a query plan.
 
+pub mod aggregation;
 pub mod backends;
 pub mod certs;
 pub mod cluster;

@@ -1,8 +1,7 @@
-//! What the aggregation tests share: batches stored as the old server stored them,
+//! The aggregation job under test: batches stored as the old server stored them,
 //! runs of the job, the two tables read back, and an independent model of what
 //! they must hold (docs/aggregation.md, "What ours must do"), computed here in Rust
 //! from the stored batches.
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -10,8 +9,9 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use serde_json::Value;
 use shared::aggregate::{AggregateConfig, AggregateSummary};
 use shared::db::Database;
-use testkit::TestDb;
 use tokio_postgres::Client;
+
+use crate::TestDb;
 
 /// The legacy fixture after our migrations: the aggregate tables as the old
 /// migrations left them (an empty database gets them from V1, which is not this
