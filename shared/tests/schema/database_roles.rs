@@ -76,7 +76,7 @@ impl Drop for Role {
 
 /// The grants file, for `role` (psql's `:"app_user"`, quoted as psql would).
 fn grants(role: &str) -> String {
-    let sql = include_str!("../../deploy/sql/app-role-grants.sql");
+    let sql = include_str!("../../../deploy/sql/app-role-grants.sql");
     assert!(sql.contains(":\"app_user\""));
     sql.replace(":\"app_user\"", &format!("\"{role}\""))
 }

@@ -468,8 +468,11 @@ async fn dropping_the_gin_indexes_waits_for_a_long_reader_without_blocking_the_o
         let mut waited = 0;
         while count(
             &watcher,
+            // This database's only: other tests of the binary migrate and roll
+            // back theirs at the same time.
             "SELECT count(*) FROM pg_stat_activity
-             WHERE query LIKE '%DROP INDEX%' AND wait_event_type = 'Lock'
+             WHERE datname = current_database()
+               AND query LIKE '%DROP INDEX%' AND wait_event_type = 'Lock'
                AND pid <> pg_backend_pid()",
         )
         .await

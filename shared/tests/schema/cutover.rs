@@ -2,14 +2,13 @@
 //! plain-text device secrets converted once the old server is off; refused, changing
 //! nothing, while one was used in the last 24 hours, unless forced.
 
-mod coexist_helpers;
-
-use coexist_helpers::*;
 use serde_json::json;
 use shared::device::DeviceSecret;
 use shared::migrations::{self, Action, MigrateError};
 use testkit::legacy::{OldSender, OldUpload};
 use testkit::TestDb;
+
+use crate::both_sides::*;
 
 /// The legacy database migrated, with the fixture's two plain-text secrets last
 /// used `hours_ago`, and one device registered with us.

@@ -1,6 +1,5 @@
 //! What the coexistence, rollback and cut-over tests share: our handlers and the old
 //! server's statements on one database, and the same batch as either side stores it.
-#![allow(dead_code)]
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
@@ -16,7 +15,8 @@ use testkit::TestDb;
 
 /// Our functions (their real handlers) on a test database, trusting a local key server.
 pub struct Ours {
-    pub keys: KeyServer,
+    /// Held so that the key server the apps trust runs as long as they do.
+    _keys: KeyServer,
     pub pots: App,
     pub uploads: UploadApp,
     pub register: RegisterApp,
@@ -31,7 +31,7 @@ impl Ours {
             pots: App::new(test.database(), keys.verifier()),
             uploads: testkit::upload::upload_app(test, &env),
             register: testkit::upload::register_app_with(test, &env),
-            keys,
+            _keys: keys,
         }
     }
 

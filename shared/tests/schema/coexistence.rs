@@ -3,12 +3,11 @@
 //! parameter types the server infers, keep working and mean the same, and what either
 //! side writes the other reads correctly.
 
-mod coexist_helpers;
-
-use coexist_helpers::*;
 use serde_json::json;
 use testkit::legacy::{OldClaim, OldSender, OldUpload};
 use testkit::TestDb;
+
+use crate::both_sides::*;
 
 #[tokio::test]
 async fn every_old_statement_runs_after_every_migration_of_ours() {

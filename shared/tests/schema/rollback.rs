@@ -3,12 +3,11 @@
 //! rows compared with what they were before), every row kept, the old server's
 //! statements working, and `migrate` applying everything again afterwards.
 
-mod coexist_helpers;
-
-use coexist_helpers::*;
 use shared::migrations::{self, MigrateError, Shape};
 use testkit::legacy::{self, OldClaim, OldSender, OldUpload, Variant};
 use testkit::TestDb;
+
+use crate::both_sides::*;
 
 fn all_migrations() -> Vec<String> {
     migrations::undo_files()

@@ -260,7 +260,7 @@ async fn the_scheduled_event_fixture_runs_the_reset_and_returns_a_summary() {
     let c = db.client().await;
     pot(&c, "u1", 5, -1, None).await;
     let event: EventBridgeEvent =
-        serde_json::from_str(include_str!("../../events/daily-reset.json")).unwrap();
+        serde_json::from_str(include_str!("../../../events/daily-reset.json")).unwrap();
     assert_eq!(event.detail_type, "Scheduled Event");
 
     let function = DailyReset::new(db.database(), ResetConfig::from_env(&db.env()).unwrap());
@@ -274,7 +274,7 @@ async fn the_scheduled_event_fixture_runs_the_reset_and_returns_a_summary() {
 }
 
 fn scheduled_event() -> EventBridgeEvent {
-    serde_json::from_str(include_str!("../../events/daily-reset.json")).unwrap()
+    serde_json::from_str(include_str!("../../../events/daily-reset.json")).unwrap()
 }
 
 #[tokio::test]
@@ -314,7 +314,7 @@ async fn a_failing_statement_fails_the_invocation_and_changes_nothing() {
 }
 
 /// The 1,000,000-pot run (not in the normal suite: it takes a while). Run with
-/// `scripts/test -p shared --test daily_reset -- --ignored --nocapture`.
+/// `scripts/test -p shared --test jobs -- --ignored --nocapture daily_reset`.
 #[tokio::test]
 #[ignore = "bench-sized: a million pots"]
 async fn a_million_pots_are_reset_without_any_statement_touching_more_than_a_batch() {
