@@ -3,6 +3,9 @@
 //! `log` records of tokio-postgres and others included) writing to a buffer,
 //! which must then hold none of the tokens, device secrets, app keys, the hash
 //! secret or the database password that went through.
+//!
+//! A test binary of its own: it installs the process's global subscriber and the
+//! `log` bridge, which no other test of the binary may have set first.
 
 use lambda_http::http::header::{HeaderValue, AUTHORIZATION};
 use serde_json::json;

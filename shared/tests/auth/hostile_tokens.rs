@@ -16,9 +16,9 @@ use testkit::TestDb;
 use testkit::jwks_server::JwksServer;
 
 const ROUTE: &str = "get-daily-pot";
-const SIGNING_DER: &[u8] = include_bytes!("../../testkit/fixtures/keys/signing.der");
+const SIGNING_DER: &[u8] = include_bytes!("../../../testkit/fixtures/keys/signing.der");
 /// `openssl genrsa -traditional 512`, as DER: a key no one should trust.
-const WEAK_DER: &[u8] = include_bytes!("corpus/keys/weak-rsa-512.der");
+const WEAK_DER: &[u8] = include_bytes!("../corpus/keys/weak-rsa-512.der");
 
 async fn pots(db: &TestDb) -> i64 {
     db.client()

@@ -1,10 +1,10 @@
 //! The fuzz targets on stable: every seed of `fuzz/corpus/<target>/` and every
 //! hostile-corpus body go through the same harness as `cargo +nightly fuzz run`
 //! (`fuzz/src/lib.rs`), then a few thousand deterministic mutations of them.
-//! `FUZZ_REPLAY_ITERATIONS=1000000 cargo test -p shared --test hostile_fuzz_replay`
+//! `FUZZ_REPLAY_ITERATIONS=1000000 cargo test -p shared --test resilience hostile_fuzz_replay`
 //! runs longer without nightly.
 
-#[path = "../../fuzz/src/lib.rs"]
+#[path = "../../../fuzz/src/lib.rs"]
 mod harness;
 
 use std::path::PathBuf;
