@@ -1,7 +1,7 @@
 -- The privileges of the DML-only role (template parameter DatabaseUser) that the
 -- route functions and the nightly reset connect as: only what their statements in
--- shared/src need, no DELETE, no DDL. shared/tests/database_roles.rs runs every
--- route and the reset as a role granted exactly this file.
+-- shared/src need, no DELETE, no DDL. shared/tests/schema/database_roles.rs runs
+-- every route and the reset as a role granted exactly this file.
 --
 -- Run it as the tables' owner (the MigrateDatabaseUser), after `migrate`, with
 -- the role's name as a psql variable (README, "Database roles"):

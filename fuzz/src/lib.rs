@@ -1,7 +1,7 @@
 //! The fuzz harness: what each target does with one input. Shared by the
 //! libFuzzer targets (`fuzz_targets/`, nightly) and the stable replay test
-//! (`shared/tests/hostile_fuzz_replay.rs`, run by `scripts/test`). A panic is a
-//! finding; so is a broken invariant, checked with `assert!`.
+//! (`shared/tests/resilience/hostile_fuzz_replay.rs`, run by `scripts/test`). A
+//! panic is a finding; so is a broken invariant, checked with `assert!`.
 
 use lambda_http::http::header::{HeaderValue, AUTHORIZATION, CONTENT_ENCODING};
 use lambda_http::http::HeaderMap;

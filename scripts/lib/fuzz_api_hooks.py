@@ -12,7 +12,7 @@ def filter_body(ctx, body):
     # answers 500 itself and never calls the function. That is raw bytes that do not
     # decode, and text holding a lone surrogate (sent as bytes no UTF-8 decoder
     # takes). API Gateway sends such a body base64-encoded; the functions' answer to
-    # it is tested in shared/tests/register_device.rs.
+    # it is tested in shared/tests/routes/register_device.rs.
     if isinstance(body, (bytes, bytearray)):
         try:
             bytes(body).decode("utf-8")
@@ -47,7 +47,7 @@ def map_body(ctx, body):
 def filter_headers(ctx, headers):
     # Likewise a header value outside visible ASCII: `cargo lambda watch` puts
     # headers into the event as text and answers 500 itself to one that is not.
-    # (The functions' answer to such headers: shared/tests/hostile_input.rs.)
+    # (The functions' answer to such headers: shared/tests/resilience/hostile_input.rs.)
     for value in (headers or {}).values():
         if isinstance(value, str) and any(not (" " <= c <= "~") and c != "\t" for c in value):
             return False
