@@ -19,7 +19,7 @@ use crate::workload::{self, Params};
 /// Upload slot of its own (the main run's phases use 0-8, tiles.rs 9-16).
 const UPLOAD_SLOT: u64 = 17;
 /// The user whose map tiles.rs seeds (300 batches in 72 h, 30 readings each); a
-/// user without batches when it has not run (`bench --function-cpu`).
+/// user without batches when it has not run (`bench function-cpu`).
 const TILES_USER: &str = "tiles-r30";
 
 /// Seeded users the GETs go round.

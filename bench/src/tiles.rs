@@ -1,5 +1,5 @@
 //! The coverage map's database cost (issue 22 item 1), in the main run and as
-//! `bench --tiles` on its own (the main run's database, workload and containers):
+//! `bench tiles` on its own (the main run's database, workload and containers):
 //!
 //! - `GET /api/user/tiles?hours=72` for users with 300 located batches in the last
 //!   72 hours, 30 and 2,000 readings per batch, among 60 other users whose batches

@@ -1,4 +1,4 @@
-//! `bench --upload-cpu`: the upload function's own CPU per upload, stage by stage,
+//! `bench upload-cpu`: the upload function's own CPU per upload, stage by stage,
 //! without a database: the API Gateway event becoming a `Request` (lambda_http),
 //! the device secret's stored form, the body's bytes, parsing, derived values, and
 //! the stored payload encoded as the `jsonb` parameter (what tokio-postgres sends).
