@@ -18,11 +18,13 @@ mod phases;
 mod report;
 mod resetscale;
 mod stats;
+mod summary;
 mod targets;
 mod tiles;
 mod upload_cpu;
 mod workload;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -30,6 +32,7 @@ use clap::Parser as _;
 use serde_json::{json, Value};
 
 use cli::{Command, RunArgs, Workload};
+use summary::{Picked, Protocol, Summary, UploadWalByIndex};
 use workload::{Endpoint, Params, Phase, Target, UploadAuth};
 
 /// The GIN index over the whole payload: the upload's biggest WAL cost.
@@ -165,9 +168,9 @@ async fn run(o: &RunArgs, p: Params) -> Result<(), String> {
     let all_phases = workload::phases(&p);
 
     // 1. The workload itself, checked against the peer's generator when it is here.
-    let fingerprints: serde_json::Map<String, Value> = all_phases
+    let fingerprints: BTreeMap<String, String> = all_phases
         .iter()
-        .map(|ph| (ph.name.clone(), json!(workload::phase_fingerprint(ph, &p))))
+        .map(|ph| (ph.name.clone(), workload::phase_fingerprint(ph, &p)))
         .collect();
     let peer_dir = peer::locate();
     let fingerprint_check = match &peer_dir {
@@ -200,17 +203,17 @@ async fn run(o: &RunArgs, p: Params) -> Result<(), String> {
 
     // 3. Cold starts and memory of the release binaries.
     if !o.no_cold_start {
-        summary["cold_start"] = coldstart::run(&admin_url, &p).await?;
+        summary.cold_start = Some(coldstart::run(&admin_url, &p).await?);
         let binary = repo_root().join("target/release/get-daily-pot");
         if binary.is_file() {
-            summary["cold_start_tls"] = coldstart::run_tls(&[("release".into(), binary)]).await?;
+            summary.cold_start_tls = Some(coldstart::run_tls(&[("release".into(), binary)]).await?);
         }
     }
     // 4. The nightly reset at scale (not in CI: a million rows).
     if o.reset_scale {
-        summary["reset_scale"] = resetscale::run(&admin_url).await?;
+        summary.reset_scale = Some(resetscale::run(&admin_url).await?);
     }
-    summary["duration_s"] = json!(stats::round1(started.elapsed().as_secs_f64()));
+    summary.duration_s = stats::round1(started.elapsed().as_secs_f64());
     let rust_path = out.join("rust.json");
     write_json(&rust_path, &summary)?;
 
@@ -227,8 +230,8 @@ async fn run(o: &RunArgs, p: Params) -> Result<(), String> {
         None
     };
     // 6. Issue 12's targets and the capacity they imply, the tables, the chart.
-    summary["targets"] = targets::check(&summary, node.as_ref());
-    summary["capacity"] = capacity::table(&summary, node.as_ref());
+    summary.targets = Some(targets::check(&summary, node.as_ref()));
+    summary.capacity = Some(capacity::table(&summary, node.as_ref()));
     write_json(&rust_path, &summary)?;
     let tables = report::markdown(&summary, node.as_ref());
     let report_path = out.join("report.md");
@@ -257,8 +260,8 @@ async fn measure(
     cold_start: bool,
     db: &benchdb::BenchDb,
     all_phases: &[Phase],
-    fingerprints: serde_json::Map<String, Value>,
-) -> Result<Value, String> {
+    fingerprints: BTreeMap<String, String>,
+) -> Result<Summary, String> {
     let keys = testkit::keys::KeyServer::start(3600).await;
     let containers: Vec<Arc<harness::Container>> = (0..p.concurrency)
         .map(|_| harness::Container::new(&db.app_env(), &keys, p).map(Arc::new))
@@ -271,8 +274,8 @@ async fn measure(
             Ok::<_, String>(r)
         }
     };
-    let mut results = serde_json::Map::new();
-    let mut references = serde_json::Map::new();
+    let mut results = BTreeMap::new();
+    let mut references = BTreeMap::new();
     for phase in all_phases {
         results.insert(phase.name.clone(), run(phase.clone()).await?);
         // Issue 12's references, each right after the phase it is the floor of,
@@ -336,14 +339,14 @@ async fn measure(
         json!({"skipped": "--no-cold-start"})
     };
 
-    Ok(json!({
-        "peer": "rust-lambda",
-        "variant": "in-process",
-        "date": chrono::Utc::now().to_rfc3339(),
-        "machine": report::machine(),
-        "server": report::server(&db.ctl).await,
-        "params": p,
-        "harness": {
+    Ok(Summary {
+        peer: "rust-lambda",
+        variant: "in-process",
+        date: chrono::Utc::now().to_rfc3339(),
+        machine: report::machine(),
+        server: report::server(&db.ctl).await,
+        params: *p,
+        harness: json!({
             "driver": "the real handlers (shared::daily_pot, shared::upload) called in-process with API Gateway v2 requests built from events/*.json, and the daily-reset function's shared::reset::run (answered 200 + its summary); one process for client and server",
             "containers": format!("{} warm containers, each its own Database per function (one connection each)", p.concurrency),
             "statements": if db.pgss { "pg_stat_statements (app role, this database) and Database::statements_sent()" } else { "Database::statements_sent() (pg_stat_statements not preloaded: n/a)" },
@@ -354,21 +357,22 @@ async fn measure(
             "schema": db.schema_source,
             "database": "legacy schema, then our migrations (shared::migrations), then WORKLOAD.md's seed; autovacuum off on the bench tables",
             "tokens": "RS256, testkit's signing key, published by testkit::keys::KeyServer on 127.0.0.1 (project demo-dailypot)",
+        }),
+        fingerprints,
+        phases: results,
+        phase_order: all_phases.iter().map(|ph| ph.name.clone()).collect(),
+        references,
+        protocol,
+        upload_wal_by_index: UploadWalByIndex {
+            index: JSON_PATHS_INDEX,
+            audit,
+            with_index: Picked::of(&with),
+            without_index: Picked::of(&without),
         },
-        "fingerprints": fingerprints,
-        "phases": results,
-        "phase_order": all_phases.iter().map(|ph| ph.name.clone()).collect::<Vec<_>>(),
-        "references": references,
-        "protocol": protocol,
-        "upload_wal_by_index": {
-            "index": JSON_PATHS_INDEX,
-            "audit": audit,
-            "with_index": pick(&with),
-            "without_index": pick(&without),
-        },
-        "tiles": tiles,
-        "function_cpu": function_cpu,
-    }))
+        tiles,
+        function_cpu,
+        ..Summary::default()
+    })
 }
 
 /// `bench tiles`: the tiles figures alone, on the workload's database.
@@ -402,7 +406,7 @@ async fn protocol(
     db: &benchdb::BenchDb,
     keys: &testkit::keys::KeyServer,
     p: &Params,
-) -> Result<Value, String> {
+) -> Result<Protocol, String> {
     let proxy = testkit::proxy::CountingProxy::start(&db.app_url).await;
     let url = proxy.url_for(&db.app_url);
     // Past the workload's own requests: new users not yet created, claimants not
@@ -414,7 +418,7 @@ async fn protocol(
         count: p.requests * 2 / 5,
         ..Phase::new("claim", Endpoint::Claim, 1, p)
     };
-    let mut out = serde_json::Map::new();
+    let mut out = Protocol::default();
     for (mode, (name, proxied)) in [("direct", false), ("proxy", true)].into_iter().enumerate() {
         let mut env = vec![("DATABASE_URL".to_string(), url.clone())];
         if proxied {
@@ -436,7 +440,11 @@ async fn protocol(
             ),
             claims(mode),
         ];
-        let mut figures = serde_json::Map::new();
+        let figures = if proxied {
+            &mut out.proxy
+        } else {
+            &mut out.direct
+        };
         for phase in routes {
             let r = phases::run(db, &container, &phase, p, Some(&proxy)).await?;
             println!(
@@ -445,20 +453,8 @@ async fn protocol(
             );
             figures.insert(phase.name.clone(), r);
         }
-        out.insert(name.to_string(), figures.into());
     }
-    Ok(out.into())
-}
-
-/// The figures of a phase worth setting side by side.
-fn pick(r: &Value) -> Value {
-    json!({
-        "p50_us": r["p50_us"], "p99_us": r["p99_us"], "rps": r["rps"],
-        "pg_cpu_us_per_request": r["pg_cpu_us_per_request"],
-        "wal_bytes_per_request": r["wal_bytes_per_request"],
-        "fpi_bytes_per_request": r["wal_attributed"]["fpi_bytes_per_request"],
-        "wal_by_record_type": r["wal_attributed"]["by_record_type"],
-    })
+    Ok(out)
 }
 
 /// What `migrate audit` (shared::audit) reports about one index.
@@ -483,14 +479,17 @@ async fn audit_of(db: &benchdb::BenchDb, index: &str) -> Result<Value, String> {
 }
 
 /// `value` as `name` in `dir` (made if need be); the file's path.
-fn write_out(dir: &Path, name: &str, value: &Value) -> Result<PathBuf, String> {
+fn write_out(dir: &Path, name: &str, value: &impl serde::Serialize) -> Result<PathBuf, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let path = dir.join(name);
     write_json(&path, value)?;
     Ok(path)
 }
 
-pub fn write_json(path: &std::path::Path, value: &Value) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())? + "\n";
+/// Pretty JSON; through a Value, so that objects' keys are sorted as they were
+/// when the figures were built as Values (the files keep their layout).
+pub fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> Result<(), String> {
+    let value = serde_json::to_value(value).map_err(|e| e.to_string())?;
+    let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())? + "\n";
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }

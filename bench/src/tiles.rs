@@ -294,9 +294,9 @@ async fn upload_costs(
                 figures.insert(
                     key.into(),
                     json!({
-                        "requests": r["requests"], "p50_us": r["p50_us"],
-                        "pg_cpu_us_per_request": r["pg_cpu_us_per_request"],
-                        "wal_bytes_per_request": r["wal_bytes_per_request"],
+                        "requests": r.requests, "p50_us": r.latency.p50_us,
+                        "pg_cpu_us_per_request": r.pg_cpu_us_per_request,
+                        "wal_bytes_per_request": r.wal_bytes_per_request,
                         "copy_wal": copy,
                     }),
                 );
