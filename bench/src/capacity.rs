@@ -144,10 +144,9 @@ pub fn table(rust: &Summary, node: Option<&PeerSummary>) -> Capacity {
             })
         })
         .collect();
-    // The tiles figures are JSON as tiles.rs writes them (not typed yet).
-    let tiles = &rust.tiles["maps"][TILES_USER];
-    let tiles_cpu = tiles["after"]["backend_cpu_us_per_request"].as_f64();
-    let tiles_proxy_cpu = tiles["after_behind_proxy"]["backend_cpu_us_per_request"].as_f64();
+    let tiles = rust.tiles.maps.get(TILES_USER);
+    let tiles_cpu = tiles.map(|m| m.after.backend_cpu_us_per_request);
+    let tiles_proxy_cpu = tiles.map(|m| m.after_behind_proxy.backend_cpu_us_per_request);
     rows.push(CapacityRow::Tiles(TilesCapacity {
         route: "GET /api/user/tiles?hours=72 (300 batches)",
         phase: "tiles",

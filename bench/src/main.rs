@@ -106,7 +106,7 @@ async fn main() {
                     let result = tiles_alone(&db, &p).await;
                     db.drop_database().await;
                     result.and_then(|figures| {
-                        println!("{}", tiles::markdown(&figures));
+                        println!("{}", tiles::markdown(&figures.figures));
                         write_out(&args.out.dir(), "tiles.json", &figures).map(drop)
                     })
                 }
@@ -375,15 +375,27 @@ async fn measure(
     })
 }
 
-/// `bench tiles`: the tiles figures alone, on the workload's database.
-async fn tiles_alone(db: &benchdb::BenchDb, p: &Params) -> Result<Value, String> {
+/// `bench tiles`: the tiles figures alone, on the workload's database, with the
+/// run's context.
+#[derive(serde::Serialize)]
+struct TilesAlone {
+    #[serde(flatten)]
+    figures: tiles::TilesFigures,
+    date: String,
+    machine: Value,
+    server: Value,
+}
+
+async fn tiles_alone(db: &benchdb::BenchDb, p: &Params) -> Result<TilesAlone, String> {
     let keys = testkit::keys::KeyServer::start(3600).await;
     let container = vec![Arc::new(harness::Container::new(&db.app_env(), &keys, p)?)];
-    let mut figures = tiles::measure(db, &container, &keys, p).await?;
-    figures["date"] = json!(chrono::Utc::now().to_rfc3339());
-    figures["machine"] = report::machine();
-    figures["server"] = report::server(&db.ctl).await;
-    Ok(figures)
+    let figures = tiles::measure(db, &container, &keys, p).await?;
+    Ok(TilesAlone {
+        figures,
+        date: chrono::Utc::now().to_rfc3339(),
+        machine: report::machine(),
+        server: report::server(&db.ctl).await,
+    })
 }
 
 /// Upload slots beyond the workload's four (0-3): 4 and 5 the index comparison,

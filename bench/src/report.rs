@@ -32,11 +32,7 @@ pub fn num(v: Option<f64>) -> String {
 }
 
 /// `a ÷ b` to two decimals, or "n/a".
-pub fn ratio(a: &Value, b: &Value) -> String {
-    ratio_of(a.as_f64(), b.as_f64())
-}
-
-pub fn ratio_of(a: Option<f64>, b: Option<f64>) -> String {
+pub fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     match (a, b) {
         (Some(x), Some(y)) if y != 0.0 => format!("{:.2}", x / y),
         _ => "n/a".into(),
@@ -76,8 +72,8 @@ pub fn markdown(rust: &Summary, node: Option<&PeerSummary>) -> String {
             "| {name} | **{}** | {} | {} | {} ",
             num(cpu),
             num(n.pg_cpu_us_per_request),
-            ratio_of(cpu, n.pg_cpu_us_per_request),
-            ratio_of(cpu, reference)
+            ratio(cpu, n.pg_cpu_us_per_request),
+            ratio(cpu, reference)
         );
         let figures: [fn(&Headline) -> Option<f64>; 3] =
             [|h| h.p50_us, |h| h.p99_us, |h| h.wal_bytes_per_request];
@@ -86,7 +82,7 @@ pub fn markdown(rust: &Summary, node: Option<&PeerSummary>) -> String {
                 "| {} | {} | {} ",
                 num(figure(&r)),
                 num(figure(&n)),
-                ratio_of(figure(&r), figure(&n))
+                ratio(figure(&r), figure(&n))
             );
         }
         row += &format!(
