@@ -336,7 +336,9 @@ async fn measure(
     let function_cpu = if cold_start {
         function_cpu::run(db, &keys, p).await?
     } else {
-        json!({"skipped": "--no-cold-start"})
+        function_cpu::FunctionCpu::Skipped {
+            skipped: "--no-cold-start".into(),
+        }
     };
 
     Ok(Summary {

@@ -1,8 +1,8 @@
 //! What `bench run` writes to rust.json: the peer's summary keys (`peer`, `variant`,
 //! `fingerprints`, `phases`, ... as `compare.mjs` reads them) and ours beside them.
 //! The tables (report.rs), the chart (chart.rs), the targets (targets.rs) and the
-//! capacity (capacity.rs) are computed from these fields. The rarer parts (function
-//! CPU, cold starts, the reset at scale) stay JSON as their modules write it.
+//! capacity (capacity.rs) are computed from these fields. The rarer parts (cold
+//! starts, the reset at scale) stay JSON as their modules write it.
 
 use std::collections::BTreeMap;
 
@@ -34,7 +34,7 @@ pub struct Summary {
     pub protocol: Protocol,
     pub upload_wal_by_index: UploadWalByIndex,
     pub tiles: crate::tiles::TilesFigures,
-    pub function_cpu: Value,
+    pub function_cpu: crate::function_cpu::FunctionCpu,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cold_start: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
