@@ -145,7 +145,7 @@ async fn cold_start_tls(args: &[String]) -> Result<(), String> {
         ));
     }
     let summary = coldstart::run_tls(&binaries).await?;
-    println!("{summary:#}");
+    println!("{:#}", json!(summary));
     Ok(())
 }
 

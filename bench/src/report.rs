@@ -3,6 +3,7 @@
 
 use serde_json::{json, Value};
 
+use crate::coldstart::ColdStarts;
 use crate::phases::{Headline, PhaseFigures};
 use crate::summary::{PeerSummary, Summary};
 
@@ -16,10 +17,6 @@ pub fn phase_line(name: &str, r: &PhaseFigures) -> String {
         num(Some(r.wal_bytes_per_request)),
         json!(r.statuses),
     )
-}
-
-pub fn fmt(v: &Value) -> String {
-    num(v.as_f64())
 }
 
 /// A figure as the tables show it: whole from 100 up, else two decimals; n/a if none.
@@ -146,34 +143,39 @@ pub fn markdown(rust: &Summary, node: Option<&PeerSummary>) -> String {
     out += &format!("\n{}", crate::function_cpu::markdown(&rust.function_cpu));
     if let Some(c) = &rust.cold_start {
         out += "\n| function | size (stripped) | cold start, DB + keys reachable | cold start, nothing reachable | peak RSS after 1,000 | statuses |\n|---|---:|---:|---:|---:|---|\n";
-        for f in c["functions"].as_array().into_iter().flatten() {
-            out += &format!(
-                "| {} | {} KiB | {} ms | {} ms | {} KiB | {} |\n",
-                f["function"].as_str().unwrap_or(""),
-                fmt(&f["size_kib"]),
-                fmt(&f["cold_start_ms_reachable"]),
-                fmt(&f["cold_start_ms_unreachable"]),
-                fmt(&f["peak_rss_kib"]),
-                f["statuses"],
-            );
-        }
-        if let Some(s) = c.get("skipped") {
-            out += &format!("cold start skipped: {s}\n");
+        match c {
+            ColdStarts::Measured(c) => {
+                for f in &c.functions {
+                    out += &format!(
+                        "| {} | {} KiB | {} ms | {} ms | {} KiB | {} |\n",
+                        f.function,
+                        num(Some(f.size_kib as f64)),
+                        num(Some(f.cold_start_ms_reachable)),
+                        num(Some(f.cold_start_ms_unreachable)),
+                        num(Some(f.peak_rss_kib as f64)),
+                        json!(f.statuses),
+                    );
+                }
+            }
+            ColdStarts::Skipped { skipped } => {
+                out += &format!("cold start skipped: {}\n", json!(skipped));
+            }
         }
     }
     if let Some(t) = &rust.cold_start_tls {
         out += &format!(
             "\nget-daily-pot's first answer over verified TLS ({} starts each, [p25, median, p75] ms): native-tls connector build {}\n\n| binary | plain text | verified TLS | TLS extra (paired by round) | TLS ÷ plain (medians; target ≤ 1.6) |\n|---|---|---|---|---:|\n",
-            t["starts"], t["connector_build_ms"]
+            t.starts,
+            json!(t.connector_build_ms)
         );
-        for r in t["results"].as_array().into_iter().flatten() {
+        for r in &t.results {
             out += &format!(
                 "| {} | {} | {} | {} | {} |\n",
-                r["binary"].as_str().unwrap_or(""),
-                r["plain_first_answer_ms"],
-                r["tls_first_answer_ms"],
-                r["tls_extra_ms_paired"],
-                fmt(&r["tls_over_plain_median"]),
+                r.binary,
+                json!(r.plain_first_answer_ms),
+                json!(r.tls_first_answer_ms),
+                json!(r.tls_extra_ms_paired),
+                num(Some(r.tls_over_plain_median)),
             );
         }
     }

@@ -1,8 +1,8 @@
 //! What `bench run` writes to rust.json: the peer's summary keys (`peer`, `variant`,
 //! `fingerprints`, `phases`, ... as `compare.mjs` reads them) and ours beside them.
 //! The tables (report.rs), the chart (chart.rs), the targets (targets.rs) and the
-//! capacity (capacity.rs) are computed from these fields. The rarer parts (cold
-//! starts, the reset at scale) stay JSON as their modules write it.
+//! capacity (capacity.rs) are computed from these fields. The reset at scale
+//! (resetscale.rs) stays JSON as its module writes it.
 
 use std::collections::BTreeMap;
 
@@ -36,9 +36,9 @@ pub struct Summary {
     pub tiles: crate::tiles::TilesFigures,
     pub function_cpu: crate::function_cpu::FunctionCpu,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cold_start: Option<Value>,
+    pub cold_start: Option<crate::coldstart::ColdStarts>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cold_start_tls: Option<Value>,
+    pub cold_start_tls: Option<crate::coldstart::TlsColdStart>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reset_scale: Option<Value>,
     pub duration_s: f64,
