@@ -1,4 +1,4 @@
-//! `bench --aggregate` (on its own, not in CI): `GET /api/user/tiles` and the
+//! `bench aggregate` (on its own, not in CI): `GET /api/user/tiles` and the
 //! aggregation job over a realistic day, in a database of their own: the live
 //! schema, our migrations, then 1,000 devices (`--devices`) × 288 five-minute
 //! batches (the 24 hours ending 10 minutes ago, one INSERT per slot), as the old server would have

@@ -1,4 +1,4 @@
-//! `bench --aggregate-heavy` (on its own, not in CI): the aggregation job over a
+//! `bench aggregate-heavy` (on its own, not in CI): the aggregation job over a
 //! backlog of heavy batches (issue 21 item 6), in a database of its own: the live
 //! schema, our migrations, then 240 batches of 5,000 readings each (the issue's
 //! figures; the readings' values vary like a sensor's, so they compress about as

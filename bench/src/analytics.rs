@@ -1,4 +1,4 @@
-//! `bench --analytics` (on its own, not in CI): what each analytics request costs
+//! `bench analytics` (on its own, not in CI): what each analytics request costs
 //! the database, on a realistic year of aggregates, through the real handler
 //! (`shared::analytics::handle`, its key check and JSON included) on one warm
 //! connection, in a database of its own:

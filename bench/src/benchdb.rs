@@ -17,14 +17,14 @@ pub const OUR_SCHEMA: &str = include_str!("../../testkit/fixtures/legacy-databas
 /// Runs `measure` on a database of its own, `dailypot_bench_<pid>_<label>`
 /// (created empty, dropped afterwards whatever the result): for the parts that
 /// build their own data (cold starts, the reset at scale, the aggregation day).
-pub async fn in_scratch_database<F, Fut>(
+pub async fn in_scratch_database<F, Fut, T>(
     admin_url: &str,
     label: &str,
     measure: F,
-) -> Result<serde_json::Value, String>
+) -> Result<T, String>
 where
     F: FnOnce(String) -> Fut,
-    Fut: std::future::Future<Output = Result<serde_json::Value, String>>,
+    Fut: std::future::Future<Output = Result<T, String>>,
 {
     let name = format!("dailypot_bench_{}_{label}", std::process::id());
     let admin = testkit::db::connect(admin_url).await;

@@ -23,9 +23,10 @@
 //!   period, docs/api.md); resumes and refreshes add tiles calls on top, so the
 //!   users served are an upper bound.
 
-use serde_json::{json, Value};
+use serde::Serialize;
 
-use crate::report::fmt;
+use crate::report::num;
+use crate::summary::{PeerSummary, Summary};
 
 const CONTAINERS: f64 = 1000.0;
 /// Seconds between an active user's uploads (the uploader's period).
@@ -44,126 +45,192 @@ const ROUTES: [(&str, &str); 4] = [
     ("POST /daily-pot/claim", "claim"),
 ];
 
-pub fn table(rust: &Value, node: Option<&Value>) -> Value {
+#[derive(Debug, Clone, Serialize)]
+pub struct Capacity {
+    pub app_users: AppUsers,
+    pub containers: f64,
+    pub method: &'static str,
+    pub routes: Vec<CapacityRow>,
+}
+
+/// A route measured by the workload's phases, or the coverage map (tiles.rs's
+/// figures: no Node figure, no proxy phase).
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum CapacityRow {
+    Route(RouteCapacity),
+    Tiles(TilesCapacity),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteCapacity {
+    pub route: &'static str,
+    pub phase: &'static str,
+    pub db_cpu_us: Option<f64>,
+    pub rps_per_db_vcpu: Option<f64>,
+    pub node_db_cpu_us: Option<f64>,
+    pub node_rps_per_db_vcpu: Option<f64>,
+    pub proxy_db_cpu_us: Option<f64>,
+    pub proxy_rps_per_db_vcpu: Option<f64>,
+    pub connections_direct: f64,
+    pub direct_mean_us: Option<f64>,
+    pub direct_db_vcpus_at_1000_busy: Option<f64>,
+    pub proxy_mean_us: Option<f64>,
+    pub proxy_statement_us: Option<f64>,
+    pub connections_behind_proxy: Option<f64>,
+    pub proxy_db_vcpus_at_1000_busy: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TilesCapacity {
+    pub route: &'static str,
+    pub phase: &'static str,
+    pub db_cpu_us: Option<f64>,
+    pub rps_per_db_vcpu: Option<f64>,
+    pub proxy_db_cpu_us: Option<f64>,
+    pub proxy_rps_per_db_vcpu: Option<f64>,
+    pub connections_direct: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AppUsers {
+    pub call_pattern: String,
+    pub upload_period_s: f64,
+    pub db_cpu_us_per_cycle_upload_only: Option<f64>,
+    pub db_cpu_us_per_cycle_with_tiles: Option<f64>,
+    pub active_users_per_db_vcpu_upload_only: Option<f64>,
+    pub active_users_per_db_vcpu_with_tiles: Option<f64>,
+    pub tiles_share_of_cycle: Option<f64>,
+}
+
+pub fn table(rust: &Summary, node: Option<&PeerSummary>) -> Capacity {
     let per_vcpu = |cpu: Option<f64>| cpu.filter(|c| *c > 0.0).map(|c| (1e6 / c).round());
-    let rows: Vec<Value> = ROUTES
+    let mut rows: Vec<CapacityRow> = ROUTES
         .iter()
         .map(|&(route, phase)| {
-            let direct = &rust["phases"][phase];
-            let proxied = &rust["protocol"]["proxy"][phase];
-            let cpu = direct["pg_cpu_us_per_request"].as_f64();
-            let node_cpu =
-                node.and_then(|n| n["phases"][phase]["pg_cpu_us_per_request"].as_f64());
-            let proxy_cpu = proxied["pg_cpu_us_per_request"].as_f64();
+            let direct = rust.phases.get(phase);
+            let proxied = rust.protocol.proxy.get(phase);
+            let cpu = direct.and_then(|r| r.pg_cpu_us_per_request);
+            let node_cpu = node.and_then(|n| n.phase(phase).pg_cpu_us_per_request);
+            let proxy_cpu = proxied.and_then(|r| r.pg_cpu_us_per_request);
             let (l_direct, l_proxy) = (
-                direct["mean_us"].as_f64(),
-                proxied["mean_us"].as_f64(),
+                direct.map(|r| r.latency.mean_us),
+                proxied.map(|r| r.latency.mean_us),
             );
-            let s = proxied["statement_us_per_request"].as_f64();
+            let s = proxied.and_then(|r| r.statement_us_per_request);
             // 1,000 busy containers' arrival rate, and the DB vCPUs it would take.
             let rate = |l: Option<f64>| l.filter(|l| *l > 0.0).map(|l| CONTAINERS * 1e6 / l);
             let vcpus = |l: Option<f64>, cpu: Option<f64>| {
-                rate(l).zip(cpu).map(|(r, c)| (r * c / 1e6 * 10.0).round() / 10.0)
+                rate(l)
+                    .zip(cpu)
+                    .map(|(r, c)| (r * c / 1e6 * 10.0).round() / 10.0)
             };
-            json!({
-                "route": route,
-                "phase": phase,
-                "db_cpu_us": cpu,
-                "rps_per_db_vcpu": per_vcpu(cpu),
-                "node_db_cpu_us": node_cpu,
-                "node_rps_per_db_vcpu": per_vcpu(node_cpu),
-                "proxy_db_cpu_us": proxy_cpu,
-                "proxy_rps_per_db_vcpu": per_vcpu(proxy_cpu),
-                "connections_direct": CONTAINERS,
-                "direct_mean_us": l_direct,
-                "direct_db_vcpus_at_1000_busy": vcpus(l_direct, cpu),
-                "proxy_mean_us": l_proxy,
-                "proxy_statement_us": s,
-                "connections_behind_proxy": s.zip(l_proxy).map(|(s, l)| (CONTAINERS * s / l).round()),
-                "proxy_db_vcpus_at_1000_busy": vcpus(l_proxy, proxy_cpu),
+            CapacityRow::Route(RouteCapacity {
+                route,
+                phase,
+                db_cpu_us: cpu,
+                rps_per_db_vcpu: per_vcpu(cpu),
+                node_db_cpu_us: node_cpu,
+                node_rps_per_db_vcpu: per_vcpu(node_cpu),
+                proxy_db_cpu_us: proxy_cpu,
+                proxy_rps_per_db_vcpu: per_vcpu(proxy_cpu),
+                connections_direct: CONTAINERS,
+                direct_mean_us: l_direct,
+                direct_db_vcpus_at_1000_busy: vcpus(l_direct, cpu),
+                proxy_mean_us: l_proxy,
+                proxy_statement_us: s,
+                connections_behind_proxy: s.zip(l_proxy).map(|(s, l)| (CONTAINERS * s / l).round()),
+                proxy_db_vcpus_at_1000_busy: vcpus(l_proxy, proxy_cpu),
             })
         })
         .collect();
-    let mut rows = rows;
-    let tiles = &rust["tiles"]["maps"][TILES_USER];
-    let tiles_cpu = tiles["after"]["backend_cpu_us_per_request"].as_f64();
-    let tiles_proxy_cpu = tiles["after_behind_proxy"]["backend_cpu_us_per_request"].as_f64();
-    rows.push(json!({
-        "route": "GET /api/user/tiles?hours=72 (300 batches)",
-        "phase": "tiles",
-        "db_cpu_us": tiles_cpu,
-        "rps_per_db_vcpu": per_vcpu(tiles_cpu),
-        "proxy_db_cpu_us": tiles_proxy_cpu,
-        "proxy_rps_per_db_vcpu": per_vcpu(tiles_proxy_cpu),
-        "connections_direct": CONTAINERS,
+    let tiles = rust.tiles.maps.get(TILES_USER);
+    let tiles_cpu = tiles.map(|m| m.after.backend_cpu_us_per_request);
+    let tiles_proxy_cpu = tiles.map(|m| m.after_behind_proxy.backend_cpu_us_per_request);
+    rows.push(CapacityRow::Tiles(TilesCapacity {
+        route: "GET /api/user/tiles?hours=72 (300 batches)",
+        phase: "tiles",
+        db_cpu_us: tiles_cpu,
+        rps_per_db_vcpu: per_vcpu(tiles_cpu),
+        proxy_db_cpu_us: tiles_proxy_cpu,
+        proxy_rps_per_db_vcpu: per_vcpu(tiles_proxy_cpu),
+        connections_direct: CONTAINERS,
     }));
-    let upload_cpu = rust["phases"]["upload_secret"]["pg_cpu_us_per_request"].as_f64();
+    let upload_cpu = rust
+        .phases
+        .get("upload_secret")
+        .and_then(|r| r.pg_cpu_us_per_request);
     let users = |cycle: Option<f64>| {
         cycle
             .filter(|c| *c > 0.0)
             .map(|c| (1e6 * UPLOAD_PERIOD_S / c).round())
     };
     let with_tiles = upload_cpu.zip(tiles_cpu).map(|(u, t)| u + t);
-    let app_users = json!({
-        "call_pattern": format!("per active user every {UPLOAD_PERIOD_S} s: one 100-reading upload (device secret) and one GET /api/user/tiles?hours=72 ({TILES_USER}: 300 batches in 72 h); resumes and pull-to-refresh add tiles calls, so these are upper bounds"),
-        "upload_period_s": UPLOAD_PERIOD_S,
-        "db_cpu_us_per_cycle_upload_only": upload_cpu,
-        "db_cpu_us_per_cycle_with_tiles": with_tiles.map(|c| (c * 10.0).round() / 10.0),
-        "active_users_per_db_vcpu_upload_only": users(upload_cpu),
-        "active_users_per_db_vcpu_with_tiles": users(with_tiles),
-        "tiles_share_of_cycle": with_tiles.zip(tiles_cpu).map(|(c, t)| (t / c * 1000.0).round() / 1000.0),
-    });
-    json!({
-        "app_users": app_users,
-        "containers": CONTAINERS,
-        "method": "req/s per DB vCPU = 1e6 / backend CPU us per request; direct: one connection per warm container; behind the proxy: connections = 1,000 x S / L (Little's law: arrival rate 1,000 / L times statement time S), S and L measured in the DB_PROXY=true phases (L = mean in-process request time, an upper bound on the rate; S = the sum of shared::db's timing of the request's statements)",
-        "routes": rows,
-    })
+    let app_users = AppUsers {
+        call_pattern: format!("per active user every {UPLOAD_PERIOD_S} s: one 100-reading upload (device secret) and one GET /api/user/tiles?hours=72 ({TILES_USER}: 300 batches in 72 h); resumes and pull-to-refresh add tiles calls, so these are upper bounds"),
+        upload_period_s: UPLOAD_PERIOD_S,
+        db_cpu_us_per_cycle_upload_only: upload_cpu,
+        db_cpu_us_per_cycle_with_tiles: with_tiles.map(|c| (c * 10.0).round() / 10.0),
+        active_users_per_db_vcpu_upload_only: users(upload_cpu),
+        active_users_per_db_vcpu_with_tiles: users(with_tiles),
+        tiles_share_of_cycle: with_tiles
+            .zip(tiles_cpu)
+            .map(|(c, t)| (t / c * 1000.0).round() / 1000.0),
+    };
+    Capacity {
+        app_users,
+        containers: CONTAINERS,
+        method: "req/s per DB vCPU = 1e6 / backend CPU us per request; direct: one connection per warm container; behind the proxy: connections = 1,000 x S / L (Little's law: arrival rate 1,000 / L times statement time S), S and L measured in the DB_PROXY=true phases (L = mean in-process request time, an upper bound on the rate; S = the sum of shared::db's timing of the request's statements)",
+        routes: rows,
+    }
 }
 
-pub fn markdown(capacity: &Value) -> String {
+pub fn markdown(capacity: &Capacity) -> String {
     let mut out = String::from(
         "| route | DB CPU µs/req | req/s per DB vCPU | Node: µs/req | Node: req/s per vCPU | behind proxy (unnamed): µs/req | req/s per vCPU | connections for 1,000 containers, direct | behind RDS Proxy (1,000 × S ÷ L) | DB vCPUs 1,000 busy containers need, direct / proxy |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
-    for r in capacity["routes"].as_array().into_iter().flatten() {
-        if r["phase"] == "tiles" {
-            out += &format!(
-                "| {} | {} | {} | | | {} | {} | {} | (no proxy phase) | |\n",
-                r["route"].as_str().unwrap_or(""),
-                fmt(&r["db_cpu_us"]),
-                fmt(&r["rps_per_db_vcpu"]),
-                fmt(&r["proxy_db_cpu_us"]),
-                fmt(&r["proxy_rps_per_db_vcpu"]),
-                fmt(&r["connections_direct"]),
-            );
-            continue;
+    for row in &capacity.routes {
+        match row {
+            CapacityRow::Tiles(r) => {
+                out += &format!(
+                    "| {} | {} | {} | | | {} | {} | {} | (no proxy phase) | |\n",
+                    r.route,
+                    num(r.db_cpu_us),
+                    num(r.rps_per_db_vcpu),
+                    num(r.proxy_db_cpu_us),
+                    num(r.proxy_rps_per_db_vcpu),
+                    num(Some(r.connections_direct)),
+                );
+            }
+            CapacityRow::Route(r) => {
+                out += &format!(
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} (S {} µs, L {} µs) | {} / {} |\n",
+                    r.route,
+                    num(r.db_cpu_us),
+                    num(r.rps_per_db_vcpu),
+                    num(r.node_db_cpu_us),
+                    num(r.node_rps_per_db_vcpu),
+                    num(r.proxy_db_cpu_us),
+                    num(r.proxy_rps_per_db_vcpu),
+                    num(Some(r.connections_direct)),
+                    num(r.connections_behind_proxy),
+                    num(r.proxy_statement_us),
+                    num(r.proxy_mean_us),
+                    num(r.direct_db_vcpus_at_1000_busy),
+                    num(r.proxy_db_vcpus_at_1000_busy),
+                );
+            }
         }
-        out += &format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} (S {} µs, L {} µs) | {} / {} |\n",
-            r["route"].as_str().unwrap_or(""),
-            fmt(&r["db_cpu_us"]),
-            fmt(&r["rps_per_db_vcpu"]),
-            fmt(&r["node_db_cpu_us"]),
-            fmt(&r["node_rps_per_db_vcpu"]),
-            fmt(&r["proxy_db_cpu_us"]),
-            fmt(&r["proxy_rps_per_db_vcpu"]),
-            fmt(&r["connections_direct"]),
-            fmt(&r["connections_behind_proxy"]),
-            fmt(&r["proxy_statement_us"]),
-            fmt(&r["proxy_mean_us"]),
-            fmt(&r["direct_db_vcpus_at_1000_busy"]),
-            fmt(&r["proxy_db_vcpus_at_1000_busy"]),
-        );
     }
-    let a = &capacity["app_users"];
+    let a = &capacity.app_users;
     out += &format!(
         "\n**App users per database vCPU** ({}): DB CPU per cycle {} µs with tiles ({} µs without): **{} active users per DB vCPU** ({} counting the upload alone; tiles are {} of the cycle).\n",
-        a["call_pattern"].as_str().unwrap_or(""),
-        fmt(&a["db_cpu_us_per_cycle_with_tiles"]),
-        fmt(&a["db_cpu_us_per_cycle_upload_only"]),
-        fmt(&a["active_users_per_db_vcpu_with_tiles"]),
-        fmt(&a["active_users_per_db_vcpu_upload_only"]),
-        fmt(&a["tiles_share_of_cycle"]),
+        a.call_pattern,
+        num(a.db_cpu_us_per_cycle_with_tiles),
+        num(a.db_cpu_us_per_cycle_upload_only),
+        num(a.active_users_per_db_vcpu_with_tiles),
+        num(a.active_users_per_db_vcpu_upload_only),
+        num(a.tiles_share_of_cycle),
     );
     out
 }

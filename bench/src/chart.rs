@@ -4,15 +4,18 @@
 //! differ by two orders of magnitude.
 
 use plotters::prelude::*;
-use serde_json::Value;
 
-const PANELS: [(&str, &str); 3] = [
-    ("p50 latency, µs (in-process)", "p50_us"),
-    ("p99 latency, µs (in-process)", "p99_us"),
-    (
-        "PostgreSQL backend CPU per request, µs",
-        "pg_cpu_us_per_request",
-    ),
+use crate::phases::{Headline, PhaseFigures};
+use crate::summary::{PeerSummary, Summary};
+
+type Figure = fn(&Headline) -> Option<f64>;
+
+const PANELS: [(&str, Figure); 3] = [
+    ("p50 latency, µs (in-process)", |h| h.p50_us),
+    ("p99 latency, µs (in-process)", |h| h.p99_us),
+    ("PostgreSQL backend CPU per request, µs", |h| {
+        h.pg_cpu_us_per_request
+    }),
 ];
 const OURS: RGBColor = RGBColor(0x1f, 0x77, 0xb4);
 const NODE: RGBColor = RGBColor(0xff, 0x7f, 0x0e);
@@ -26,7 +29,11 @@ struct Bar {
     reference: bool,
 }
 
-pub fn write(path: &std::path::Path, rust: &Value, node: Option<&Value>) -> Result<(), String> {
+pub fn write(
+    path: &std::path::Path,
+    rust: &Summary,
+    node: Option<&PeerSummary>,
+) -> Result<(), String> {
     let mut svg = String::new();
     draw(&mut svg, rust, node).map_err(|e| format!("chart: {e}"))?;
     if let Some(dir) = path.parent() {
@@ -37,16 +44,12 @@ pub fn write(path: &std::path::Path, rust: &Value, node: Option<&Value>) -> Resu
 
 fn draw(
     svg: &mut String,
-    rust: &Value,
-    node: Option<&Value>,
+    rust: &Summary,
+    node: Option<&PeerSummary>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let mut names = crate::report::phase_order(rust);
-    let references: Vec<String> = rust["references"]
-        .as_object()
-        .map(|r| r.keys().cloned().collect())
-        .unwrap_or_default();
+    let mut names = rust.phase_order.clone();
     let phases = names.len();
-    names.extend(references);
+    names.extend(rust.references.keys().cloned());
     let root = SVGBackend::with_string(svg, (1280, 1080)).into_drawing_area();
     root.fill(&WHITE)?;
     let title = format!(
@@ -56,29 +59,24 @@ fn draw(
         } else {
             "(no Node peer in this run)"
         },
-        rust["date"]
-            .as_str()
-            .unwrap_or("")
-            .get(..16)
-            .unwrap_or("")
-            .replace('T', " ")
+        rust.date.get(..16).unwrap_or("").replace('T', " ")
     );
     let root = root.titled(&title, ("sans-serif", 18))?;
-    for (area, (caption, key)) in root.split_evenly((3, 1)).iter().zip(PANELS) {
+    for (area, (caption, figure)) in root.split_evenly((3, 1)).iter().zip(PANELS) {
         let bars: Vec<Bar> = names
             .iter()
             .enumerate()
             .map(|(i, name)| {
                 let reference = i >= phases;
                 let ours = if reference {
-                    &rust["references"][name.as_str()][key]
+                    rust.references.get(name)
                 } else {
-                    &rust["phases"][name.as_str()][key]
+                    rust.phases.get(name)
                 };
                 Bar {
                     name: name.clone(),
-                    ours: ours.as_f64(),
-                    node: node.and_then(|n| n["phases"][name.as_str()][key].as_f64()),
+                    ours: ours.map(PhaseFigures::headline).as_ref().and_then(figure),
+                    node: node.and_then(|n| figure(&n.phase(name))),
                     reference,
                 }
             })
@@ -217,15 +215,26 @@ mod tests {
 
     #[test]
     fn a_summary_without_the_peer_still_draws_every_phase_and_reference() {
-        let rust = serde_json::json!({
-            "date": "2026-12-01T12:00:00Z",
-            "phase_order": ["get_known", "daily_reset"],
-            "phases": {
-                "get_known": {"p50_us": 450.0, "p99_us": 900.0, "pg_cpu_us_per_request": 40.0},
-                "daily_reset": {"p50_us": 30000.0, "p99_us": 30000.0, "pg_cpu_us_per_request": 0.0},
+        let figures = |p50_us, p99_us, cpu| PhaseFigures {
+            latency: crate::stats::Latency {
+                p50_us,
+                p99_us,
+                ..Default::default()
             },
-            "references": {"reference_pk_select": {"p50_us": 300.0, "p99_us": 700.0, "pg_cpu_us_per_request": 20.0}},
-        });
+            pg_cpu_us_per_request: Some(cpu),
+            ..Default::default()
+        };
+        let rust = Summary {
+            date: "2026-12-01T12:00:00Z".into(),
+            phase_order: vec!["get_known".into(), "daily_reset".into()],
+            phases: [
+                ("get_known".into(), figures(450.0, 900.0, 40.0)),
+                ("daily_reset".into(), figures(30000.0, 30000.0, 0.0)),
+            ]
+            .into(),
+            references: [("reference_pk_select".into(), figures(300.0, 700.0, 20.0))].into(),
+            ..Default::default()
+        };
         let mut svg = String::new();
         draw(&mut svg, &rust, None).unwrap();
         for text in [

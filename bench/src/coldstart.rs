@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use serde::Serialize;
 use serde_json::{json, Value};
 use testkit::runtime_api::{Answer, FunctionProcess, RuntimeApi};
 
@@ -29,7 +30,80 @@ const FUNCTIONS: [(&str, &str); 5] = [
     ("migrate", ""),
 ];
 
-pub async fn run(admin_url: &str, _p: &crate::workload::Params) -> Result<Value, String> {
+/// rust.json's `cold_start`.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum ColdStarts {
+    /// The release binaries are missing, and which.
+    Skipped {
+        skipped: String,
+    },
+    Measured(ColdStartFigures),
+}
+
+#[derive(Debug, Serialize)]
+pub struct ColdStartFigures {
+    pub runtime_api: &'static str,
+    pub build: String,
+    pub starts_per_condition: usize,
+    pub unreachable: String,
+    pub rss_after_invocations: u64,
+    pub targets: ColdStartTargets,
+    pub functions: Vec<FunctionStart>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ColdStartTargets {
+    pub cold_start_ms: u64,
+    pub peak_rss_mib: u64,
+}
+
+/// One function's starts: medians and [fastest, slowest], in ms.
+#[derive(Debug, Serialize)]
+pub struct FunctionStart {
+    pub function: &'static str,
+    pub size_kib: u64,
+    pub cold_start_ms_reachable: f64,
+    pub cold_start_ms_reachable_range: [f64; 2],
+    pub cold_start_ms_unreachable: f64,
+    pub cold_start_ms_unreachable_range: [f64; 2],
+    pub peak_rss_kib: u64,
+    pub invocations: u64,
+    pub statuses: BTreeMap<String, u64>,
+}
+
+/// rust.json's `cold_start_tls`, and what `bench cold-start-tls` prints.
+#[derive(Debug, Serialize)]
+pub struct TlsColdStart {
+    pub function: &'static str,
+    pub starts: usize,
+    pub figures: &'static str,
+    pub tls: &'static str,
+    pub connector_build_ms: ConnectorBuild,
+    pub results: Vec<TlsResult>,
+}
+
+/// Building the TLS roots in-process, median ms.
+#[derive(Debug, Serialize)]
+pub struct ConnectorBuild {
+    pub rustls_ca_file_only_now_used: f64,
+    pub system_store_plus_ca: f64,
+    pub disable_built_in_roots_plus_ca: f64,
+    pub rustls_native_certs_for_comparison: f64,
+}
+
+/// One binary's first answers, [p25, median, p75] ms.
+#[derive(Debug, Serialize)]
+pub struct TlsResult {
+    pub binary: String,
+    pub plain_first_answer_ms: [f64; 3],
+    pub tls_first_answer_ms: [f64; 3],
+    pub tls_extra_ms_paired: [f64; 3],
+    /// Issue 22's target: at most 1.6.
+    pub tls_over_plain_median: f64,
+}
+
+pub async fn run(admin_url: &str, _p: &crate::workload::Params) -> Result<ColdStarts, String> {
     let release = crate::repo_root().join("target/release");
     let missing: Vec<&str> = FUNCTIONS
         .iter()
@@ -42,7 +116,7 @@ pub async fn run(admin_url: &str, _p: &crate::workload::Params) -> Result<Value,
             missing.join(", ")
         );
         println!("cold start skipped: {why}");
-        return Ok(json!({"skipped": why}));
+        return Ok(ColdStarts::Skipped { skipped: why });
     }
     // A migrated database of its own, and the key server.
     crate::benchdb::in_scratch_database(admin_url, "cold", |db_url| async move {
@@ -51,7 +125,7 @@ pub async fn run(admin_url: &str, _p: &crate::workload::Params) -> Result<Value,
     .await
 }
 
-async fn measure_all(release: &std::path::Path, db_url: &str) -> Result<Value, String> {
+async fn measure_all(release: &std::path::Path, db_url: &str) -> Result<ColdStarts, String> {
     let config =
         shared::db::DbConfig::from_env(&[("DATABASE_URL", db_url)]).map_err(|e| e.to_string())?;
     let db = shared::db::Database::new(&config).map_err(|e| e.to_string())?;
@@ -77,28 +151,32 @@ async fn measure_all(release: &std::path::Path, db_url: &str) -> Result<Value, S
         }
         let long = start(&binary, &reachable, &event, INVOCATIONS_FOR_RSS).await?;
         let size = std::fs::metadata(&binary).map_err(|e| e.to_string())?.len();
-        let row = json!({
-            "function": function,
-            "size_kib": size / 1024,
-            "cold_start_ms_reachable": ms(median(&mut warm)),
-            "cold_start_ms_reachable_range": [ms(*warm.first().unwrap()), ms(*warm.last().unwrap())],
-            "cold_start_ms_unreachable": ms(median(&mut cold)),
-            "cold_start_ms_unreachable_range": [ms(*cold.first().unwrap()), ms(*cold.last().unwrap())],
-            "peak_rss_kib": long.peak_rss_kib,
-            "invocations": long.answered,
-            "statuses": long.statuses,
-        });
-        println!("cold start {function:<16} {row}");
+        // Each median sorts its starts, so the range is read after it.
+        let row = FunctionStart {
+            function,
+            size_kib: size / 1024,
+            cold_start_ms_reachable: ms(median(&mut warm)),
+            cold_start_ms_reachable_range: [ms(warm[0]), ms(warm[warm.len() - 1])],
+            cold_start_ms_unreachable: ms(median(&mut cold)),
+            cold_start_ms_unreachable_range: [ms(cold[0]), ms(cold[cold.len() - 1])],
+            peak_rss_kib: long.peak_rss_kib,
+            invocations: long.answered,
+            statuses: long.statuses,
+        };
+        println!("cold start {function:<16} {}", json!(row));
         functions.push(row);
     }
-    Ok(json!({
-        "runtime_api": "testkit::runtime_api on 127.0.0.1 (next / response / error), one invocation at a time",
-        "build": format!("release (profile.release: lto thin, codegen-units 1, strip, panic abort), {} only (no cross build here)", std::env::consts::ARCH),
-        "starts_per_condition": STARTS,
-        "unreachable": format!("DATABASE_URL and FIREBASE_JWKS_URL at {UNREACHABLE}: refused at once"),
-        "rss_after_invocations": INVOCATIONS_FOR_RSS,
-        "targets": {"cold_start_ms": 30, "peak_rss_mib": 32},
-        "functions": functions,
+    Ok(ColdStarts::Measured(ColdStartFigures {
+        runtime_api: "testkit::runtime_api on 127.0.0.1 (next / response / error), one invocation at a time",
+        build: format!("release (profile.release: lto thin, codegen-units 1, strip, panic abort), {} only (no cross build here)", std::env::consts::ARCH),
+        starts_per_condition: STARTS,
+        unreachable: format!("DATABASE_URL and FIREBASE_JWKS_URL at {UNREACHABLE}: refused at once"),
+        rss_after_invocations: INVOCATIONS_FOR_RSS,
+        targets: ColdStartTargets {
+            cold_start_ms: 30,
+            peak_rss_mib: 32,
+        },
+        functions,
     }))
 }
 
@@ -208,7 +286,7 @@ const TLS_STARTS: usize = 41;
 /// connection, the name is what the certificate must match, as for RDS), the CA in
 /// `DB_CA_FILE`. Each binary in `binaries` (label, path) is measured the same way,
 /// interleaved, so a before/after pair shares the machine's load.
-pub async fn run_tls(binaries: &[(String, PathBuf)]) -> Result<Value, String> {
+pub async fn run_tls(binaries: &[(String, PathBuf)]) -> Result<TlsColdStart, String> {
     let ca = testkit::certs::Ca::new("bench CA");
     let server = ca.issue(&["db.test"]);
     let cluster = testkit::cluster::Cluster::start_with_tls(&server.cert_pem, &server.key_pem)
@@ -256,25 +334,28 @@ pub async fn run_tls(binaries: &[(String, PathBuf)]) -> Result<Value, String> {
             .map(|(t, p)| ms(*t) - ms(*p))
             .collect();
         extra.sort_by(f64::total_cmp);
-        let row = json!({
-            "binary": label,
-            "plain_first_answer_ms": quartiles(plain),
-            "tls_first_answer_ms": quartiles(tls),
-            "tls_extra_ms_paired": [round3(extra[extra.len() / 4]), round3(extra[extra.len() / 2]), round3(extra[extra.len() * 3 / 4])],
-            // Issue 22's target: at most 1.6.
-            "tls_over_plain_median": round3(quartile_ms(tls, 2) / quartile_ms(plain, 2)),
-        });
-        println!("cold start tls {row}");
+        let row = TlsResult {
+            binary: label.clone(),
+            plain_first_answer_ms: quartiles(plain),
+            tls_first_answer_ms: quartiles(tls),
+            tls_extra_ms_paired: [
+                round3(extra[extra.len() / 4]),
+                round3(extra[extra.len() / 2]),
+                round3(extra[extra.len() * 3 / 4]),
+            ],
+            tls_over_plain_median: round3(quartile_ms(tls, 2) / quartile_ms(plain, 2)),
+        };
+        println!("cold start tls {}", json!(row));
         rows.push(row);
     }
-    Ok(json!({
-        "function": "get-daily-pot (token checked, key fetched, pot read)",
-        "starts": TLS_STARTS,
-        "figures": "[p25, median, p75] in ms",
-        "tls": "DATABASE_URL=postgres://postgres@db.test:<port>/coldstart?hostaddr=127.0.0.1, DB_CA_FILE=<test CA>",
-        "connector_build_ms": connector_build?,
-        "results": rows,
-    }))
+    Ok(TlsColdStart {
+        function: "get-daily-pot (token checked, key fetched, pot read)",
+        starts: TLS_STARTS,
+        figures: "[p25, median, p75] in ms",
+        tls: "DATABASE_URL=postgres://postgres@db.test:<port>/coldstart?hostaddr=127.0.0.1, DB_CA_FILE=<test CA>",
+        connector_build_ms: connector_build?,
+        results: rows,
+    })
 }
 
 /// The `q`th quartile (1-3) of `xs` in ms.
@@ -285,21 +366,21 @@ fn quartile_ms(xs: &[Duration], q: usize) -> f64 {
 }
 
 /// [p25, median, p75] in ms.
-fn quartiles(xs: &[Duration]) -> Value {
+fn quartiles(xs: &[Duration]) -> [f64; 3] {
     let mut xs = xs.to_vec();
     xs.sort();
-    json!([
+    [
         ms(xs[xs.len() / 4]),
         ms(xs[xs.len() / 2]),
-        ms(xs[xs.len() * 3 / 4])
-    ])
+        ms(xs[xs.len() * 3 / 4]),
+    ]
 }
 
 /// In-process: how long building native-tls's connector takes (median of 7, after
 /// one for OpenSSL's own start-up), with the system store and with
 /// `disable_built_in_roots` (which, in native-tls 0.2, empties the store only after
 /// loading it); beside it, rustls reading the same system store.
-fn connector_build_ms(ca_file: &std::path::Path) -> Result<Value, String> {
+fn connector_build_ms(ca_file: &std::path::Path) -> Result<ConnectorBuild, String> {
     let pem = std::fs::read(ca_file).map_err(|e| e.to_string())?;
     let ca = native_tls::Certificate::from_pem(&pem).map_err(|e| e.to_string())?;
     let time = |disable: bool| -> Result<f64, String> {
@@ -339,10 +420,10 @@ fn connector_build_ms(ca_file: &std::path::Path) -> Result<Value, String> {
         }
         ca_only.push(started.elapsed());
     }
-    Ok(json!({
-        "rustls_ca_file_only_now_used": ms(median(&mut ca_only[1..])),
-        "system_store_plus_ca": time(false)?,
-        "disable_built_in_roots_plus_ca": time(true)?,
-        "rustls_native_certs_for_comparison": ms(median(&mut rustls[1..])),
-    }))
+    Ok(ConnectorBuild {
+        rustls_ca_file_only_now_used: ms(median(&mut ca_only[1..])),
+        system_store_plus_ca: time(false)?,
+        disable_built_in_roots_plus_ca: time(true)?,
+        rustls_native_certs_for_comparison: ms(median(&mut rustls[1..])),
+    })
 }

@@ -1,4 +1,4 @@
-//! `bench --dbcpu`: what a NEW connection costs PostgreSQL. The warm figures
+//! `bench dbcpu`: what a NEW connection costs PostgreSQL. The warm figures
 //! (backend CPU per request of every phase, beside the prepared primary-key SELECT
 //! and the plain INSERT of issue 12, Parse/Bind per request directly and behind the
 //! proxy setting) are the main run's (`scripts/bench`); this mode adds what a warm

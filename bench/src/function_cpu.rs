@@ -6,10 +6,12 @@
 //! first field: nanoseconds on CPU, exact at every switch) is read before and after
 //! the measured requests, sent one at a time.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::json;
 use testkit::runtime_api::{Answer, FunctionProcess, RuntimeApi};
 
 use crate::benchdb::BenchDb;
@@ -19,7 +21,7 @@ use crate::workload::{self, Params};
 /// Upload slot of its own (the main run's phases use 0-8, tiles.rs 9-16).
 const UPLOAD_SLOT: u64 = 17;
 /// The user whose map tiles.rs seeds (300 batches in 72 h, 30 readings each); a
-/// user without batches when it has not run (`bench --function-cpu`).
+/// user without batches when it has not run (`bench function-cpu`).
 const TILES_USER: &str = "tiles-r30";
 
 /// Seeded users the GETs go round.
@@ -33,11 +35,71 @@ const ROUTES: [(&str, &str); 4] = [
     ("GET /health", "health"),
 ];
 
+/// rust.json's `function_cpu` and function_cpu.json.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum FunctionCpu {
+    /// Not measured in this run (`bench run --no-cold-start`), and why.
+    Skipped {
+        skipped: String,
+    },
+    Measured(Figures),
+}
+
+impl Default for FunctionCpu {
+    fn default() -> Self {
+        Self::Skipped {
+            skipped: "not measured".into(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Figures {
+    pub what: &'static str,
+    pub warmup: u64,
+    pub requests: u64,
+    /// Issue 22's targets, µs per request, by route.
+    pub targets_us: BTreeMap<&'static str, u64>,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Route {
+    /// The release binary is missing.
+    Skipped {
+        route: &'static str,
+        skipped: String,
+    },
+    Measured(RouteCpu),
+}
+
+#[derive(Debug, Serialize)]
+pub struct RouteCpu {
+    pub route: &'static str,
+    pub binary: &'static str,
+    /// The upload's readings per batch (the upload route only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readings: Option<u64>,
+    #[serde(flatten)]
+    pub process: ProcessCpu,
+}
+
+/// What one binary's process spent on the measured requests.
+#[derive(Debug, Serialize)]
+pub struct ProcessCpu {
+    pub cpu_us_per_request: f64,
+    pub wall_us_per_request: f64,
+    pub threads: usize,
+    pub statuses: BTreeMap<String, u64>,
+}
+
 pub async fn run(
     db: &BenchDb,
     keys: &testkit::keys::KeyServer,
     p: &Params,
-) -> Result<Value, String> {
+) -> Result<FunctionCpu, String> {
     let release = crate::repo_root().join("target/release");
     let (warmup, requests) = (p.warmup.max(20), p.requests.max(200) * 2);
     let mut rows = Vec::new();
@@ -49,7 +111,10 @@ pub async fn run(
                 path.display()
             );
             println!("function cpu {label}: skipped, {why}");
-            rows.push(json!({"route": label, "skipped": why}));
+            rows.push(Route::Skipped {
+                route: label,
+                skipped: why,
+            });
             continue;
         }
         // Tokens minted once per user, as the app reuses its token for an hour.
@@ -58,21 +123,27 @@ pub async fn run(
             .collect();
         let tiles_token = testkit::keys::token(TILES_USER);
         let event = |k: u64| event_for(binary, k, p, &tokens, &tiles_token);
-        let mut row = measure(&path, &env(db, keys), event, warmup, requests).await?;
-        row["route"] = json!(label);
-        row["binary"] = json!(binary);
-        if binary == "upload-batch" {
-            row["readings"] = json!(p.readings);
-        }
-        println!("function cpu {label:<30} {row}");
-        rows.push(row);
+        let row = RouteCpu {
+            route: label,
+            binary,
+            readings: (binary == "upload-batch").then_some(p.readings),
+            process: measure(&path, &env(db, keys), event, warmup, requests).await?,
+        };
+        // As a Value: its keys sorted, as this line has always printed them.
+        let line = serde_json::to_value(&row).map_err(|e| e.to_string())?;
+        println!("function cpu {label:<30} {line}");
+        rows.push(Route::Measured(row));
     }
-    Ok(json!({
-        "what": "process CPU (all threads, /proc/<pid>/task/*/schedstat) per warm request of the release binary under testkit::runtime_api, one request at a time, RUST_LOG=info",
-        "warmup": warmup,
-        "requests": requests,
-        "targets_us": {"GET /daily-pot": 200, "POST /upload (device secret)": 400},
-        "routes": rows,
+    Ok(FunctionCpu::Measured(Figures {
+        what: "process CPU (all threads, /proc/<pid>/task/*/schedstat) per warm request of the release binary under testkit::runtime_api, one request at a time, RUST_LOG=info",
+        warmup,
+        requests,
+        targets_us: [
+            ("GET /daily-pot", 200),
+            ("POST /upload (device secret)", 400),
+        ]
+        .into(),
+        routes: rows,
     }))
 }
 
@@ -145,12 +216,12 @@ async fn measure(
     event: impl Fn(u64) -> Vec<u8>,
     warmup: u64,
     requests: u64,
-) -> Result<Value, String> {
+) -> Result<ProcessCpu, String> {
     let api = RuntimeApi::start().await;
     let process = FunctionProcess::spawn(binary, env, &api);
     // Events built before the window: the emulator's work is not the function's.
     let events: Vec<Vec<u8>> = (0..warmup + requests).map(&event).collect();
-    let mut statuses = std::collections::BTreeMap::<String, u64>::new();
+    let mut statuses = BTreeMap::<String, u64>::new();
     let mut send = |answer: Answer| {
         let status = answer.status().map_or("error".into(), |s| s.to_string());
         *statuses.entry(status).or_default() += 1;
@@ -177,34 +248,84 @@ async fn measure(
     }
     let wall = t0.elapsed();
     let cpu = process_cpu_ns(process.pid())? - cpu0;
-    Ok(json!({
-        "cpu_us_per_request": round1(cpu as f64 / requests as f64 / 1000.0),
-        "wall_us_per_request": round1(wall.as_secs_f64() * 1e6 / requests as f64),
-        "threads": threads,
-        "statuses": statuses,
-    }))
+    Ok(ProcessCpu {
+        cpu_us_per_request: round1(cpu as f64 / requests as f64 / 1000.0),
+        wall_us_per_request: round1(wall.as_secs_f64() * 1e6 / requests as f64),
+        threads,
+        statuses,
+    })
 }
 
 /// The table of BENCHMARKS.md, "Function CPU per warm request".
-pub fn markdown(f: &Value) -> String {
-    use crate::report::fmt;
-    if let Some(why) = f["skipped"].as_str() {
-        return format!("Function process CPU per warm request: skipped ({why}).\n");
-    }
+pub fn markdown(f: &FunctionCpu) -> String {
+    use crate::report::num;
+    let f = match f {
+        FunctionCpu::Skipped { skipped } => {
+            return format!("Function process CPU per warm request: skipped ({skipped}).\n")
+        }
+        FunctionCpu::Measured(f) => f,
+    };
     let mut out = format!(
         "Function process CPU per warm request (release binary under the Runtime API emulator, {} requests after {} warm-up):\n\n| route | CPU µs/req | wall µs/req | threads | statuses |\n|---|---:|---:|---:|---|\n",
-        fmt(&f["requests"]),
-        fmt(&f["warmup"])
+        num(Some(f.requests as f64)),
+        num(Some(f.warmup as f64))
     );
-    for r in f["routes"].as_array().into_iter().flatten() {
-        out += &format!(
-            "| {} | {} | {} | {} | {} |\n",
-            r["route"].as_str().unwrap_or(""),
-            fmt(&r["cpu_us_per_request"]),
-            fmt(&r["wall_us_per_request"]),
-            fmt(&r["threads"]),
-            r["statuses"],
-        );
+    for r in &f.routes {
+        out += &match r {
+            // The row the table has always had for a missing binary.
+            Route::Skipped { route, .. } => format!("| {route} | n/a | n/a | n/a | null |\n"),
+            Route::Measured(r) => format!(
+                "| {} | {} | {} | {} | {} |\n",
+                r.route,
+                num(Some(r.process.cpu_us_per_request)),
+                num(Some(r.process.wall_us_per_request)),
+                num(Some(r.process.threads as f64)),
+                json!(r.process.statuses),
+            ),
+        };
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_has_a_row_per_route_measured_or_skipped() {
+        let figures = FunctionCpu::Measured(Figures {
+            what: "",
+            warmup: 100,
+            requests: 2000,
+            targets_us: BTreeMap::new(),
+            routes: vec![
+                Route::Measured(RouteCpu {
+                    route: "GET /daily-pot",
+                    binary: "get-daily-pot",
+                    readings: None,
+                    process: ProcessCpu {
+                        cpu_us_per_request: 123.4,
+                        wall_us_per_request: 456.0,
+                        threads: 3,
+                        statuses: [("200".to_string(), 2100)].into(),
+                    },
+                }),
+                Route::Skipped {
+                    route: "GET /health",
+                    skipped: "missing".into(),
+                },
+            ],
+        });
+        let table = markdown(&figures);
+        assert!(table.contains("2000 requests after 100 warm-up"), "{table}");
+        assert!(
+            table.contains("| GET /daily-pot | 123 | 456 | 3 | {\"200\":2100} |"),
+            "{table}"
+        );
+        assert!(table.contains("| GET /health | n/a |"), "{table}");
+        let json = serde_json::to_value(&figures).unwrap();
+        assert_eq!(json["routes"][0]["cpu_us_per_request"], 123.4);
+        assert_eq!(json["routes"][1]["skipped"], "missing");
+        assert!(json["routes"][0].get("readings").is_none());
+    }
 }

@@ -1,14 +1,6 @@
 //! `bench`: the daily-pot functions measured side by side with the Node backend.
-//! See BENCHMARKS.md for what each figure means; `scripts/bench` runs it.
-//!
-//!   bench [--quick] [--no-peer] [--reset-scale] [--no-cold-start] [--out DIR] [--chart FILE.svg]
-//!         | bench --dbcpu (a new connection's costs) | bench --aggregate | bench --aggregate-heavy
-//!         | bench --analytics
-//!         | bench --tiles (the coverage map's and the upload trigger's costs, issue 22)
-//!         | bench --function-cpu (the release binaries' CPU per warm request, issue 22)
-//!         [--users N --devices N --readings N --requests N --warmup N --concurrency N --seed N]
-//!   bench --cold-start-tls [LABEL=BINARY ...]   (get-daily-pot over verified TLS only)
-//!   bench --upload-cpu [--readings N]   (the upload's own CPU per stage, no database)
+//! See BENCHMARKS.md for what each figure means; `scripts/bench` runs `bench run`,
+//! `bench --help` lists the other modes (cli.rs).
 
 mod aggregate;
 mod aggregate_heavy;
@@ -16,6 +8,7 @@ mod analytics;
 mod benchdb;
 mod capacity;
 mod chart;
+mod cli;
 mod coldstart;
 mod dbcpu;
 mod function_cpu;
@@ -25,121 +18,25 @@ mod phases;
 mod report;
 mod resetscale;
 mod stats;
+mod summary;
 mod targets;
 mod tiles;
 mod upload_cpu;
 mod workload;
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use clap::Parser as _;
 use serde_json::{json, Value};
 
+use cli::{Command, RunArgs, Workload};
+use summary::{Picked, Protocol, Summary, UploadWalByIndex};
 use workload::{Endpoint, Params, Phase, Target, UploadAuth};
 
 /// The GIN index over the whole payload: the upload's biggest WAL cost.
 const JSON_PATHS_INDEX: &str = "idx_sensor_batches_json_paths";
-
-struct Options {
-    params: Params,
-    peer: bool,
-    cold_start: bool,
-    reset_scale: bool,
-    upload_cpu: bool,
-    /// Only the tiles route and the aggregation job over a realistic day.
-    aggregate: bool,
-    /// Only the analytics API over a realistic year of aggregates.
-    analytics: bool,
-    /// Only the aggregation job over a backlog of heavy batches.
-    aggregate_heavy: bool,
-    /// Only what a new connection costs the database (dbcpu.rs), then stop.
-    dbcpu: bool,
-    /// Only the coverage map's figures (tiles.rs) on the workload's database.
-    tiles: bool,
-    /// Only the function processes' CPU per warm request (function_cpu.rs).
-    function_cpu: bool,
-    out: PathBuf,
-    /// Where the chart goes besides `out` (scripts/bench: docs/bench.svg).
-    chart: Option<PathBuf>,
-    /// The workload flags as given, passed on to the peer.
-    workload_flags: Vec<String>,
-}
-
-fn parse_args() -> Result<Options, String> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let quick = args.iter().any(|a| a == "--quick");
-    let mut o = Options {
-        params: if quick {
-            Params::quick()
-        } else {
-            Params::DEFAULTS
-        },
-        peer: true,
-        cold_start: true,
-        reset_scale: false,
-        upload_cpu: false,
-        aggregate: false,
-        analytics: false,
-        aggregate_heavy: false,
-        dbcpu: false,
-        tiles: false,
-        function_cpu: false,
-        out: repo_root().join("target/bench"),
-        chart: None,
-        workload_flags: Vec::new(),
-    };
-    let mut it = args.into_iter();
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
-        match arg.as_str() {
-            "--quick" => o.workload_flags.push(arg),
-            "--no-peer" => o.peer = false,
-            "--no-cold-start" => o.cold_start = false,
-            "--reset-scale" => o.reset_scale = true,
-            "--upload-cpu" => o.upload_cpu = true,
-            "--aggregate" => o.aggregate = true,
-            "--analytics" => o.analytics = true,
-            "--aggregate-heavy" => o.aggregate_heavy = true,
-            "--dbcpu" => o.dbcpu = true,
-            "--tiles" => o.tiles = true,
-            "--function-cpu" => o.function_cpu = true,
-            "--out" => o.out = PathBuf::from(value("--out")?),
-            "--chart" => o.chart = Some(PathBuf::from(value("--chart")?)),
-            flag @ ("--users" | "--devices" | "--readings" | "--requests" | "--warmup"
-            | "--concurrency" | "--seed") => {
-                let v = value(flag)?;
-                let n: u64 = v
-                    .parse()
-                    .map_err(|_| format!("{flag} expects an integer, got {v:?}"))?;
-                let p = &mut o.params;
-                *match flag {
-                    "--users" => &mut p.users,
-                    "--devices" => &mut p.devices,
-                    "--readings" => &mut p.readings,
-                    "--requests" => &mut p.requests,
-                    "--warmup" => &mut p.warmup,
-                    "--concurrency" => &mut p.concurrency,
-                    _ => &mut p.seed,
-                } = n;
-                o.workload_flags.extend([flag.to_string(), v]);
-            }
-            "-h" | "--help" => {
-                println!(
-                    "{}",
-                    include_str!("main.rs")
-                        .lines()
-                        .take(9)
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                );
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other:?} (see --help)")),
-        }
-    }
-    o.params.check()?;
-    Ok(o)
-}
 
 /// The workspace root (the bench runs from a checkout).
 pub fn repo_root() -> PathBuf {
@@ -148,117 +45,136 @@ pub fn repo_root() -> PathBuf {
 
 #[tokio::main]
 async fn main() {
+    // Usage errors exit 2 and --help 0 here, before anything is set up.
+    let command = cli::Cli::parse().command;
     // The handlers' own logs would drown the tables; errors only.
     if std::env::var_os("RUST_LOG").is_none() {
         std::env::set_var("RUST_LOG", "error");
     }
     shared::telemetry::init();
-    // `bench --cold-start-tls [LABEL=BINARY ...]`: only the TLS cold start, of the
-    // release get-daily-pot or of the binaries given (e.g. before=/tmp/old after=…).
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--cold-start-tls") {
-        let mut binaries: Vec<(String, PathBuf)> = args[1..]
-            .iter()
-            .map(|a| match a.split_once('=') {
-                Some((label, path)) => (label.to_string(), PathBuf::from(path)),
-                None => (a.clone(), PathBuf::from(a)),
-            })
-            .collect();
-        if binaries.is_empty() {
-            binaries.push((
-                "release".into(),
-                repo_root().join("target/release/get-daily-pot"),
-            ));
+    let admin_url = testkit::db::server_url;
+    let outcome = match command {
+        Command::Run(args) => {
+            let p = params(&args.workload);
+            run(&args, p).await
         }
-        match coldstart::run_tls(&binaries).await {
-            Ok(summary) => println!("{summary:#}"),
-            Err(e) => {
-                eprintln!("bench: {e}");
-                std::process::exit(1);
+        Command::ColdStartTls { binaries } => cold_start_tls(&binaries).await,
+        Command::UploadCpu(args) => {
+            let p = params(&args.workload);
+            upload_cpu::run(&p)
+                .and_then(|f| write_out(&args.out.dir(), "upload_cpu.json", &f))
+                .map(drop)
+        }
+        Command::AggregateHeavy(out) => {
+            // The issue's measured timeout, then the deployed one.
+            match aggregate_heavy::run(&admin_url(), &[4_500, 45_000]).await {
+                Ok(result) => write_out(&out.dir(), "aggregate-heavy.json", &result)
+                    .map(|path| println!("summary: {}", path.display())),
+                Err(e) => Err(e),
             }
         }
-        return;
-    }
-    let options = match parse_args() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("bench: {e}");
-            std::process::exit(2);
+        Command::Aggregate(args) => {
+            let p = params(&args.workload);
+            match aggregate::run(&admin_url(), p.devices as i64).await {
+                Ok(result) => write_out(&args.out.dir(), "aggregate.json", &result).map(|path| {
+                    println!(
+                        "{}\nsummary: {}",
+                        serde_json::to_string_pretty(&result).unwrap(),
+                        path.display()
+                    )
+                }),
+                Err(e) => Err(e),
+            }
+        }
+        Command::Analytics(out) => match analytics::run(&admin_url()).await {
+            Ok(result) => write_out(&out.dir(), "analytics.json", &result)
+                .map(|path| println!("summary: {}", path.display())),
+            Err(e) => Err(e),
+        },
+        Command::Dbcpu(out) => match dbcpu::run(&admin_url()).await {
+            Ok(figures) => write_out(&out.dir(), "dbcpu.json", &figures).map(drop),
+            Err(e) => Err(e),
+        },
+        Command::FunctionCpu(args) => {
+            let p = params(&args.workload);
+            function_cpu_alone(&p, &args.out.dir()).await
+        }
+        Command::Tiles(args) => {
+            let p = params(&args.workload);
+            match benchdb::BenchDb::create(&admin_url(), &p).await {
+                Ok(db) => {
+                    let result = tiles_alone(&db, &p).await;
+                    db.drop_database().await;
+                    result.and_then(|figures| {
+                        println!("{}", tiles::markdown(&figures.figures));
+                        write_out(&args.out.dir(), "tiles.json", &figures).map(drop)
+                    })
+                }
+                Err(e) => Err(e),
+            }
         }
     };
-    if let Err(e) = run(options).await {
+    if let Err(e) = outcome {
         eprintln!("bench: {e}");
         std::process::exit(1);
     }
 }
 
-async fn run(o: Options) -> Result<(), String> {
-    if o.upload_cpu {
-        let figures = upload_cpu::run(&o.params)?;
-        std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
-        return write_json(&o.out.join("upload_cpu.json"), &figures);
+/// The workload's parameters, or exit 2 as for any other usage error.
+fn params(workload: &Workload) -> Params {
+    workload.params().unwrap_or_else(|e| {
+        eprintln!("bench: {e}");
+        std::process::exit(2);
+    })
+}
+
+/// `bench cold-start-tls [LABEL=BINARY ...]`: only the TLS cold start, of the
+/// release get-daily-pot or of the binaries given (e.g. before=/tmp/old after=…).
+async fn cold_start_tls(args: &[String]) -> Result<(), String> {
+    let mut binaries: Vec<(String, PathBuf)> = args
+        .iter()
+        .map(|a| match a.split_once('=') {
+            Some((label, path)) => (label.to_string(), PathBuf::from(path)),
+            None => (a.clone(), PathBuf::from(a)),
+        })
+        .collect();
+    if binaries.is_empty() {
+        binaries.push((
+            "release".into(),
+            repo_root().join("target/release/get-daily-pot"),
+        ));
     }
+    let summary = coldstart::run_tls(&binaries).await?;
+    println!("{:#}", json!(summary));
+    Ok(())
+}
+
+/// `bench function-cpu`: the function processes' CPU per warm request alone.
+async fn function_cpu_alone(p: &Params, out: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let db = benchdb::BenchDb::create(&testkit::db::server_url(), p).await?;
+    let keys = testkit::keys::KeyServer::start(3600).await;
+    let result = function_cpu::run(&db, &keys, p).await;
+    db.drop_database().await;
+    write_out(out, "function_cpu.json", &result?).map(drop)
+}
+
+/// `bench run`: the full comparison.
+async fn run(o: &RunArgs, p: Params) -> Result<(), String> {
     let started = std::time::Instant::now();
-    if o.aggregate_heavy {
-        std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
-        // The issue's measured timeout, then the deployed one.
-        let result = aggregate_heavy::run(&testkit::db::server_url(), &[4_500, 45_000]).await?;
-        let path = o.out.join("aggregate-heavy.json");
-        write_json(&path, &result)?;
-        println!("summary: {}", path.display());
-        return Ok(());
-    }
-    if o.aggregate {
-        std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
-        let result = aggregate::run(&testkit::db::server_url(), o.params.devices as i64).await?;
-        let path = o.out.join("aggregate.json");
-        write_json(&path, &result)?;
-        println!(
-            "{}\nsummary: {}",
-            serde_json::to_string_pretty(&result).unwrap(),
-            path.display()
-        );
-        return Ok(());
-    }
-    if o.analytics {
-        std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
-        let result = analytics::run(&testkit::db::server_url()).await?;
-        let path = o.out.join("analytics.json");
-        write_json(&path, &result)?;
-        println!("summary: {}", path.display());
-        return Ok(());
-    }
-    let p = o.params;
-    std::fs::create_dir_all(&o.out).map_err(|e| format!("{}: {e}", o.out.display()))?;
-    if o.dbcpu {
-        let figures = dbcpu::run(&testkit::db::server_url()).await?;
-        return write_json(&o.out.join("dbcpu.json"), &figures);
-    }
-    if o.function_cpu {
-        let db = benchdb::BenchDb::create(&testkit::db::server_url(), &p).await?;
-        let keys = testkit::keys::KeyServer::start(3600).await;
-        let result = function_cpu::run(&db, &keys, &p).await;
-        db.drop_database().await;
-        return write_json(&o.out.join("function_cpu.json"), &result?);
-    }
-    if o.tiles {
-        let db = benchdb::BenchDb::create(&testkit::db::server_url(), &p).await?;
-        let result = tiles_alone(&db, &p).await;
-        db.drop_database().await;
-        let figures = result?;
-        println!("{}", tiles::markdown(&figures));
-        return write_json(&o.out.join("tiles.json"), &figures);
-    }
+    let out = o.out.dir();
+    let workload_flags = o.workload.peer_flags();
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     let all_phases = workload::phases(&p);
 
     // 1. The workload itself, checked against the peer's generator when it is here.
-    let fingerprints: serde_json::Map<String, Value> = all_phases
+    let fingerprints: BTreeMap<String, String> = all_phases
         .iter()
-        .map(|ph| (ph.name.clone(), json!(workload::phase_fingerprint(ph, &p))))
+        .map(|ph| (ph.name.clone(), workload::phase_fingerprint(ph, &p)))
         .collect();
     let peer_dir = peer::locate();
     let fingerprint_check = match &peer_dir {
-        Ok(dir) => peer::check_fingerprints(dir, &o.workload_flags, &fingerprints)?,
+        Ok(dir) => peer::check_fingerprints(dir, &workload_flags, &fingerprints)?,
         Err(why) => format!("not checked against the peer: {why}"),
     };
     println!(
@@ -281,30 +197,30 @@ async fn run(o: Options) -> Result<(), String> {
         },
         if db.walinspect { "yes" } else { "n/a" },
     );
-    let result = measure(&o, &db, &all_phases, fingerprints).await;
+    let result = measure(&p, !o.no_cold_start, &db, &all_phases, fingerprints).await;
     db.drop_database().await;
     let mut summary = result?;
 
     // 3. Cold starts and memory of the release binaries.
-    if o.cold_start {
-        summary["cold_start"] = coldstart::run(&admin_url, &p).await?;
+    if !o.no_cold_start {
+        summary.cold_start = Some(coldstart::run(&admin_url, &p).await?);
         let binary = repo_root().join("target/release/get-daily-pot");
         if binary.is_file() {
-            summary["cold_start_tls"] = coldstart::run_tls(&[("release".into(), binary)]).await?;
+            summary.cold_start_tls = Some(coldstart::run_tls(&[("release".into(), binary)]).await?);
         }
     }
     // 4. The nightly reset at scale (not in CI: a million rows).
     if o.reset_scale {
-        summary["reset_scale"] = resetscale::run(&admin_url).await?;
+        summary.reset_scale = Some(resetscale::run(&admin_url).await?);
     }
-    summary["duration_s"] = json!(stats::round1(started.elapsed().as_secs_f64()));
-    let rust_path = o.out.join("rust.json");
+    summary.duration_s = stats::round1(started.elapsed().as_secs_f64());
+    let rust_path = out.join("rust.json");
     write_json(&rust_path, &summary)?;
 
     // 5. The Node peer, same workload, same machine, same run.
-    let node = if o.peer {
+    let node = if !o.no_peer {
         match &peer_dir {
-            Ok(dir) => Some(peer::run(dir, &o.workload_flags, &o.out).await?),
+            Ok(dir) => Some(peer::run(dir, &workload_flags, &out).await?),
             Err(why) => {
                 println!("peer skipped: {why}");
                 None
@@ -314,13 +230,13 @@ async fn run(o: Options) -> Result<(), String> {
         None
     };
     // 6. Issue 12's targets and the capacity they imply, the tables, the chart.
-    summary["targets"] = targets::check(&summary, node.as_ref());
-    summary["capacity"] = capacity::table(&summary, node.as_ref());
+    summary.targets = Some(targets::check(&summary, node.as_ref()));
+    summary.capacity = Some(capacity::table(&summary, node.as_ref()));
     write_json(&rust_path, &summary)?;
     let tables = report::markdown(&summary, node.as_ref());
-    let report_path = o.out.join("report.md");
+    let report_path = out.join("report.md");
     std::fs::write(&report_path, &tables).map_err(|e| format!("{}: {e}", report_path.display()))?;
-    let mut charts = vec![o.out.join("bench.svg")];
+    let mut charts = vec![out.join("bench.svg")];
     charts.extend(o.chart.clone());
     for chart_path in &charts {
         chart::write(chart_path, &summary, node.as_ref())?;
@@ -340,12 +256,12 @@ async fn run(o: Options) -> Result<(), String> {
 }
 
 async fn measure(
-    o: &Options,
+    p: &Params,
+    cold_start: bool,
     db: &benchdb::BenchDb,
     all_phases: &[Phase],
-    fingerprints: serde_json::Map<String, Value>,
-) -> Result<Value, String> {
-    let p = &o.params;
+    fingerprints: BTreeMap<String, String>,
+) -> Result<Summary, String> {
     let keys = testkit::keys::KeyServer::start(3600).await;
     let containers: Vec<Arc<harness::Container>> = (0..p.concurrency)
         .map(|_| harness::Container::new(&db.app_env(), &keys, p).map(Arc::new))
@@ -358,8 +274,8 @@ async fn measure(
             Ok::<_, String>(r)
         }
     };
-    let mut results = serde_json::Map::new();
-    let mut references = serde_json::Map::new();
+    let mut results = BTreeMap::new();
+    let mut references = BTreeMap::new();
     for phase in all_phases {
         results.insert(phase.name.clone(), run(phase.clone()).await?);
         // Issue 12's references, each right after the phase it is the floor of,
@@ -417,20 +333,22 @@ async fn measure(
     let tiles = tiles::measure(db, &containers, &keys, p).await?;
     // Issue 22: the function process's own CPU per warm request, route by route
     // (the release binaries, as the cold starts: not with --no-cold-start, CI's).
-    let function_cpu = if o.cold_start {
+    let function_cpu = if cold_start {
         function_cpu::run(db, &keys, p).await?
     } else {
-        json!({"skipped": "--no-cold-start"})
+        function_cpu::FunctionCpu::Skipped {
+            skipped: "--no-cold-start".into(),
+        }
     };
 
-    Ok(json!({
-        "peer": "rust-lambda",
-        "variant": "in-process",
-        "date": chrono::Utc::now().to_rfc3339(),
-        "machine": report::machine(),
-        "server": report::server(&db.ctl).await,
-        "params": p,
-        "harness": {
+    Ok(Summary {
+        peer: "rust-lambda",
+        variant: "in-process",
+        date: chrono::Utc::now().to_rfc3339(),
+        machine: report::machine(),
+        server: report::server(&db.ctl).await,
+        params: *p,
+        harness: json!({
             "driver": "the real handlers (shared::daily_pot, shared::upload) called in-process with API Gateway v2 requests built from events/*.json, and the daily-reset function's shared::reset::run (answered 200 + its summary); one process for client and server",
             "containers": format!("{} warm containers, each its own Database per function (one connection each)", p.concurrency),
             "statements": if db.pgss { "pg_stat_statements (app role, this database) and Database::statements_sent()" } else { "Database::statements_sent() (pg_stat_statements not preloaded: n/a)" },
@@ -441,32 +359,45 @@ async fn measure(
             "schema": db.schema_source,
             "database": "legacy schema, then our migrations (shared::migrations), then WORKLOAD.md's seed; autovacuum off on the bench tables",
             "tokens": "RS256, testkit's signing key, published by testkit::keys::KeyServer on 127.0.0.1 (project demo-dailypot)",
+        }),
+        fingerprints,
+        phases: results,
+        phase_order: all_phases.iter().map(|ph| ph.name.clone()).collect(),
+        references,
+        protocol,
+        upload_wal_by_index: UploadWalByIndex {
+            index: JSON_PATHS_INDEX,
+            audit,
+            with_index: Picked::of(&with),
+            without_index: Picked::of(&without),
         },
-        "fingerprints": fingerprints,
-        "phases": results,
-        "phase_order": all_phases.iter().map(|ph| ph.name.clone()).collect::<Vec<_>>(),
-        "references": references,
-        "protocol": protocol,
-        "upload_wal_by_index": {
-            "index": JSON_PATHS_INDEX,
-            "audit": audit,
-            "with_index": pick(&with),
-            "without_index": pick(&without),
-        },
-        "tiles": tiles,
-        "function_cpu": function_cpu,
-    }))
+        tiles,
+        function_cpu,
+        ..Summary::default()
+    })
 }
 
-/// `bench --tiles`: the tiles figures alone, on the workload's database.
-async fn tiles_alone(db: &benchdb::BenchDb, p: &Params) -> Result<Value, String> {
+/// `bench tiles`: the tiles figures alone, on the workload's database, with the
+/// run's context.
+#[derive(serde::Serialize)]
+struct TilesAlone {
+    #[serde(flatten)]
+    figures: tiles::TilesFigures,
+    date: String,
+    machine: Value,
+    server: Value,
+}
+
+async fn tiles_alone(db: &benchdb::BenchDb, p: &Params) -> Result<TilesAlone, String> {
     let keys = testkit::keys::KeyServer::start(3600).await;
     let container = vec![Arc::new(harness::Container::new(&db.app_env(), &keys, p)?)];
-    let mut figures = tiles::measure(db, &container, &keys, p).await?;
-    figures["date"] = json!(chrono::Utc::now().to_rfc3339());
-    figures["machine"] = report::machine();
-    figures["server"] = report::server(&db.ctl).await;
-    Ok(figures)
+    let figures = tiles::measure(db, &container, &keys, p).await?;
+    Ok(TilesAlone {
+        figures,
+        date: chrono::Utc::now().to_rfc3339(),
+        machine: report::machine(),
+        server: report::server(&db.ctl).await,
+    })
 }
 
 /// Upload slots beyond the workload's four (0-3): 4 and 5 the index comparison,
@@ -489,7 +420,7 @@ async fn protocol(
     db: &benchdb::BenchDb,
     keys: &testkit::keys::KeyServer,
     p: &Params,
-) -> Result<Value, String> {
+) -> Result<Protocol, String> {
     let proxy = testkit::proxy::CountingProxy::start(&db.app_url).await;
     let url = proxy.url_for(&db.app_url);
     // Past the workload's own requests: new users not yet created, claimants not
@@ -501,7 +432,7 @@ async fn protocol(
         count: p.requests * 2 / 5,
         ..Phase::new("claim", Endpoint::Claim, 1, p)
     };
-    let mut out = serde_json::Map::new();
+    let mut out = Protocol::default();
     for (mode, (name, proxied)) in [("direct", false), ("proxy", true)].into_iter().enumerate() {
         let mut env = vec![("DATABASE_URL".to_string(), url.clone())];
         if proxied {
@@ -523,7 +454,11 @@ async fn protocol(
             ),
             claims(mode),
         ];
-        let mut figures = serde_json::Map::new();
+        let figures = if proxied {
+            &mut out.proxy
+        } else {
+            &mut out.direct
+        };
         for phase in routes {
             let r = phases::run(db, &container, &phase, p, Some(&proxy)).await?;
             println!(
@@ -532,20 +467,8 @@ async fn protocol(
             );
             figures.insert(phase.name.clone(), r);
         }
-        out.insert(name.to_string(), figures.into());
     }
-    Ok(out.into())
-}
-
-/// The figures of a phase worth setting side by side.
-fn pick(r: &Value) -> Value {
-    json!({
-        "p50_us": r["p50_us"], "p99_us": r["p99_us"], "rps": r["rps"],
-        "pg_cpu_us_per_request": r["pg_cpu_us_per_request"],
-        "wal_bytes_per_request": r["wal_bytes_per_request"],
-        "fpi_bytes_per_request": r["wal_attributed"]["fpi_bytes_per_request"],
-        "wal_by_record_type": r["wal_attributed"]["by_record_type"],
-    })
+    Ok(out)
 }
 
 /// What `migrate audit` (shared::audit) reports about one index.
@@ -569,7 +492,18 @@ async fn audit_of(db: &benchdb::BenchDb, index: &str) -> Result<Value, String> {
     Ok(json!(out))
 }
 
-pub fn write_json(path: &std::path::Path, value: &Value) -> Result<(), String> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())? + "\n";
+/// `value` as `name` in `dir` (made if need be); the file's path.
+fn write_out(dir: &Path, name: &str, value: &impl serde::Serialize) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join(name);
+    write_json(&path, value)?;
+    Ok(path)
+}
+
+/// Pretty JSON; through a Value, so that objects' keys are sorted as they were
+/// when the figures were built as Values (the files keep their layout).
+pub fn write_json(path: &std::path::Path, value: &impl serde::Serialize) -> Result<(), String> {
+    let value = serde_json::to_value(value).map_err(|e| e.to_string())?;
+    let text = serde_json::to_string_pretty(&value).map_err(|e| e.to_string())? + "\n";
     std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
 }

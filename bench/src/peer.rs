@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::Value;
+use crate::summary::PeerSummary;
 
 /// The team's shared folder: beside a checkout (`../shared`, as CI lays it), or
 /// beside the folder of worktrees (`../../shared`, for `/work/wt/<name>`).
@@ -33,7 +33,7 @@ pub fn locate() -> Result<PathBuf, String> {
 pub fn check_fingerprints(
     dir: &Path,
     flags: &[String],
-    ours: &serde_json::Map<String, Value>,
+    ours: &std::collections::BTreeMap<String, String>,
 ) -> Result<String, String> {
     let out = Command::new("node")
         .arg("workload.mjs")
@@ -54,7 +54,7 @@ pub fn check_fingerprints(
         let Some((phase, sha)) = line.split_once('\t') else {
             continue;
         };
-        match ours.get(phase).and_then(Value::as_str) {
+        match ours.get(phase) {
             Some(mine) if mine == sha.trim() => checked += 1,
             mine => {
                 return Err(format!(
@@ -75,7 +75,7 @@ pub fn check_fingerprints(
 }
 
 /// Runs the peer's `after` variant on the same workload; returns its summary.
-pub async fn run(dir: &Path, flags: &[String], out_dir: &Path) -> Result<Value, String> {
+pub async fn run(dir: &Path, flags: &[String], out_dir: &Path) -> Result<PeerSummary, String> {
     let work = std::env::temp_dir().join(format!("dailypot-peer-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     let status = Command::new("cp")
@@ -125,7 +125,8 @@ pub async fn run(dir: &Path, flags: &[String], out_dir: &Path) -> Result<Value, 
         )?;
         let text =
             std::fs::read_to_string(&summary).map_err(|e| format!("{}: {e}", summary.display()))?;
-        serde_json::from_str::<Value>(&text).map_err(|e| e.to_string())
+        serde_json::from_str::<PeerSummary>(&text)
+            .map_err(|e| format!("{}: {e}", summary.display()))
     })();
     let _ = std::fs::remove_dir_all(&work);
     result

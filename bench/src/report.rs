@@ -3,20 +3,25 @@
 
 use serde_json::{json, Value};
 
-pub fn phase_line(name: &str, r: &Value) -> String {
+use crate::coldstart::ColdStarts;
+use crate::phases::{Headline, PhaseFigures};
+use crate::summary::{PeerSummary, Summary};
+
+pub fn phase_line(name: &str, r: &PhaseFigures) -> String {
     format!(
         "{name:<40} p50 {:>8} µs  p99 {:>8} µs  {:>7} req/s  {:>5} stmt/req  {:>9} WAL B/req  statuses {}",
-        fmt(&r["p50_us"]),
-        fmt(&r["p99_us"]),
-        fmt(&r["rps"]),
-        fmt(&r["statements_per_request_client"]),
-        fmt(&r["wal_bytes_per_request"]),
-        r["statuses"],
+        num(Some(r.latency.p50_us)),
+        num(Some(r.latency.p99_us)),
+        num(Some(r.rps)),
+        num(Some(r.statements_per_request_client)),
+        num(Some(r.wal_bytes_per_request)),
+        json!(r.statuses),
     )
 }
 
-pub fn fmt(v: &Value) -> String {
-    match v.as_f64() {
+/// A figure as the tables show it: whole from 100 up, else two decimals; n/a if none.
+pub fn num(v: Option<f64>) -> String {
+    match v {
         None => "n/a".into(),
         Some(x) if x.abs() >= 100.0 => format!("{}", x.round()),
         Some(x) => format!("{}", (x * 100.0).round() / 100.0),
@@ -24,21 +29,11 @@ pub fn fmt(v: &Value) -> String {
 }
 
 /// `a ÷ b` to two decimals, or "n/a".
-pub fn ratio(a: &Value, b: &Value) -> String {
-    match (a.as_f64(), b.as_f64()) {
+pub fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
         (Some(x), Some(y)) if y != 0.0 => format!("{:.2}", x / y),
         _ => "n/a".into(),
     }
-}
-
-/// The phases in the order they ran (the summary's objects are sorted by name).
-pub fn phase_order(rust: &Value) -> Vec<String> {
-    rust["phase_order"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|n| n.as_str().map(String::from))
-        .collect()
 }
 
 /// Issue 12's reference of a phase: the floor its statement is measured against.
@@ -55,137 +50,136 @@ pub fn reference_of(phase: &str) -> Option<&'static str> {
 /// The headline: per phase, PostgreSQL backend CPU per request (ours, Node's, the
 /// ratios to Node and to the phase's reference), then p50, p99, WAL and
 /// statements, each with ours ÷ Node. The references follow (ours only).
-pub fn markdown(rust: &Value, node: Option<&Value>) -> String {
+pub fn markdown(rust: &Summary, node: Option<&PeerSummary>) -> String {
     let mut out = String::new();
     out += "| phase | **DB CPU µs/req** | Node | ÷ Node | ÷ reference | p50 µs | Node | ÷ Node | p99 µs | Node | ÷ Node | WAL B/req | Node | ÷ Node | stmts/req | Node |\n";
     out += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
-    let null = Value::Null;
-    let cpu = "pg_cpu_us_per_request";
-    for name in phase_order(rust) {
-        let r = &rust["phases"][name.as_str()];
-        let n = node.map(|n| &n["phases"][name.as_str()]).unwrap_or(&null);
-        let reference = reference_of(&name)
-            .map(|f| &rust["references"][f][cpu])
-            .unwrap_or(&null);
+    for name in &rust.phase_order {
+        let r = rust
+            .phases
+            .get(name)
+            .map(PhaseFigures::headline)
+            .unwrap_or_default();
+        let n = node.map(|n| n.phase(name)).unwrap_or_default();
+        let reference = reference_of(name)
+            .and_then(|f| rust.references.get(f))
+            .and_then(|f| f.pg_cpu_us_per_request);
+        let cpu = r.pg_cpu_us_per_request;
         let mut row = format!(
             "| {name} | **{}** | {} | {} | {} ",
-            fmt(&r[cpu]),
-            fmt(&n[cpu]),
-            ratio(&r[cpu], &n[cpu]),
-            ratio(&r[cpu], reference)
+            num(cpu),
+            num(n.pg_cpu_us_per_request),
+            ratio(cpu, n.pg_cpu_us_per_request),
+            ratio(cpu, reference)
         );
-        for key in ["p50_us", "p99_us", "wal_bytes_per_request"] {
+        let figures: [fn(&Headline) -> Option<f64>; 3] =
+            [|h| h.p50_us, |h| h.p99_us, |h| h.wal_bytes_per_request];
+        for figure in figures {
             row += &format!(
                 "| {} | {} | {} ",
-                fmt(&r[key]),
-                fmt(&n[key]),
-                ratio(&r[key], &n[key])
+                num(figure(&r)),
+                num(figure(&n)),
+                ratio(figure(&r), figure(&n))
             );
         }
-        let stmts = "statements_per_request_client";
-        row += &format!("| {} | {} |\n", fmt(&r[stmts]), fmt(&n[stmts]));
+        row += &format!(
+            "| {} | {} |\n",
+            num(r.statements_per_request_client),
+            num(n.statements_per_request_client)
+        );
         out += &row;
     }
-    for (name, r) in rust["references"].as_object().into_iter().flatten() {
+    for (name, r) in &rust.references {
         out += &format!(
             "| *{name}* | {} | | | 1 | {} | | | {} | | | {} | | | {} | |\n",
-            fmt(&r[cpu]),
-            fmt(&r["p50_us"]),
-            fmt(&r["p99_us"]),
-            fmt(&r["wal_bytes_per_request"]),
-            fmt(&r["statements_per_request_client"]),
+            num(r.pg_cpu_us_per_request),
+            num(Some(r.latency.p50_us)),
+            num(Some(r.latency.p99_us)),
+            num(Some(r.wal_bytes_per_request)),
+            num(Some(r.statements_per_request_client)),
         );
     }
-    if let Some(targets) = rust["targets"].as_array() {
+    if let Some(targets) = &rust.targets {
         out += "\n| issue 12 target | figure | |\n|---|---|---|\n";
         for t in targets {
+            out += &format!("| {} | {} | **{}** |\n", t.target, t.figure, t.status);
+        }
+    }
+    out += "\n| route, warm, through the counting proxy | mode | Parse/req | named Parse/req | named Bind/req | flights/req | DB CPU µs/req | statement µs/req | p50 µs |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n";
+    for (mode, routes) in [
+        ("direct", &rust.protocol.direct),
+        ("DB_PROXY=true", &rust.protocol.proxy),
+    ] {
+        for (route, r) in routes {
+            let m = r.messages_per_request.as_ref();
             out += &format!(
-                "| {} | {} | **{}** |\n",
-                t["target"].as_str().unwrap_or(""),
-                t["figure"].as_str().unwrap_or(""),
-                t["status"].as_str().unwrap_or("")
+                "| {route} | {mode} | {} | {} | {} | {} | {} | {} | {} |\n",
+                num(m.map(|m| m.parse)),
+                num(m.map(|m| m.parse_named)),
+                num(m.map(|m| m.bind_named)),
+                num(m.map(|m| m.flights)),
+                num(r.pg_cpu_us_per_request),
+                num(r.statement_us_per_request),
+                num(Some(r.latency.p50_us)),
             );
         }
     }
-    if let Some(protocol) = rust["protocol"].as_object() {
-        out += "\n| route, warm, through the counting proxy | mode | Parse/req | named Parse/req | named Bind/req | flights/req | DB CPU µs/req | statement µs/req | p50 µs |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n";
-        for (mode, routes) in protocol {
-            for (route, r) in routes.as_object().into_iter().flatten() {
-                let m = &r["messages_per_request"];
-                out += &format!(
-                    "| {route} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-                    if mode == "proxy" {
-                        "DB_PROXY=true"
-                    } else {
-                        "direct"
-                    },
-                    fmt(&m["parse"]),
-                    fmt(&m["parse_named"]),
-                    fmt(&m["bind_named"]),
-                    fmt(&m["flights"]),
-                    fmt(&r[cpu]),
-                    fmt(&r["statement_us_per_request"]),
-                    fmt(&r["p50_us"]),
-                );
+    if let Some(capacity) = &rust.capacity {
+        out += &format!("\n{}", crate::capacity::markdown(capacity));
+    }
+    let w = &rust.upload_wal_by_index;
+    out += &format!(
+        "\nUpload WAL and {}: with {} B/req (p50 {} µs, DB CPU {} µs), without {} B/req (p50 {} µs, DB CPU {} µs)\n",
+        w.index,
+        num(Some(w.with_index.wal_bytes_per_request)),
+        num(Some(w.with_index.p50_us)),
+        num(w.with_index.pg_cpu_us_per_request),
+        num(Some(w.without_index.wal_bytes_per_request)),
+        num(Some(w.without_index.p50_us)),
+        num(w.without_index.pg_cpu_us_per_request),
+    );
+    out += &format!("migrate audit on that index: {}\n", w.audit);
+    out += &format!("\n{}", crate::tiles::markdown(&rust.tiles));
+    out += &format!("\n{}", crate::function_cpu::markdown(&rust.function_cpu));
+    if let Some(c) = &rust.cold_start {
+        out += "\n| function | size (stripped) | cold start, DB + keys reachable | cold start, nothing reachable | peak RSS after 1,000 | statuses |\n|---|---:|---:|---:|---:|---|\n";
+        match c {
+            ColdStarts::Measured(c) => {
+                for f in &c.functions {
+                    out += &format!(
+                        "| {} | {} KiB | {} ms | {} ms | {} KiB | {} |\n",
+                        f.function,
+                        num(Some(f.size_kib as f64)),
+                        num(Some(f.cold_start_ms_reachable)),
+                        num(Some(f.cold_start_ms_unreachable)),
+                        num(Some(f.peak_rss_kib as f64)),
+                        json!(f.statuses),
+                    );
+                }
+            }
+            ColdStarts::Skipped { skipped } => {
+                out += &format!("cold start skipped: {}\n", json!(skipped));
             }
         }
     }
-    if let Some(capacity) = rust.get("capacity") {
-        out += &format!("\n{}", crate::capacity::markdown(capacity));
-    }
-    if let Some(w) = rust.get("upload_wal_by_index") {
-        out += &format!(
-            "\nUpload WAL and {}: with {} B/req (p50 {} µs, DB CPU {} µs), without {} B/req (p50 {} µs, DB CPU {} µs)\n",
-            w["index"].as_str().unwrap_or(""),
-            fmt(&w["with_index"]["wal_bytes_per_request"]),
-            fmt(&w["with_index"]["p50_us"]),
-            fmt(&w["with_index"]["pg_cpu_us_per_request"]),
-            fmt(&w["without_index"]["wal_bytes_per_request"]),
-            fmt(&w["without_index"]["p50_us"]),
-            fmt(&w["without_index"]["pg_cpu_us_per_request"]),
-        );
-        out += &format!("migrate audit on that index: {}\n", w["audit"]);
-    }
-    if let Some(t) = rust.get("tiles") {
-        out += &format!("\n{}", crate::tiles::markdown(t));
-    }
-    if let Some(f) = rust.get("function_cpu") {
-        out += &format!("\n{}", crate::function_cpu::markdown(f));
-    }
-    if let Some(c) = rust.get("cold_start") {
-        out += "\n| function | size (stripped) | cold start, DB + keys reachable | cold start, nothing reachable | peak RSS after 1,000 | statuses |\n|---|---:|---:|---:|---:|---|\n";
-        for f in c["functions"].as_array().into_iter().flatten() {
-            out += &format!(
-                "| {} | {} KiB | {} ms | {} ms | {} KiB | {} |\n",
-                f["function"].as_str().unwrap_or(""),
-                fmt(&f["size_kib"]),
-                fmt(&f["cold_start_ms_reachable"]),
-                fmt(&f["cold_start_ms_unreachable"]),
-                fmt(&f["peak_rss_kib"]),
-                f["statuses"],
-            );
-        }
-        if let Some(s) = c.get("skipped") {
-            out += &format!("cold start skipped: {s}\n");
-        }
-    }
-    if let Some(t) = rust.get("cold_start_tls") {
+    if let Some(t) = &rust.cold_start_tls {
         out += &format!(
             "\nget-daily-pot's first answer over verified TLS ({} starts each, [p25, median, p75] ms): native-tls connector build {}\n\n| binary | plain text | verified TLS | TLS extra (paired by round) | TLS ÷ plain (medians; target ≤ 1.6) |\n|---|---|---|---|---:|\n",
-            t["starts"], t["connector_build_ms"]
+            t.starts,
+            json!(t.connector_build_ms)
         );
-        for r in t["results"].as_array().into_iter().flatten() {
+        for r in &t.results {
             out += &format!(
                 "| {} | {} | {} | {} | {} |\n",
-                r["binary"].as_str().unwrap_or(""),
-                r["plain_first_answer_ms"],
-                r["tls_first_answer_ms"],
-                r["tls_extra_ms_paired"],
-                fmt(&r["tls_over_plain_median"]),
+                r.binary,
+                json!(r.plain_first_answer_ms),
+                json!(r.tls_first_answer_ms),
+                json!(r.tls_extra_ms_paired),
+                num(Some(r.tls_over_plain_median)),
             );
         }
     }
-    if let Some(r) = rust.get("reset_scale") {
+    if let Some(r) = &rust.reset_scale {
         out += &format!(
             "\nReset at scale: {}\n",
             serde_json::to_string_pretty(r).unwrap_or_default()

@@ -1,5 +1,5 @@
 //! The coverage map's database cost (issue 22 item 1), in the main run and as
-//! `bench --tiles` on its own (the main run's database, workload and containers):
+//! `bench tiles` on its own (the main run's database, workload and containers):
 //!
 //! - `GET /api/user/tiles?hours=72` for users with 300 located batches in the last
 //!   72 hours, 30 and 2,000 readings per batch, among 60 other users whose batches
@@ -12,16 +12,18 @@
 //!   issue 12), at the workload's readings and at 2,000, with the trigger enabled
 //!   and disabled: database CPU and WAL per upload, as the main run measures them.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use shared::daily_pot::App;
 use shared::db::{Replay, Type};
 
 use crate::benchdb::BenchDb;
 use crate::harness::Container;
-use crate::report::fmt;
+use crate::report::{num, ratio};
 use crate::stats::{backend_cpu_ns, round1, Latency};
 use crate::workload::{Endpoint, Params, Phase, Target, UploadAuth};
 
@@ -41,43 +43,135 @@ const USERS: [(&str, i64, &str); 3] = [
     ("tiles-r30-spread", 30, "spread"),
 ];
 
+/// rust.json's `tiles`, and tiles.json with the run's context (main.rs).
+#[derive(Debug, Default, Serialize)]
+pub struct TilesFigures {
+    pub seed: Seed,
+    pub method: &'static str,
+    /// By measured user (`USERS`).
+    pub maps: BTreeMap<String, MapFigures>,
+    pub uploads: UploadCosts,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Seed {
+    pub users: i64,
+    pub batches_per_user: i64,
+    /// The stored payload's average size, by measured user.
+    pub stored_batch_json_bytes: Value,
+    pub seconds: f64,
+}
+
+/// One user's map: the route as it is, behind the proxy setting, and the
+/// statement it ran before the copy.
+#[derive(Debug, Serialize)]
+pub struct MapFigures {
+    pub readings_per_batch: i64,
+    pub positions: &'static str,
+    pub batches_in_window: i64,
+    pub after: Cost,
+    pub after_behind_proxy: Cost,
+    pub before: Cost,
+}
+
+/// What one call costs, measured on its one connection.
+#[derive(Debug, Serialize)]
+pub struct Cost {
+    pub requests: u64,
+    pub tiles: usize,
+    pub backend_cpu_us_per_request: f64,
+    pub statements_per_request: f64,
+    pub latency_us: Latency,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct UploadCosts {
+    pub phases: Vec<TriggerComparison>,
+    /// By "<readings>_readings".
+    pub insert_alone: BTreeMap<String, InsertAlone>,
+}
+
+/// An upload phase with the copy's trigger enabled and disabled.
+#[derive(Debug, Serialize)]
+pub struct TriggerComparison {
+    pub writer: &'static str,
+    pub readings: u64,
+    pub trigger: UploadCost,
+    pub no_trigger: UploadCost,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UploadCost {
+    pub requests: u64,
+    pub p50_us: f64,
+    pub pg_cpu_us_per_request: Option<f64>,
+    pub wal_bytes_per_request: f64,
+    pub copy_wal: Option<CopyWal>,
+}
+
+/// The WAL written on the copy per insert (None, null, without pg_walinspect).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct CopyWal {
+    pub records_per_insert: f64,
+    pub bytes_per_insert: f64,
+    pub fpi_bytes_per_insert: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InsertAlone {
+    pub inserts_per_turn: usize,
+    pub pg_cpu_us_per_insert_trigger: f64,
+    pub pg_cpu_us_per_insert_no_trigger: f64,
+    pub added_pg_cpu_us: f64,
+    pub copy_wal: Option<CopyWal>,
+}
+
 pub async fn measure(
     db: &BenchDb,
     containers: &[Arc<Container>],
     keys: &testkit::keys::KeyServer,
     p: &Params,
-) -> Result<Value, String> {
+) -> Result<TilesFigures, String> {
     let seeded = seed(db).await?;
-    let mut maps = serde_json::Map::new();
+    let mut maps = BTreeMap::new();
     for (user, readings, tiles) in USERS {
         let after = route(db, keys, user, false, p.requests, p.warmup).await?;
         let proxied = route(db, keys, user, true, p.requests, p.warmup).await?;
         // The statement over the batches costs seconds at 2,000 readings.
         let (n, warmup) = if readings > 100 { (5, 1) } else { (200, 10) };
         let before = over_batches(db, keys, user, n, warmup).await?;
-        if before["tiles"] != after["tiles"] {
-            return Err(format!("{user}: {before} tiles before, {after} after"));
+        if before.tiles != after.tiles {
+            return Err(format!(
+                "{user}: {} tiles before, {} after",
+                before.tiles, after.tiles
+            ));
         }
         maps.insert(
             user.into(),
-            json!({"readings_per_batch": readings, "positions": tiles, "batches_in_window": BATCHES,
-                   "after": after, "after_behind_proxy": proxied, "before": before}),
+            MapFigures {
+                readings_per_batch: readings,
+                positions: tiles,
+                batches_in_window: BATCHES,
+                after,
+                after_behind_proxy: proxied,
+                before,
+            },
         );
     }
     let uploads = upload_costs(db, containers, p).await?;
-    Ok(json!({
-        "seed": seeded,
-        "method": "backend CPU: /proc/<backend pid>/schedstat (first field) of the route's one connection, read idle before and after the measured requests (the route's own Database, its App with an RS256 token; `after_behind_proxy`: DB_PROXY=true, unnamed statements); `before`: USER_TILES_FROM_BATCHES (the statement the route ran before V12) through the same Database; uploads: the main run's phases (its window: WAL attributed to this database by pg_walinspect, CPU of the app role's backends), trigger user_tiles_on_insert enabled and disabled (ALTER TABLE ... DISABLE TRIGGER), fresh slots each",
-        "maps": maps,
-        "uploads": uploads,
-    }))
+    Ok(TilesFigures {
+        seed: seeded,
+        method: "backend CPU: /proc/<backend pid>/schedstat (first field) of the route's one connection, read idle before and after the measured requests (the route's own Database, its App with an RS256 token; `after_behind_proxy`: DB_PROXY=true, unnamed statements); `before`: USER_TILES_FROM_BATCHES (the statement the route ran before V12) through the same Database; uploads: the main run's phases (its window: WAL attributed to this database by pg_walinspect, CPU of the app role's backends), trigger user_tiles_on_insert enabled and disabled (ALTER TABLE ... DISABLE TRIGGER), fresh slots each",
+        maps,
+        uploads,
+    })
 }
 
 /// The measured users' batches and the others', interleaved in time order (the
 /// others without readings: only their place in the tables matters), through
 /// the triggers as any insert. Clustered: 40 tiles (eight latitudes, five
 /// longitudes); spread: a tile per batch.
-async fn seed(db: &BenchDb) -> Result<Value, String> {
+async fn seed(db: &BenchDb) -> Result<Seed, String> {
     let started = Instant::now();
     let users: Vec<String> = USERS
         .iter()
@@ -136,10 +230,12 @@ async fn seed(db: &BenchDb) -> Result<Value, String> {
         .await
         .map_err(q)?
         .get(0);
-    Ok(json!({
-        "users": USERS.len() as i64 + OTHERS, "batches_per_user": BATCHES,
-        "stored_batch_json_bytes": sizes, "seconds": round1(started.elapsed().as_secs_f64()),
-    }))
+    Ok(Seed {
+        users: USERS.len() as i64 + OTHERS,
+        batches_per_user: BATCHES,
+        stored_batch_json_bytes: sizes,
+        seconds: round1(started.elapsed().as_secs_f64()),
+    })
 }
 
 /// The route on a warm container of its own: `n` requests after `warmup`.
@@ -150,7 +246,7 @@ async fn route(
     proxy: bool,
     n: u64,
     warmup: u64,
-) -> Result<Value, String> {
+) -> Result<Cost, String> {
     let app = app(db, keys, proxy)?;
     let token = testkit::keys::token(user);
     let request = || testkit::requests::with_token("get-user-tiles", &token);
@@ -176,7 +272,7 @@ async fn over_batches(
     user: &str,
     n: u64,
     warmup: u64,
-) -> Result<Value, String> {
+) -> Result<Cost, String> {
     let app = app(db, keys, false)?;
     let once = || async {
         let rows = app
@@ -204,7 +300,7 @@ fn app(db: &BenchDb, keys: &testkit::keys::KeyServer, proxy: bool) -> Result<App
 
 /// Backend CPU and latency per call of `once` (which answers the tile count), on
 /// `app`'s one connection, read idle before and after.
-async fn costed<F, Fut>(app: &App, n: u64, warmup: u64, once: F) -> Result<Value, String>
+async fn costed<F, Fut>(app: &App, n: u64, warmup: u64, once: F) -> Result<Cost, String>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<usize, String>>,
@@ -226,13 +322,13 @@ where
     }
     tokio::time::sleep(settle).await;
     let after = backend_cpu_ns(pid).ok_or("schedstat unreadable")?;
-    Ok(json!({
-        "requests": n,
-        "tiles": tiles,
-        "backend_cpu_us_per_request": round1((after - before) as f64 / n as f64 / 1000.0),
-        "statements_per_request": (app.db.statements_sent() - sent) as f64 / n as f64,
-        "latency_us": Latency::of(&times),
-    }))
+    Ok(Cost {
+        requests: n,
+        tiles,
+        backend_cpu_us_per_request: round1((after - before) as f64 / n as f64 / 1000.0),
+        statements_per_request: (app.db.statements_sent() - sent) as f64 / n as f64,
+        latency_us: Latency::of(&times),
+    })
 }
 
 /// What the copy's trigger adds to each upload: our upload (the workload's phase,
@@ -246,7 +342,7 @@ async fn upload_costs(
     db: &BenchDb,
     containers: &[Arc<Container>],
     p: &Params,
-) -> Result<Value, String> {
+) -> Result<UploadCosts, String> {
     let heavy = Params {
         readings: 2000,
         requests: (p.requests / 5).max(20),
@@ -270,7 +366,7 @@ async fn upload_costs(
             ("ours", Target::Handler),
             ("old_server_insert", Target::PlainInsert),
         ] {
-            let mut figures = serde_json::Map::new();
+            let mut figures = Vec::new();
             for enabled in [true, false] {
                 trigger(db, enabled).await?;
                 let slot = *slots.next().expect("a slot per phase");
@@ -290,21 +386,22 @@ async fn upload_costs(
                 let from = lsn(db).await?;
                 let r = crate::phases::run(db, containers, &phase, params, None).await?;
                 let copy = copy_wal(db, &from, phase.total()).await?;
-                let key = if enabled { "trigger" } else { "no_trigger" };
-                figures.insert(
-                    key.into(),
-                    json!({
-                        "requests": r["requests"], "p50_us": r["p50_us"],
-                        "pg_cpu_us_per_request": r["pg_cpu_us_per_request"],
-                        "wal_bytes_per_request": r["wal_bytes_per_request"],
-                        "copy_wal": copy,
-                    }),
-                );
+                figures.push(UploadCost {
+                    requests: r.requests,
+                    p50_us: r.latency.p50_us,
+                    pg_cpu_us_per_request: r.pg_cpu_us_per_request,
+                    wal_bytes_per_request: r.wal_bytes_per_request,
+                    copy_wal: copy,
+                });
             }
-            out.push(json!({
-                "writer": writer, "readings": params.readings,
-                "trigger": figures["trigger"], "no_trigger": figures["no_trigger"],
-            }));
+            let [trigger, no_trigger] = <[UploadCost; 2]>::try_from(figures)
+                .map_err(|_| "two upload phases, trigger enabled then disabled")?;
+            out.push(TriggerComparison {
+                writer,
+                readings: params.readings,
+                trigger,
+                no_trigger,
+            });
         }
     }
     trigger(db, true).await?;
@@ -313,7 +410,10 @@ async fn upload_costs(
         .ctl
         .query("SELECT pg_drop_replication_slot($1)", &[&slot])
         .await;
-    Ok(json!({"phases": out, "insert_alone": insert_alone}))
+    Ok(UploadCosts {
+        phases: out,
+        insert_alone,
+    })
 }
 
 async fn trigger(db: &BenchDb, enabled: bool) -> Result<(), String> {
@@ -338,9 +438,9 @@ async fn lsn(db: &BenchDb) -> Result<String, String> {
 /// The WAL written on the copy (its heap and index) since `from`, per insert of
 /// `inserts`: exactly what the trigger adds (the rest of the upload's records,
 /// its commit included, are there either way). Null without pg_walinspect.
-async fn copy_wal(db: &BenchDb, from: &str, inserts: u64) -> Result<Value, String> {
+async fn copy_wal(db: &BenchDb, from: &str, inserts: u64) -> Result<Option<CopyWal>, String> {
     if !db.walinspect {
-        return Ok(Value::Null);
+        return Ok(None);
     }
     let q = |e: tokio_postgres::Error| shared::error_chain::chain(&e);
     // Flushed, so that pg_walinspect can read it.
@@ -365,9 +465,11 @@ async fn copy_wal(db: &BenchDb, from: &str, inserts: u64) -> Result<Value, Strin
         .await
         .map_err(q)?;
     let per = |i: usize| round1(row.get::<_, f64>(i) / inserts as f64);
-    Ok(
-        json!({"records_per_insert": per(0), "bytes_per_insert": per(1), "fpi_bytes_per_insert": per(2)}),
-    )
+    Ok(Some(CopyWal {
+        records_per_insert: per(0),
+        bytes_per_insert: per(1),
+        fpi_bytes_per_insert: per(2),
+    }))
 }
 
 /// The old server's INSERT alone on one session, prepared, of stored payloads
@@ -375,7 +477,7 @@ async fn copy_wal(db: &BenchDb, from: &str, inserts: u64) -> Result<Value, Strin
 /// enabled and disabled in turn, three times: backend CPU per insert (the median
 /// turn) and the copy's WAL. Inserted in a transaction rolled back, so the
 /// tables stay as they were.
-async fn insert_alone(db: &BenchDb, p: &Params) -> Result<Value, String> {
+async fn insert_alone(db: &BenchDb, p: &Params) -> Result<BTreeMap<String, InsertAlone>, String> {
     // 300 a turn; fewer in CI's short run (an INSERT at 2,000 readings is ~20 ms).
     let n = (p.requests as usize).clamp(20, 300);
     let q = |e: tokio_postgres::Error| shared::error_chain::chain(&e);
@@ -389,7 +491,7 @@ async fn insert_alone(db: &BenchDb, p: &Params) -> Result<Value, String> {
         .prepare(crate::harness::PLAIN_INSERT)
         .await
         .map_err(q)?;
-    let mut out = serde_json::Map::new();
+    let mut out = BTreeMap::new();
     for (user, readings, _) in &USERS[..2] {
         let payload: Value = session
             .query_one(
@@ -400,7 +502,7 @@ async fn insert_alone(db: &BenchDb, p: &Params) -> Result<Value, String> {
             .map_err(q)?
             .get(0);
         let mut turns: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-        let mut copy = Value::Null;
+        let mut copy = None;
         for _ in 0..3 {
             for (i, enabled) in [true, false].into_iter().enumerate() {
                 trigger(db, enabled).await?;
@@ -431,68 +533,68 @@ async fn insert_alone(db: &BenchDb, p: &Params) -> Result<Value, String> {
         let (on, off) = (median(&mut turns[0]), median(&mut turns[1]));
         out.insert(
             format!("{readings}_readings"),
-            json!({"inserts_per_turn": n, "pg_cpu_us_per_insert_trigger": on,
-                   "pg_cpu_us_per_insert_no_trigger": off, "added_pg_cpu_us": round1(on - off),
-                   "copy_wal": copy}),
+            InsertAlone {
+                inserts_per_turn: n,
+                pg_cpu_us_per_insert_trigger: on,
+                pg_cpu_us_per_insert_no_trigger: off,
+                added_pg_cpu_us: round1(on - off),
+                copy_wal: copy,
+            },
         );
     }
     trigger(db, true).await?;
-    Ok(out.into())
+    Ok(out)
 }
 
 /// The figures as two Markdown tables.
-pub fn markdown(tiles: &Value) -> String {
+pub fn markdown(tiles: &TilesFigures) -> String {
     let mut out = String::from(
         "| GET /api/user/tiles?hours=72, 300 batches | tiles | DB CPU µs/req, the copy | behind proxy (unnamed) | before the copy (over the batches) | before ÷ after | p50 µs after / before |\n|---|---:|---:|---:|---:|---:|---:|\n",
     );
-    for (user, m) in tiles["maps"].as_object().into_iter().flatten() {
+    for (user, m) in &tiles.maps {
         let (after, before) = (
-            &m["after"]["backend_cpu_us_per_request"],
-            &m["before"]["backend_cpu_us_per_request"],
+            m.after.backend_cpu_us_per_request,
+            m.before.backend_cpu_us_per_request,
         );
         out += &format!(
             "| {user} ({} readings/batch, {}) | {} | **{}** | {} | {} | {} | {} / {} |\n",
-            m["readings_per_batch"],
-            m["positions"].as_str().unwrap_or(""),
-            m["after"]["tiles"],
-            fmt(after),
-            fmt(&m["after_behind_proxy"]["backend_cpu_us_per_request"]),
-            fmt(before),
-            crate::report::ratio(before, after),
-            fmt(&m["after"]["latency_us"]["p50_us"]),
-            fmt(&m["before"]["latency_us"]["p50_us"]),
+            m.readings_per_batch,
+            m.positions,
+            m.after.tiles,
+            num(Some(after)),
+            num(Some(m.after_behind_proxy.backend_cpu_us_per_request)),
+            num(Some(before)),
+            ratio(Some(before), Some(after)),
+            num(Some(m.after.latency_us.p50_us)),
+            num(Some(m.before.latency_us.p50_us)),
         );
     }
     out += "\n| the copy's trigger, per upload | readings | DB CPU µs, trigger / none | WAL B, trigger / none | the copy's WAL: records, B (FPI B) |\n|---|---:|---:|---:|---:|\n";
-    for u in tiles["uploads"]["phases"].as_array().into_iter().flatten() {
-        let copy = &u["trigger"]["copy_wal"];
+    for u in &tiles.uploads.phases {
+        let copy = u.trigger.copy_wal;
         out += &format!(
             "| {} | {} | {} / {} | {} / {} | {}, **{}** ({}) |\n",
-            u["writer"].as_str().unwrap_or(""),
-            u["readings"],
-            fmt(&u["trigger"]["pg_cpu_us_per_request"]),
-            fmt(&u["no_trigger"]["pg_cpu_us_per_request"]),
-            fmt(&u["trigger"]["wal_bytes_per_request"]),
-            fmt(&u["no_trigger"]["wal_bytes_per_request"]),
-            fmt(&copy["records_per_insert"]),
-            fmt(&copy["bytes_per_insert"]),
-            fmt(&copy["fpi_bytes_per_insert"]),
+            u.writer,
+            u.readings,
+            num(u.trigger.pg_cpu_us_per_request),
+            num(u.no_trigger.pg_cpu_us_per_request),
+            num(Some(u.trigger.wal_bytes_per_request)),
+            num(Some(u.no_trigger.wal_bytes_per_request)),
+            num(copy.map(|c| c.records_per_insert)),
+            num(copy.map(|c| c.bytes_per_insert)),
+            num(copy.map(|c| c.fpi_bytes_per_insert)),
         );
     }
-    for (readings, a) in tiles["uploads"]["insert_alone"]
-        .as_object()
-        .into_iter()
-        .flatten()
-    {
+    for (readings, a) in &tiles.uploads.insert_alone {
         out += &format!(
             "| the old server's INSERT alone, {} a turn, median of 3 turns | {readings} | {} / {} (**+{}**) | | {}, **{}** ({}) |\n",
-            a["inserts_per_turn"],
-            fmt(&a["pg_cpu_us_per_insert_trigger"]),
-            fmt(&a["pg_cpu_us_per_insert_no_trigger"]),
-            fmt(&a["added_pg_cpu_us"]),
-            fmt(&a["copy_wal"]["records_per_insert"]),
-            fmt(&a["copy_wal"]["bytes_per_insert"]),
-            fmt(&a["copy_wal"]["fpi_bytes_per_insert"]),
+            a.inserts_per_turn,
+            num(Some(a.pg_cpu_us_per_insert_trigger)),
+            num(Some(a.pg_cpu_us_per_insert_no_trigger)),
+            num(Some(a.added_pg_cpu_us)),
+            num(a.copy_wal.map(|c| c.records_per_insert)),
+            num(a.copy_wal.map(|c| c.bytes_per_insert)),
+            num(a.copy_wal.map(|c| c.fpi_bytes_per_insert)),
         );
     }
     out

@@ -1,4 +1,4 @@
-//! `bench --upload-cpu`: the upload function's own CPU per upload, stage by stage,
+//! `bench upload-cpu`: the upload function's own CPU per upload, stage by stage,
 //! without a database: the API Gateway event becoming a `Request` (lambda_http),
 //! the device secret's stored form, the body's bytes, parsing, derived values, and
 //! the stored payload encoded as the `jsonb` parameter (what tokio-postgres sends).
@@ -86,7 +86,25 @@ fn per_call(mut f: impl FnMut(usize)) -> f64 {
     (thread_cpu_ns() - start) as f64 / ITERATIONS as f64 / 1000.0
 }
 
-pub fn run(p: &Params) -> Result<Value, String> {
+/// upload_cpu.json.
+#[derive(Debug, serde::Serialize)]
+pub struct UploadCpu {
+    pub readings: u64,
+    pub iterations: usize,
+    /// Average body size, bytes.
+    pub body_bytes: usize,
+    /// In the order they run; the rows in parentheses are floors, not stages.
+    pub stages: Vec<Stage>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Stage {
+    pub stage: String,
+    /// Thread CPU per call, µs.
+    pub cpu_us: f64,
+}
+
+pub fn run(p: &Params) -> Result<UploadCpu, String> {
     let events = events(p);
     let stages = Stages {
         config: UploadConfig::from_env(&[("HASH_SECRET", "bench-hash-secret")])
@@ -104,7 +122,10 @@ pub fn run(p: &Params) -> Result<Value, String> {
     let mut rows = Vec::new();
     let mut stage = |name: &str, us: f64| {
         println!("upload cpu {name:<28} {us:>8.1} µs");
-        rows.push(json!({"stage": name, "cpu_us": (us * 10.0).round() / 10.0}));
+        rows.push(Stage {
+            stage: name.to_string(),
+            cpu_us: (us * 10.0).round() / 10.0,
+        });
     };
     stage(
         "event -> Request",
@@ -175,10 +196,10 @@ pub fn run(p: &Params) -> Result<Value, String> {
             stages.encode(&batch, &mut out);
         }),
     );
-    Ok(json!({
-        "readings": p.readings,
-        "iterations": ITERATIONS,
-        "body_bytes": bodies.iter().map(Vec::len).sum::<usize>() / bodies.len(),
-        "stages": rows,
-    }))
+    Ok(UploadCpu {
+        readings: p.readings,
+        iterations: ITERATIONS,
+        body_bytes: bodies.iter().map(Vec::len).sum::<usize>() / bodies.len(),
+        stages: rows,
+    })
 }

@@ -81,6 +81,12 @@ impl Params {
     }
 }
 
+impl Default for Params {
+    fn default() -> Self {
+        Self::DEFAULTS
+    }
+}
+
 /// What a phase sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
