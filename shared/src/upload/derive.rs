@@ -291,13 +291,26 @@ impl Serialize for StoredPayload {
     }
 }
 
+/// Room for a reading as stored, for the one allocation up front (an app-shaped
+/// reading with all its sensors is ~250 bytes).
+const STORED_READING_BYTES: usize = 256;
+
 impl ToSql for StoredPayload {
+    /// What `Json(self).to_sql` writes (a `jsonb` parameter is version 1, then the
+    /// text), straight into the message: through bytes' `Writer`, each of the
+    /// thousands of small writes serde_json makes went by `BufMut::put_slice`, ~17 %
+    /// of the payload's cost (`bench upload-cpu`).
     fn to_sql(
         &self,
         ty: &Type,
         out: &mut BytesMut,
     ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
-        Json(self).to_sql(ty, out)
+        out.reserve(1 + (self.upload.batch.len() + 2) * STORED_READING_BYTES);
+        if *ty == Type::JSONB {
+            out.extend_from_slice(&[1]);
+        }
+        serde_json::to_writer(AppendTo(out), self)?;
+        Ok(IsNull::No)
     }
 
     fn accepts(ty: &Type) -> bool {
@@ -305,6 +318,25 @@ impl ToSql for StoredPayload {
     }
 
     to_sql_checked!();
+}
+
+/// Appends every write to the buffer.
+struct AppendTo<'b>(&'b mut BytesMut);
+
+impl std::io::Write for AppendTo<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -525,6 +557,16 @@ mod tests {
             .unwrap();
         assert_eq!(out[0], 1, "the jsonb format version");
         assert_eq!(&out[1..], text(&batch.batch_json).as_bytes());
+        // As a `json` parameter: the text alone, after what the message held before.
+        let mut out = BytesMut::from(&b"before"[..]);
+        batch
+            .batch_json
+            .to_sql_checked(&Type::JSON, &mut out)
+            .unwrap();
+        assert_eq!(
+            out.as_ref(),
+            [&b"before"[..], text(&batch.batch_json).as_bytes()].concat()
+        );
         assert!(batch
             .batch_json
             .to_sql_checked(&Type::TEXT, &mut out)
