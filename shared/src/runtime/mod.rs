@@ -5,8 +5,7 @@
 //!
 //! - [`event`]: the API Gateway event, read so that nothing in it fails the
 //!   invocation, and the request built from it (400 for what no request can carry);
-//! - [`response`]: the handler's response as API Gateway takes it;
-//! - [`heap`]: freed memory kept for the next invocation instead of given back.
+//! - [`response`]: the handler's response as API Gateway takes it.
 //!
 //! No request ends the process (docs/api.md, "Failures"): lambda_http
 //! 1.x panicked building the request from a raw query string holding `"`, `<`,
@@ -22,7 +21,6 @@
 //! CPU per request (BENCHMARKS.md, "Function CPU per warm request").
 
 mod event;
-mod heap;
 mod response;
 
 use std::any::Any;
@@ -52,7 +50,6 @@ where
     H: Fn(Request) -> F,
     F: Future<Output = Response<Body>>,
 {
-    heap::keep_freed_memory();
     let handler = &handler;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<HttpEvent>| async move {
@@ -72,7 +69,6 @@ where
     H: Fn(E) -> F,
     F: Future<Output = Result<R, Err>>,
 {
-    heap::keep_freed_memory();
     let handler = &handler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<E>| async move {
         let summary = handler(event.payload).await?;
