@@ -8,9 +8,10 @@
 //! what each function holds across invocations.
 
 use crate::aggregate::{AggregateConfig, Aggregation};
-use crate::analytics::{AnalyticsApp, AnalyticsKeys};
-use crate::auth::Verifier;
+use crate::analytics::AnalyticsApp;
 use crate::config::{optional, secrets, Env, ProcessEnv};
+use crate::credentials::token::Verifier;
+use crate::credentials::AnalyticsKeys;
 use crate::daily_pot::App;
 use crate::db::{Database, DbConfig};
 use crate::device::RegisterApp;

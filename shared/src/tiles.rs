@@ -14,7 +14,7 @@ use serde::Serialize;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
 
-use crate::auth::UserId;
+use crate::credentials::token::UserId;
 use crate::daily_pot::App;
 use crate::db::{Database, DbError, Param, Query, Replay, Type};
 use crate::http::{self, ApiError};

@@ -168,7 +168,7 @@ pub async fn count(client: &Client, sql: &str) -> i64 {
 /// Registers a device secret for `user` directly in its stored form, as
 /// `/register-device` would, and returns the plain secret.
 pub async fn insert_secret(client: &Client, device_id: &str, user: &str) -> String {
-    let secret = shared::device::DeviceSecret::generate();
+    let secret = shared::credentials::DeviceSecret::generate();
     client
         .execute(
             "INSERT INTO device_secrets (device_id, user_id, secret) VALUES ($1, $2, $3)",

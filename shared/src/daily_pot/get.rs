@@ -5,7 +5,7 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 
 use super::{queries, App, DailyPot};
-use crate::auth::UserId;
+use crate::credentials::token::UserId;
 use crate::db::{Database, DbError, Replay, Type};
 use crate::http::{self, ApiError};
 

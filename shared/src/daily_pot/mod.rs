@@ -12,8 +12,8 @@ pub mod queries;
 
 pub use pot::DailyPot;
 
-use crate::auth::Verifier;
 use crate::config::Env;
+use crate::credentials::token::Verifier;
 use crate::db::{Database, DbConfig};
 pub use crate::init::InitError;
 

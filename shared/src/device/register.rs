@@ -6,9 +6,9 @@ use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
 
 use super::id::{DeviceId, MAX_DEVICE_ID_CHARS};
-use super::{AppKey, DeviceSecret};
-use crate::auth::Verifier;
 use crate::config::Env;
+use crate::credentials::token::Verifier;
+use crate::credentials::{AppKey, DeviceSecret};
 use crate::db::{Database, DbError, Query, Replay, Type};
 use crate::http::{self, ApiError, FieldError};
 use crate::init::InitError;

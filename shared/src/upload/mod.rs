@@ -18,10 +18,10 @@ use lambda_http::http::header::AUTHORIZATION;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 
-use crate::auth::Verifier;
 use crate::config::{parsed, required, ConfigError, Env};
+use crate::credentials::token::Verifier;
+use crate::credentials::{AppKey, DeviceSecret};
 use crate::db::Database;
-use crate::device::{AppKey, DeviceSecret};
 use crate::http::{self, ApiError};
 use crate::init::InitError;
 use crate::telemetry::Metric;

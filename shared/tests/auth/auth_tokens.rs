@@ -4,7 +4,7 @@
 
 use lambda_http::http::header::RETRY_AFTER;
 use serde_json::{json, Value};
-use shared::auth::KeyCachePolicy;
+use shared::credentials::token::KeyCachePolicy;
 use shared::daily_pot::{get, App};
 use testkit::keys::{self, KeyServer, PROJECT_ID, SIGNING_PUBLIC_PEM};
 use testkit::requests::{body_json, event, with_token, without_token};

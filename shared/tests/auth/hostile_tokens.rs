@@ -7,7 +7,7 @@ use base64::Engine;
 use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use shared::auth::{check_shape, AuthError, KeyCachePolicy, MAX_TOKEN_BYTES};
+use shared::credentials::token::{check_shape, AuthError, KeyCachePolicy, MAX_TOKEN_BYTES};
 use shared::daily_pot::{get, App};
 use testkit::keys::{self, KeyServer, KID};
 use testkit::requests::{body_json, with_token};

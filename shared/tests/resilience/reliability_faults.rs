@@ -12,7 +12,7 @@ use std::time::Duration;
 use lambda_http::http::header::RETRY_AFTER;
 use lambda_http::{Body, Response};
 use serde_json::{json, Value};
-use shared::auth::KeyCachePolicy;
+use shared::credentials::token::KeyCachePolicy;
 use shared::daily_pot::{claim, get, App};
 use shared::db::{Database, DbConfig};
 use testkit::keys::{self, KeyServer};

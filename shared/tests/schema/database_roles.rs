@@ -201,7 +201,7 @@ async fn every_route_and_job_works_as_the_dml_only_role() {
 
     // The analytics API reads both aggregate tables, the job's batches and the
     // devices' counters; /health reads nothing.
-    let keys = shared::analytics::AnalyticsKeys::from_env(&[
+    let keys = shared::credentials::AnalyticsKeys::from_env(&[
         ("ANALYTICS_API_KEYS", "test-analytics-key"),
         ("API_KEY", "another-key"),
     ])

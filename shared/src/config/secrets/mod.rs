@@ -62,7 +62,7 @@ pub static SECRETS: [Secret; 4] = [
         arn_variable: "DB_PASSWORD_SECRET_ARN",
         form: Form::JsonField("password"),
     },
-    // The analytics API's keys, comma-separated ([`crate::analytics::keys`]).
+    // The analytics API's keys, comma-separated ([`crate::credentials::AnalyticsKeys`]).
     Secret {
         name: "ANALYTICS_API_KEYS",
         arn_variable: "ANALYTICS_API_KEYS_SECRET_ARN",
