@@ -29,7 +29,7 @@ use crate::workload::{self, Endpoint, Params, Phase, Target, WorkRequest};
 /// One warm Lambda container per function, as the bench's 8-in-flight phases
 /// have 8 of them: its own connections, key cache and configuration.
 pub struct Container {
-    pub pot: daily_pot::App,
+    pub pot: daily_pot::PotApp,
     pub upload: UploadApp,
     /// The daily-reset function's state (`shared::reset::DailyReset` holds the
     /// same two; kept apart here so that its round trips can be counted).
@@ -64,7 +64,7 @@ impl Container {
         env.push(("API_KEY".into(), workload::API_KEY.into()));
         env.push(("HASH_SECRET".into(), workload::HASH_SECRET.into()));
         let env: std::collections::HashMap<String, String> = env.into_iter().collect();
-        let pot = daily_pot::App::from_env(&env).map_err(|e| e.to_string())?;
+        let pot = daily_pot::PotApp::from_env(&env).map_err(|e| e.to_string())?;
         let db = Database::new(&shared::db::DbConfig::from_env(&env).map_err(|e| e.to_string())?)
             .map_err(|e| e.to_string())?;
         let upload = UploadApp::from_env(&env, db).map_err(|e| e.to_string())?;

@@ -12,12 +12,13 @@ use crate::analytics::AnalyticsApp;
 use crate::config::{optional, secrets, Env, ProcessEnv};
 use crate::credentials::token::Verifier;
 use crate::credentials::AnalyticsKeys;
-use crate::daily_pot::App;
+use crate::daily_pot::PotApp;
 use crate::db::{Database, DbConfig};
 use crate::device::RegisterApp;
 use crate::health::HealthApp;
 use crate::init::{started, InitError};
 use crate::reset::{DailyReset, ResetConfig};
+use crate::tiles::TilesApp;
 use crate::upload::UploadApp;
 
 /// A function's state, from the environment (secrets resolved) and the container's
@@ -31,14 +32,25 @@ pub trait Setup: Sized {
 pub async fn start<T: Setup>() -> T {
     started(async {
         let env = secrets::resolve(&ProcessEnv).await?;
-        let db = Database::new(&DbConfig::from_env(&env)?)?;
-        T::setup(&env, db)
+        build(&env)
     })
     .await
 }
 
-/// The daily-pot routes and the coverage map.
-impl Setup for App {
+/// The function's state from an environment whose secrets are resolved already
+/// (what [`start`] does after reading them): the database, then [`Setup`].
+pub fn build<T: Setup>(env: &dyn Env) -> Result<T, InitError> {
+    let db = Database::new(&DbConfig::from_env(env)?)?;
+    T::setup(env, db)
+}
+
+impl Setup for PotApp {
+    fn setup(env: &dyn Env, db: Database) -> Result<Self, InitError> {
+        Ok(Self::new(db, Verifier::from_env(env)?))
+    }
+}
+
+impl Setup for TilesApp {
     fn setup(env: &dyn Env, db: Database) -> Result<Self, InitError> {
         Ok(Self::new(db, Verifier::from_env(env)?))
     }

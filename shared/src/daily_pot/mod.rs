@@ -3,7 +3,7 @@
 //!
 //! [`get::handle`] answers `GET /daily-pot` and the compatibility route `POST
 //! /daily-pot/upload`; [`claim::handle`] answers `POST /daily-pot/claim`. Both use
-//! one [`App`], built once per container.
+//! one [`PotApp`], built once per container.
 
 pub mod claim;
 pub mod get;
@@ -17,13 +17,14 @@ use crate::credentials::token::Verifier;
 use crate::db::{Database, DbConfig};
 pub use crate::init::InitError;
 
-/// What the daily-pot functions hold across invocations.
-pub struct App {
+/// What the daily-pot functions (get-daily-pot, claim-daily-pot) hold across
+/// invocations.
+pub struct PotApp {
     pub db: Database,
     pub verifier: Verifier,
 }
 
-impl App {
+impl PotApp {
     pub fn from_env(env: &dyn Env) -> Result<Self, InitError> {
         Ok(Self::new(
             Database::new(&DbConfig::from_env(env)?)?,

@@ -7,7 +7,7 @@
 
 use lambda_http::http::Method;
 use serde_json::json;
-use shared::daily_pot::{claim, get, App};
+use shared::daily_pot::{claim, get, PotApp};
 use shared::db::{Database, DbConfig, Query, Replay, Type};
 use shared::device::RegisterApp;
 use shared::reset::{self, ResetConfig};
@@ -49,10 +49,10 @@ struct Functions {
     proxy: CountingProxy,
     /// Serves the signing keys for as long as the apps verify tokens.
     _keys: KeyServer,
-    pot: App,
-    first_sight: App,
-    daily_pot_upload: App,
-    claim: App,
+    pot: PotApp,
+    first_sight: PotApp,
+    daily_pot_upload: PotApp,
+    claim: PotApp,
     upload: UploadApp,
     register: RegisterApp,
     reset: Database,
@@ -81,10 +81,10 @@ impl Functions {
         }
         let secret = insert_secret(&client, "android-1", "uploader").await;
         Self {
-            pot: App::new(db(), keys.verifier()),
-            first_sight: App::new(db(), keys.verifier()),
-            daily_pot_upload: App::new(db(), keys.verifier()),
-            claim: App::new(db(), keys.verifier()),
+            pot: PotApp::new(db(), keys.verifier()),
+            first_sight: PotApp::new(db(), keys.verifier()),
+            daily_pot_upload: PotApp::new(db(), keys.verifier()),
+            claim: PotApp::new(db(), keys.verifier()),
             upload: UploadApp::from_env(&env, db()).unwrap(),
             register: RegisterApp::from_env(&env, db()).unwrap(),
             reset: db(),
