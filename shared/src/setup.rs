@@ -5,13 +5,15 @@
 //! `let app = &setup::start::<T>().await;` and its serve loop.
 //!
 //! The impls live here, together, rather than beside each type: the list reads as
-//! what each function holds across invocations.
+//! what each function holds across invocations. They are the only way a state is
+//! read from an environment (tests and benches too: [`build`], or `T::setup` with a
+//! database of their own); each type's `new` takes its parts, the database first.
 
 use crate::aggregate::{AggregateConfig, Aggregation};
 use crate::analytics::AnalyticsApp;
 use crate::config::{optional, secrets, Env, ProcessEnv};
 use crate::credentials::token::Verifier;
-use crate::credentials::AnalyticsKeys;
+use crate::credentials::{AnalyticsKeys, AppKey};
 use crate::daily_pot::PotApp;
 use crate::db::{Database, DbConfig};
 use crate::device::RegisterApp;
@@ -19,7 +21,7 @@ use crate::health::HealthApp;
 use crate::init::{started, InitError};
 use crate::reset::{DailyReset, ResetConfig};
 use crate::tiles::TilesApp;
-use crate::upload::UploadApp;
+use crate::upload::{UploadApp, UploadConfig};
 
 /// A function's state, from the environment (secrets resolved) and the container's
 /// database.
@@ -58,13 +60,22 @@ impl Setup for TilesApp {
 
 impl Setup for UploadApp {
     fn setup(env: &dyn Env, db: Database) -> Result<Self, InitError> {
-        Self::from_env(env, db)
+        Ok(Self::new(
+            db,
+            UploadConfig::from_env(env)?,
+            AppKey::from_env(env)?,
+            Verifier::from_env(env)?,
+        ))
     }
 }
 
 impl Setup for RegisterApp {
     fn setup(env: &dyn Env, db: Database) -> Result<Self, InitError> {
-        Self::from_env(env, db)
+        Ok(Self::new(
+            db,
+            AppKey::from_env(env)?,
+            Verifier::from_env(env)?,
+        ))
     }
 }
 

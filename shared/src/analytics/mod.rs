@@ -18,11 +18,9 @@ mod params;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 
-use crate::config::Env;
 use crate::credentials::AnalyticsKeys;
-use crate::db::{Database, DbConfig};
+use crate::db::Database;
 use crate::http::{self, ApiError};
-use crate::init::InitError;
 
 /// What the `analytics` function holds across invocations.
 pub struct AnalyticsApp {
@@ -31,13 +29,6 @@ pub struct AnalyticsApp {
 }
 
 impl AnalyticsApp {
-    pub fn from_env(env: &dyn Env) -> Result<Self, InitError> {
-        Ok(Self::new(
-            Database::new(&DbConfig::from_env(env)?)?,
-            AnalyticsKeys::from_env(env)?,
-        ))
-    }
-
     pub fn new(db: Database, keys: AnalyticsKeys) -> Self {
         Self { db, keys }
     }

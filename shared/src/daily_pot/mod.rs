@@ -12,10 +12,8 @@ pub mod queries;
 
 pub use pot::DailyPot;
 
-use crate::config::Env;
 use crate::credentials::token::Verifier;
-use crate::db::{Database, DbConfig};
-pub use crate::init::InitError;
+use crate::db::Database;
 
 /// What the daily-pot functions (get-daily-pot, claim-daily-pot) hold across
 /// invocations.
@@ -25,13 +23,6 @@ pub struct PotApp {
 }
 
 impl PotApp {
-    pub fn from_env(env: &dyn Env) -> Result<Self, InitError> {
-        Ok(Self::new(
-            Database::new(&DbConfig::from_env(env)?)?,
-            Verifier::from_env(env)?,
-        ))
-    }
-
     pub fn new(db: Database, verifier: Verifier) -> Self {
         Self { db, verifier }
     }

@@ -229,7 +229,10 @@ async fn a_function_whose_emulator_variable_names_a_remote_host_does_not_start()
         env.extend(keys.env());
         env.insert("FIREBASE_AUTH_EMULATOR_HOST".into(), host.into());
         // Before: any value turned unsigned tokens valid for everyone.
-        let err = PotApp::from_env(&env).err().expect(host).to_string();
+        let err = shared::setup::build::<PotApp>(&env)
+            .err()
+            .expect(host)
+            .to_string();
         assert!(err.contains("FIREBASE_AUTH_EMULATOR_HOST"), "{host}: {err}");
     }
 }
@@ -245,7 +248,7 @@ async fn a_function_on_aws_lambda_with_the_emulator_variable_does_not_start() {
         "127.0.0.1:9099".into(),
     );
     // Locally: emulator tokens, as before.
-    assert!(PotApp::from_env(&env).is_ok());
+    assert!(shared::setup::build::<PotApp>(&env).is_ok());
     // On Lambda (a managed runtime names itself; every runtime has a task root).
     for (marker, value) in [
         ("AWS_EXECUTION_ENV", "AWS_Lambda_nodejs20.x"),
@@ -254,7 +257,10 @@ async fn a_function_on_aws_lambda_with_the_emulator_variable_does_not_start() {
         let mut env = env.clone();
         env.insert(marker.into(), value.into());
         // Before: a loopback value turned unsigned tokens valid on a deployed function.
-        let err = PotApp::from_env(&env).err().expect(marker).to_string();
+        let err = shared::setup::build::<PotApp>(&env)
+            .err()
+            .expect(marker)
+            .to_string();
         assert!(
             err.contains("FIREBASE_AUTH_EMULATOR_HOST"),
             "{marker}: {err}"

@@ -72,7 +72,7 @@ async fn a_rotated_password_is_read_again_when_the_server_refuses_the_old_one() 
 
     let (_guard, logs) = testkit::logs::capture("info");
     let env = secrets::resolve(&base).await.unwrap();
-    let app = PotApp::from_env(&env).unwrap();
+    let app = shared::setup::build::<PotApp>(&env).unwrap();
     assert_eq!(get_status(&app, "alice").await, 200);
     assert_eq!(service.requests(), 1, "read once at start-up");
 

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use shared::credentials::token::KeyCachePolicy;
 use shared::daily_pot::{claim, get, PotApp};
 use shared::db::{Database, DbConfig};
+use shared::setup::Setup;
 use testkit::keys::{self, KeyServer};
 use testkit::proxy::CountingProxy;
 use testkit::requests::{body_json, with_token};
@@ -288,7 +289,7 @@ async fn a_database_unreachable_at_a_cold_start_is_503_and_the_same_app_recovers
     let pots = PotApp::new(Database::new(&config).unwrap(), keys.verifier());
     let uploads = upload_app_on(Database::new(&config).unwrap(), &[]);
     let key_env = key_env(&keys);
-    let register = shared::device::RegisterApp::from_env(
+    let register = shared::device::RegisterApp::setup(
         &env(&as_pairs(&key_env)),
         Database::new(&config).unwrap(),
     )

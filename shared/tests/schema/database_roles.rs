@@ -11,6 +11,7 @@ use shared::daily_pot::{claim, get, PotApp};
 use shared::db::{Database, DbConfig};
 use shared::device::RegisterApp;
 use shared::reset::ResetConfig;
+use shared::setup::Setup;
 use shared::tiles::TilesApp;
 use shared::upload::UploadApp;
 use testkit::keys::{self, KeyServer};
@@ -105,7 +106,7 @@ async fn every_route_and_job_works_as_the_dml_only_role() {
     );
 
     // Five uploads with the token unlock the pot; the claim pays it.
-    let uploads = UploadApp::from_env(&env, db()).unwrap();
+    let uploads = UploadApp::setup(&env, db()).unwrap();
     let auth = format!("Bearer {token}");
     for minute in 0..5 {
         let mut body = fixture_upload();
@@ -117,7 +118,7 @@ async fn every_route_and_job_works_as_the_dml_only_role() {
     assert_eq!(response.status(), 200);
 
     // A device registered as the role uploads with its secret.
-    let register = RegisterApp::from_env(&env, db()).unwrap();
+    let register = RegisterApp::setup(&env, db()).unwrap();
     let body = json!({"device_id": "android-3f9c2a", "firebase_token": token}).to_string();
     let (status, answer_body) = answer(
         shared::device::handle(&register, event("register-device", body.as_bytes(), &[])).await,

@@ -11,6 +11,7 @@ use shared::daily_pot::{claim, get, PotApp};
 use shared::db::{Database, DbConfig, Query, Replay, Type};
 use shared::device::RegisterApp;
 use shared::reset::{self, ResetConfig};
+use shared::setup::Setup;
 use shared::upload::UploadApp;
 use testkit::keys::{self, KeyServer};
 use testkit::proxy::{CountingProxy, Messages};
@@ -85,8 +86,8 @@ impl Functions {
             first_sight: PotApp::new(db(), keys.verifier()),
             daily_pot_upload: PotApp::new(db(), keys.verifier()),
             claim: PotApp::new(db(), keys.verifier()),
-            upload: UploadApp::from_env(&env, db()).unwrap(),
-            register: RegisterApp::from_env(&env, db()).unwrap(),
+            upload: UploadApp::setup(&env, db()).unwrap(),
+            register: RegisterApp::setup(&env, db()).unwrap(),
             reset: db(),
             test,
             proxy,

@@ -9,8 +9,8 @@
 //! from:
 //!
 //! ```ignore
-//! let env = shared::secrets::resolve(&ProcessEnv).await?;   // at start-up
-//! let app = UploadApp::from_env(&env, Database::new(&DbConfig::from_env(&env)?)?)?;
+//! let env = shared::config::secrets::resolve(&ProcessEnv).await?;   // at start-up
+//! let app: UploadApp = shared::setup::build(&env)?;
 //! ```
 //!
 //! A secret that cannot be read stops the start-up with an error naming its ARN
