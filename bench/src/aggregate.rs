@@ -257,7 +257,7 @@ async fn tiles(url: &str, client: &tokio_postgres::Client) -> Result<Value, Stri
         .into_iter()
         .chain([("DATABASE_URL".to_string(), url.to_string())])
         .collect();
-    let app = shared::daily_pot::App::from_env(&env).map_err(|e| e.to_string())?;
+    let app = shared::setup::build::<shared::tiles::TilesApp>(&env).map_err(|e| e.to_string())?;
     let token = keys::token(TILES_USER);
     let request = || testkit::requests::with_token("get-user-tiles", &token);
     let first = shared::tiles::handle(&app, request()).await;

@@ -77,7 +77,7 @@ async fn measure(url: &str) -> Result<Value, String> {
         ("ANALYTICS_API_KEYS", KEY),
         ("API_KEY", "not-an-analytics-key"),
     ];
-    let app = AnalyticsApp::from_env(&env).map_err(|e| e.to_string())?;
+    let app = shared::setup::build::<AnalyticsApp>(&env).map_err(|e| e.to_string())?;
     let mut cases = Vec::new();
     for (label, path, query, requests) in self::cases(&client).await? {
         cases.push(case(&app, &client, label, path, &query, requests).await?);

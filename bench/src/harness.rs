@@ -14,6 +14,7 @@ use lambda_http::{Body, Request, Response};
 use shared::daily_pot::{self, claim, get};
 use shared::db::Database;
 use shared::reset::{self, ResetConfig};
+use shared::setup::Setup;
 use shared::upload::derive::SensorBatch;
 use shared::upload::request::Upload;
 use shared::upload::{self, UploadApp};
@@ -29,7 +30,7 @@ use crate::workload::{self, Endpoint, Params, Phase, Target, WorkRequest};
 /// One warm Lambda container per function, as the bench's 8-in-flight phases
 /// have 8 of them: its own connections, key cache and configuration.
 pub struct Container {
-    pub pot: daily_pot::App,
+    pub pot: daily_pot::PotApp,
     pub upload: UploadApp,
     /// The daily-reset function's state (`shared::reset::DailyReset` holds the
     /// same two; kept apart here so that its round trips can be counted).
@@ -64,10 +65,10 @@ impl Container {
         env.push(("API_KEY".into(), workload::API_KEY.into()));
         env.push(("HASH_SECRET".into(), workload::HASH_SECRET.into()));
         let env: std::collections::HashMap<String, String> = env.into_iter().collect();
-        let pot = daily_pot::App::from_env(&env).map_err(|e| e.to_string())?;
+        let pot = shared::setup::build::<daily_pot::PotApp>(&env).map_err(|e| e.to_string())?;
         let db = Database::new(&shared::db::DbConfig::from_env(&env).map_err(|e| e.to_string())?)
             .map_err(|e| e.to_string())?;
-        let upload = UploadApp::from_env(&env, db).map_err(|e| e.to_string())?;
+        let upload = UploadApp::setup(&env, db).map_err(|e| e.to_string())?;
         let db_config = shared::db::DbConfig::from_env(&env).map_err(|e| e.to_string())?;
         let reset_db = Database::new(&db_config).map_err(|e| e.to_string())?;
         let reset_config = ResetConfig::from_env(&env).map_err(|e| e.to_string())?;

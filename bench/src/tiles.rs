@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use serde_json::Value;
-use shared::daily_pot::App;
 use shared::db::{Replay, Type};
+use shared::tiles::TilesApp;
 
 use crate::benchdb::BenchDb;
 use crate::harness::Container;
@@ -161,7 +161,7 @@ pub async fn measure(
     let uploads = upload_costs(db, containers, p).await?;
     Ok(TilesFigures {
         seed: seeded,
-        method: "backend CPU: /proc/<backend pid>/schedstat (first field) of the route's one connection, read idle before and after the measured requests (the route's own Database, its App with an RS256 token; `after_behind_proxy`: DB_PROXY=true, unnamed statements); `before`: USER_TILES_FROM_BATCHES (the statement the route ran before V12) through the same Database; uploads: the main run's phases (its window: WAL attributed to this database by pg_walinspect, CPU of the app role's backends), trigger user_tiles_on_insert enabled and disabled (ALTER TABLE ... DISABLE TRIGGER), fresh slots each",
+        method: "backend CPU: /proc/<backend pid>/schedstat (first field) of the route's one connection, read idle before and after the measured requests (the route's own Database, its TilesApp with an RS256 token; `after_behind_proxy`: DB_PROXY=true, unnamed statements); `before`: USER_TILES_FROM_BATCHES (the statement the route ran before V12) through the same Database; uploads: the main run's phases (its window: WAL attributed to this database by pg_walinspect, CPU of the app role's backends), trigger user_tiles_on_insert enabled and disabled (ALTER TABLE ... DISABLE TRIGGER), fresh slots each",
         maps,
         uploads,
     })
@@ -289,18 +289,18 @@ async fn over_batches(
     costed(&app, n, warmup, once).await
 }
 
-fn app(db: &BenchDb, keys: &testkit::keys::KeyServer, proxy: bool) -> Result<App, String> {
+fn app(db: &BenchDb, keys: &testkit::keys::KeyServer, proxy: bool) -> Result<TilesApp, String> {
     let mut env: std::collections::HashMap<String, String> = keys.env().into_iter().collect();
     env.extend(db.app_env());
     if proxy {
         env.insert("DB_PROXY".into(), "true".into());
     }
-    App::from_env(&env).map_err(|e| e.to_string())
+    shared::setup::build::<TilesApp>(&env).map_err(|e| e.to_string())
 }
 
 /// Backend CPU and latency per call of `once` (which answers the tile count), on
 /// `app`'s one connection, read idle before and after.
-async fn costed<F, Fut>(app: &App, n: u64, warmup: u64, once: F) -> Result<Cost, String>
+async fn costed<F, Fut>(app: &TilesApp, n: u64, warmup: u64, once: F) -> Result<Cost, String>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<usize, String>>,

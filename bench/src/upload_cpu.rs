@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use lambda_http::http::HeaderMap;
 use lambda_http::Request;
 use serde_json::{json, Value};
-use shared::device::DeviceSecret;
+use shared::credentials::DeviceSecret;
 use shared::upload::derive::SensorBatch;
 use shared::upload::request::Upload;
 use shared::upload::{body, UploadConfig};

@@ -75,16 +75,16 @@ pub fn token_parse(data: &[u8]) {
             .header(AUTHORIZATION, value)
             .body(Body::Empty)
             .expect("a request");
-        if let Ok(token) = shared::auth::bearer_token(&request) {
-            let _ = shared::auth::check_shape(token, true);
+        if let Ok(token) = shared::credentials::token::bearer_token(&request) {
+            let _ = shared::credentials::token::check_shape(token, true);
         }
     }
     let Ok(token) = std::str::from_utf8(data) else {
         return;
     };
     for emulator in [false, true] {
-        if shared::auth::check_shape(token, emulator).is_ok() {
-            assert!(token.trim().len() <= shared::auth::MAX_TOKEN_BYTES);
+        if shared::credentials::token::check_shape(token, emulator).is_ok() {
+            assert!(token.trim().len() <= shared::credentials::token::MAX_TOKEN_BYTES);
             assert_eq!(token.trim().split('.').count(), 3);
         }
     }

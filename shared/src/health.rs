@@ -14,10 +14,8 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
-use crate::config::{optional, Env};
-use crate::db::{Database, DbConfig, DbError, Query, Replay};
+use crate::db::{Database, DbError, Query, Replay};
 use crate::http;
-use crate::init::InitError;
 use crate::upload::time::Instant;
 
 /// The longest a check waits for the database, connecting included.
@@ -36,13 +34,6 @@ pub struct HealthApp {
 }
 
 impl HealthApp {
-    pub fn from_env(env: &dyn Env) -> Result<Self, InitError> {
-        Ok(Self::new(
-            Database::new(&DbConfig::from_env(env)?)?,
-            optional(env, "FIREBASE_PROJECT_ID").is_some(),
-        ))
-    }
-
     pub fn new(db: Database, firebase: bool) -> Self {
         Self { db, firebase }
     }

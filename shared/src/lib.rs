@@ -4,7 +4,8 @@
 //!   secret variables, from Secrets Manager at start-up when deployed;
 //! - [`db`]: the container's PostgreSQL connection ([`db::DbConfig`]) and named queries;
 //! - [`migrations`], [`audit`]: the schema and its health reports;
-//! - [`auth`]: Firebase ID tokens;
+//! - [`credentials`]: every credential a request can carry (app key, device
+//!   secret, analytics keys, Firebase ID tokens) and how each is checked;
 //! - [`daily_pot`]: the daily-pot routes' handlers;
 //! - [`http`]: typed failures and their HTTP answers; [`init`]: start-up errors;
 //! - [`error_chain`]: an error and its causes on one line;
@@ -26,8 +27,8 @@
 pub mod aggregate;
 pub mod analytics;
 pub mod audit;
-pub mod auth;
 pub mod config;
+pub mod credentials;
 pub mod daily_pot;
 pub mod db;
 pub mod device;

@@ -5,19 +5,23 @@
 //! `let app = &setup::start::<T>().await;` and its serve loop.
 //!
 //! The impls live here, together, rather than beside each type: the list reads as
-//! what each function holds across invocations.
+//! what each function holds across invocations. They are the only way a state is
+//! read from an environment (tests and benches too: [`build`], or `T::setup` with a
+//! database of their own); each type's `new` takes its parts, the database first.
 
 use crate::aggregate::{AggregateConfig, Aggregation};
-use crate::analytics::{AnalyticsApp, AnalyticsKeys};
-use crate::auth::Verifier;
+use crate::analytics::AnalyticsApp;
 use crate::config::{optional, secrets, Env, ProcessEnv};
-use crate::daily_pot::App;
+use crate::credentials::token::Verifier;
+use crate::credentials::{AnalyticsKeys, AppKey};
+use crate::daily_pot::PotApp;
 use crate::db::{Database, DbConfig};
 use crate::device::RegisterApp;
 use crate::health::HealthApp;
 use crate::init::{started, InitError};
 use crate::reset::{DailyReset, ResetConfig};
-use crate::upload::UploadApp;
+use crate::tiles::TilesApp;
+use crate::upload::{UploadApp, UploadConfig};
 
 /// A function's state, from the environment (secrets resolved) and the container's
 /// database.
@@ -30,14 +34,25 @@ pub trait Setup: Sized {
 pub async fn start<T: Setup>() -> T {
     started(async {
         let env = secrets::resolve(&ProcessEnv).await?;
-        let db = Database::new(&DbConfig::from_env(&env)?)?;
-        T::setup(&env, db)
+        build(&env)
     })
     .await
 }
 
-/// The daily-pot routes and the coverage map.
-impl Setup for App {
+/// The function's state from an environment whose secrets are resolved already
+/// (what [`start`] does after reading them): the database, then [`Setup`].
+pub fn build<T: Setup>(env: &dyn Env) -> Result<T, InitError> {
+    let db = Database::new(&DbConfig::from_env(env)?)?;
+    T::setup(env, db)
+}
+
+impl Setup for PotApp {
+    fn setup(env: &dyn Env, db: Database) -> Result<Self, InitError> {
+        Ok(Self::new(db, Verifier::from_env(env)?))
+    }
+}
+
+impl Setup for TilesApp {
     fn setup(env: &dyn Env, db: Database) -> Result<Self, InitError> {
         Ok(Self::new(db, Verifier::from_env(env)?))
     }
@@ -45,13 +60,22 @@ impl Setup for App {
 
 impl Setup for UploadApp {
     fn setup(env: &dyn Env, db: Database) -> Result<Self, InitError> {
-        Self::from_env(env, db)
+        Ok(Self::new(
+            db,
+            UploadConfig::from_env(env)?,
+            AppKey::from_env(env)?,
+            Verifier::from_env(env)?,
+        ))
     }
 }
 
 impl Setup for RegisterApp {
     fn setup(env: &dyn Env, db: Database) -> Result<Self, InitError> {
-        Self::from_env(env, db)
+        Ok(Self::new(
+            db,
+            AppKey::from_env(env)?,
+            Verifier::from_env(env)?,
+        ))
     }
 }
 

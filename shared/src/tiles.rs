@@ -4,9 +4,7 @@
 //! longitude rounded to 3 decimals, newest group first: the old server's statement
 //! (docs/coexistence.md S10, with `hours` an integer parameter instead of interval
 //! text), read from the per-batch copy of what it needs (`user_tile_batches`)
-//! rather than from every batch's whole payload. Read only. The route holds what
-//! the daily-pot routes hold (a database and a token verifier), so it runs on
-//! [`crate::daily_pot::App`].
+//! rather than from every batch's whole payload. Read only.
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -14,8 +12,7 @@ use serde::Serialize;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
 
-use crate::auth::UserId;
-use crate::daily_pot::App;
+use crate::credentials::token::{UserId, Verifier};
 use crate::db::{Database, DbError, Param, Query, Replay, Type};
 use crate::http::{self, ApiError};
 use crate::json::JsNumber;
@@ -23,6 +20,18 @@ use crate::json::JsNumber;
 /// The window when `hours` is absent, and the largest one accepted (30 days).
 pub const DEFAULT_HOURS: i32 = 24;
 pub const MAX_HOURS: i32 = 720;
+
+/// What the get-user-tiles function holds across invocations.
+pub struct TilesApp {
+    pub db: Database,
+    pub verifier: Verifier,
+}
+
+impl TilesApp {
+    pub fn new(db: Database, verifier: Verifier) -> Self {
+        Self { db, verifier }
+    }
+}
 
 /// One group of batches, with its keys in the order the old server sent them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -154,11 +163,11 @@ FROM (
 );
 
 /// Handles one request; every failure is an answer made by [`ApiError`].
-pub async fn handle(app: &App, request: Request) -> Response<Body> {
+pub async fn handle(app: &TilesApp, request: Request) -> Response<Body> {
     http::respond(tiles(app, &request).await)
 }
 
-async fn tiles(app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
+async fn tiles(app: &TilesApp, request: &Request) -> Result<Response<Body>, ApiError> {
     http::require_method(request, &[Method::GET])?;
     let user = app.verifier.verify_request(request).await?;
     let hours = hours(request.query_string_parameters().all("hours"))?;

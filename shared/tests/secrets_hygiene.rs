@@ -9,9 +9,10 @@
 
 use lambda_http::http::header::{HeaderValue, AUTHORIZATION};
 use serde_json::json;
-use shared::daily_pot::{claim, get, App};
+use shared::daily_pot::{claim, get, PotApp};
 use shared::db::{Database, DbConfig};
 use shared::device::RegisterApp;
+use shared::setup::Setup;
 use shared::upload::UploadApp;
 use testkit::keys::{self, KeyServer};
 use testkit::requests::with_token;
@@ -92,11 +93,11 @@ async fn no_credential_appears_in_the_logs_at_trace_level() {
         Database::new(&DbConfig::from_env(&env_for(database_url)).unwrap()).unwrap()
     };
     let live = env_for(&url);
-    let pots = App::new(db(&url), keys.verifier());
-    let dead_pots = App::new(db(&dead_url), keys.verifier());
-    let register = RegisterApp::from_env(&live, db(&url)).unwrap();
-    let uploads = UploadApp::from_env(&live, db(&url)).unwrap();
-    let dead_uploads = UploadApp::from_env(&live, db(&dead_url)).unwrap();
+    let pots = PotApp::new(db(&url), keys.verifier());
+    let dead_pots = PotApp::new(db(&dead_url), keys.verifier());
+    let register = RegisterApp::setup(&live, db(&url)).unwrap();
+    let uploads = UploadApp::setup(&live, db(&url)).unwrap();
+    let dead_uploads = UploadApp::setup(&live, db(&dead_url)).unwrap();
 
     let token = keys::token("alice");
     let expired = keys::signing_key().sign(&{

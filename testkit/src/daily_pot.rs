@@ -1,7 +1,7 @@
 //! The daily-pot routes on a test database: an app on a fresh database trusting a
 //! local key server, and pots inserted in a given state.
 
-use shared::daily_pot::App;
+use shared::daily_pot::PotApp;
 use shared::db::Database;
 
 use crate::keys::KeyServer;
@@ -10,7 +10,7 @@ use crate::TestDb;
 pub struct Setup {
     pub db: TestDb,
     pub keys: KeyServer,
-    pub app: App,
+    pub app: PotApp,
 }
 
 pub async fn setup() -> Setup {
@@ -21,7 +21,7 @@ pub async fn setup() -> Setup {
 pub async fn setup_with(db_env: &[(&str, &str)]) -> Setup {
     let db = TestDb::migrated().await;
     let keys = KeyServer::start(3600).await;
-    let app = App::new(Database::new(&db.config(db_env)).unwrap(), keys.verifier());
+    let app = PotApp::new(Database::new(&db.config(db_env)).unwrap(), keys.verifier());
     Setup { db, keys, app }
 }
 

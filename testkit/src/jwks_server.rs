@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use shared::auth::{AuthConfig, KeyCachePolicy, Verifier};
+use shared::credentials::token::{AuthConfig, KeyCachePolicy, Verifier};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 

@@ -13,7 +13,7 @@ use base64::Engine;
 use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use shared::auth::{AuthConfig, KeyCachePolicy, Verifier};
+use shared::credentials::token::{AuthConfig, KeyCachePolicy, Verifier};
 use tokio::net::TcpListener;
 
 /// The Firebase project the test tokens are issued for.

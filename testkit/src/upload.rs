@@ -8,6 +8,7 @@ use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
 use shared::db::Database;
 use shared::device::RegisterApp;
+use shared::setup::Setup;
 use shared::upload::UploadApp;
 use tokio_postgres::Client;
 
@@ -33,7 +34,7 @@ pub fn env(extra: &[(&str, &str)]) -> std::collections::HashMap<String, String> 
 }
 
 pub fn upload_app_on(db: Database, extra: &[(&str, &str)]) -> UploadApp {
-    UploadApp::from_env(&env(extra), db).expect("upload app builds")
+    UploadApp::setup(&env(extra), db).expect("upload app builds")
 }
 
 pub fn upload_app(test: &TestDb, extra: &[(&str, &str)]) -> UploadApp {
@@ -45,7 +46,7 @@ pub fn register_app(test: &TestDb) -> RegisterApp {
 }
 
 pub fn register_app_with(test: &TestDb, extra: &[(&str, &str)]) -> RegisterApp {
-    RegisterApp::from_env(&env(extra), test.database()).expect("register app builds")
+    RegisterApp::setup(&env(extra), test.database()).expect("register app builds")
 }
 
 /// A key server's variables in the form `extra` takes.
@@ -168,7 +169,7 @@ pub async fn count(client: &Client, sql: &str) -> i64 {
 /// Registers a device secret for `user` directly in its stored form, as
 /// `/register-device` would, and returns the plain secret.
 pub async fn insert_secret(client: &Client, device_id: &str, user: &str) -> String {
-    let secret = shared::device::DeviceSecret::generate();
+    let secret = shared::credentials::DeviceSecret::generate();
     client
         .execute(
             "INSERT INTO device_secrets (device_id, user_id, secret) VALUES ($1, $2, $3)",

@@ -1,7 +1,7 @@
 //! POST /daily-pot/claim: pays the day's pot once per user per UTC day. The logic
 //! is `shared::daily_pot::claim`.
 
-use shared::daily_pot::{claim, App};
+use shared::daily_pot::{claim, PotApp};
 use shared::runtime::{self, Error};
 use shared::setup;
 
@@ -12,6 +12,6 @@ async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     // Secrets named by ARN, then the database, then its own settings (shared::setup);
     // the first one missing or malformed stops the start-up, naming it.
-    let app = &setup::start::<App>().await;
+    let app = &setup::start::<PotApp>().await;
     runtime::serve_http(|request| claim::handle(app, request)).await
 }

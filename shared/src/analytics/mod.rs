@@ -6,24 +6,21 @@
 //! - [`coverage`]: `GET /analytics/coverage`, per geohash over the last hours;
 //! - [`device_stats`]: `GET /analytics/device-stats`, every device's counters.
 //!
-//! Every request: the method (GET or HEAD, else 405), the key ([`keys`], before
+//! Every request: the method (GET or HEAD, else 405), the key ([`AnalyticsKeys`], before
 //! anything is read), the parameters (400 with `details`), then one read-only
 //! statement; every answer carries `Cache-Control: no-store`.
 
 pub mod aggregates;
 pub mod coverage;
 pub mod device_stats;
-pub mod keys;
 mod params;
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 
-use crate::config::Env;
-use crate::db::{Database, DbConfig};
+use crate::credentials::AnalyticsKeys;
+use crate::db::Database;
 use crate::http::{self, ApiError};
-use crate::init::InitError;
-pub use keys::AnalyticsKeys;
 
 /// What the `analytics` function holds across invocations.
 pub struct AnalyticsApp {
@@ -32,13 +29,6 @@ pub struct AnalyticsApp {
 }
 
 impl AnalyticsApp {
-    pub fn from_env(env: &dyn Env) -> Result<Self, InitError> {
-        Ok(Self::new(
-            Database::new(&DbConfig::from_env(env)?)?,
-            AnalyticsKeys::from_env(env)?,
-        ))
-    }
-
     pub fn new(db: Database, keys: AnalyticsKeys) -> Self {
         Self { db, keys }
     }

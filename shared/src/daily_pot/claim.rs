@@ -4,7 +4,7 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
-use super::{queries, App, DailyPot};
+use super::{queries, DailyPot, PotApp};
 use crate::db::{Replay, Type};
 use crate::http::{self, ApiError};
 use crate::telemetry::Metric;
@@ -26,11 +26,11 @@ pub fn draw_amount() -> i32 {
     rand::random_range(2..=20) * 5
 }
 
-pub async fn handle(app: &App, request: Request) -> Response<Body> {
+pub async fn handle(app: &PotApp, request: Request) -> Response<Body> {
     http::respond(claim(app, &request).await)
 }
 
-async fn claim(app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
+async fn claim(app: &PotApp, request: &Request) -> Result<Response<Body>, ApiError> {
     http::require_method(request, &[Method::POST])?;
     let user = app.verifier.verify_request(request).await?;
     let amount = draw_amount();

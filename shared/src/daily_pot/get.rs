@@ -4,19 +4,19 @@
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 
-use super::{queries, App, DailyPot};
-use crate::auth::UserId;
+use super::{queries, DailyPot, PotApp};
+use crate::credentials::token::UserId;
 use crate::db::{Database, DbError, Replay, Type};
 use crate::http::{self, ApiError};
 
 /// The path of the compatibility route.
 const UPLOAD_ROUTE: &str = "/daily-pot/upload";
 
-pub async fn handle(app: &App, request: Request) -> Response<Body> {
+pub async fn handle(app: &PotApp, request: Request) -> Response<Body> {
     http::respond(get(app, &request).await)
 }
 
-async fn get(app: &App, request: &Request) -> Result<Response<Body>, ApiError> {
+async fn get(app: &PotApp, request: &Request) -> Result<Response<Body>, ApiError> {
     let route = if request
         .uri()
         .path()

@@ -3,7 +3,7 @@
 //!
 //! [`get::handle`] answers `GET /daily-pot` and the compatibility route `POST
 //! /daily-pot/upload`; [`claim::handle`] answers `POST /daily-pot/claim`. Both use
-//! one [`App`], built once per container.
+//! one [`PotApp`], built once per container.
 
 pub mod claim;
 pub mod get;
@@ -12,25 +12,17 @@ pub mod queries;
 
 pub use pot::DailyPot;
 
-use crate::auth::Verifier;
-use crate::config::Env;
-use crate::db::{Database, DbConfig};
-pub use crate::init::InitError;
+use crate::credentials::token::Verifier;
+use crate::db::Database;
 
-/// What the daily-pot functions hold across invocations.
-pub struct App {
+/// What the daily-pot functions (get-daily-pot, claim-daily-pot) hold across
+/// invocations.
+pub struct PotApp {
     pub db: Database,
     pub verifier: Verifier,
 }
 
-impl App {
-    pub fn from_env(env: &dyn Env) -> Result<Self, InitError> {
-        Ok(Self::new(
-            Database::new(&DbConfig::from_env(env)?)?,
-            Verifier::from_env(env)?,
-        ))
-    }
-
+impl PotApp {
     pub fn new(db: Database, verifier: Verifier) -> Self {
         Self { db, verifier }
     }

@@ -6,12 +6,10 @@ use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
 
 use super::id::{DeviceId, MAX_DEVICE_ID_CHARS};
-use super::{AppKey, DeviceSecret};
-use crate::auth::Verifier;
-use crate::config::Env;
+use crate::credentials::token::Verifier;
+use crate::credentials::{AppKey, DeviceSecret};
 use crate::db::{Database, DbError, Query, Replay, Type};
 use crate::http::{self, ApiError, FieldError};
-use crate::init::InitError;
 
 /// A registration body can only be small.
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -37,12 +35,12 @@ pub struct RegisterApp {
 }
 
 impl RegisterApp {
-    pub fn from_env(env: &dyn Env, db: Database) -> Result<Self, InitError> {
-        Ok(Self {
-            app_key: AppKey::from_env(env)?,
-            verifier: Verifier::from_env(env)?,
+    pub fn new(db: Database, app_key: AppKey, verifier: Verifier) -> Self {
+        Self {
+            app_key,
+            verifier,
             db,
-        })
+        }
     }
 }
 

@@ -58,7 +58,7 @@ macro_rules! standing {
 /// longer plain, go with the conversion.
 ///
 /// $1 force. The conversion is `sha256:` + base64 of SHA-256, exactly
-/// `device::DeviceSecret::stored_form` (a test checks it with our upload).
+/// `credentials::DeviceSecret::stored_form` (a test checks it with our upload).
 const CUTOVER: &str = concat!(
     "WITH plain AS (",
     plain_secrets!(),

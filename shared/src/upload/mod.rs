@@ -18,12 +18,11 @@ use lambda_http::http::header::AUTHORIZATION;
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 
-use crate::auth::Verifier;
 use crate::config::{parsed, required, ConfigError, Env};
+use crate::credentials::token::Verifier;
+use crate::credentials::{AppKey, DeviceSecret};
 use crate::db::Database;
-use crate::device::{AppKey, DeviceSecret};
 use crate::http::{self, ApiError};
-use crate::init::InitError;
 use crate::telemetry::Metric;
 use derive::SensorBatch;
 use request::Upload;
@@ -81,13 +80,13 @@ pub struct UploadApp {
 }
 
 impl UploadApp {
-    pub fn from_env(env: &dyn Env, db: Database) -> Result<Self, InitError> {
-        Ok(Self {
-            config: UploadConfig::from_env(env)?,
-            app_key: AppKey::from_env(env)?,
-            verifier: Verifier::from_env(env)?,
+    pub fn new(db: Database, config: UploadConfig, app_key: AppKey, verifier: Verifier) -> Self {
+        Self {
+            config,
+            app_key,
+            verifier,
             db,
-        })
+        }
     }
 }
 

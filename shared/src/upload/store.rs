@@ -1,7 +1,7 @@
 //! Storing one upload: ONE statement, so it is atomic and costs one round trip.
 
+use crate::credentials::DeviceSecret;
 use crate::db::{Database, DbError, Query, Replay, Type};
-use crate::device::DeviceSecret;
 
 use super::derive::SensorBatch;
 

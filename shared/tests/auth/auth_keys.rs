@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use shared::auth::{AuthError, KeyCachePolicy};
+use shared::credentials::token::{AuthError, KeyCachePolicy};
 use testkit::keys::{self, KeyServer};
 
 /// A policy whose refetches are not held back, for tests about expiry.
@@ -133,8 +133,8 @@ async fn a_key_server_that_cannot_be_reached_makes_keys_unavailable() {
     // Nothing listens on port 9 of this machine.
     env[1].1 = "http://127.0.0.1:9/jwks".into();
     let env: std::collections::HashMap<_, _> = env.into_iter().collect();
-    let verifier = shared::auth::Verifier::new(
-        shared::auth::AuthConfig::from_env(&env).unwrap(),
+    let verifier = shared::credentials::token::Verifier::new(
+        shared::credentials::token::AuthConfig::from_env(&env).unwrap(),
         KeyCachePolicy::default(),
     );
     let err = verifier.verify(&keys::token("alice")).await.unwrap_err();

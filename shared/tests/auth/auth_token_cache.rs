@@ -1,12 +1,12 @@
 //! The verifier keeps tokens that passed every check until their `exp`
-//! (shared::auth::token_cache): what it keeps must never let through what a full
+//! (shared::credentials::token::token_cache): what it keeps must never let through what a full
 //! verification would refuse. Real RS256 tokens, a real local key server.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use serde_json::json;
-use shared::auth::{AuthConfig, AuthError, KeyCachePolicy, Verifier};
+use shared::credentials::token::{AuthConfig, AuthError, KeyCachePolicy, Verifier};
 use testkit::keys::{self, KeyServer};
 
 /// A verifier of `server`'s keys with no clock leeway, so that a token's `exp`

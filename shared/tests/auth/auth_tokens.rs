@@ -4,8 +4,8 @@
 
 use lambda_http::http::header::RETRY_AFTER;
 use serde_json::{json, Value};
-use shared::auth::KeyCachePolicy;
-use shared::daily_pot::{get, App};
+use shared::credentials::token::KeyCachePolicy;
+use shared::daily_pot::{get, PotApp};
 use testkit::keys::{self, KeyServer, PROJECT_ID, SIGNING_PUBLIC_PEM};
 use testkit::requests::{body_json, event, with_token, without_token};
 use testkit::TestDb;
@@ -15,7 +15,7 @@ const ROUTE: &str = "get-daily-pot";
 struct Setup {
     db: TestDb,
     _keys: KeyServer,
-    app: App,
+    app: PotApp,
 }
 
 async fn setup(emulator: bool) -> Setup {
@@ -26,7 +26,7 @@ async fn setup(emulator: bool) -> Setup {
     } else {
         &[]
     };
-    let app = App::new(
+    let app = PotApp::new(
         db.database(),
         keys.verifier_with(KeyCachePolicy::default(), extra),
     );
@@ -229,7 +229,10 @@ async fn a_function_whose_emulator_variable_names_a_remote_host_does_not_start()
         env.extend(keys.env());
         env.insert("FIREBASE_AUTH_EMULATOR_HOST".into(), host.into());
         // Before: any value turned unsigned tokens valid for everyone.
-        let err = App::from_env(&env).err().expect(host).to_string();
+        let err = shared::setup::build::<PotApp>(&env)
+            .err()
+            .expect(host)
+            .to_string();
         assert!(err.contains("FIREBASE_AUTH_EMULATOR_HOST"), "{host}: {err}");
     }
 }
@@ -245,7 +248,7 @@ async fn a_function_on_aws_lambda_with_the_emulator_variable_does_not_start() {
         "127.0.0.1:9099".into(),
     );
     // Locally: emulator tokens, as before.
-    assert!(App::from_env(&env).is_ok());
+    assert!(shared::setup::build::<PotApp>(&env).is_ok());
     // On Lambda (a managed runtime names itself; every runtime has a task root).
     for (marker, value) in [
         ("AWS_EXECUTION_ENV", "AWS_Lambda_nodejs20.x"),
@@ -254,7 +257,10 @@ async fn a_function_on_aws_lambda_with_the_emulator_variable_does_not_start() {
         let mut env = env.clone();
         env.insert(marker.into(), value.into());
         // Before: a loopback value turned unsigned tokens valid on a deployed function.
-        let err = App::from_env(&env).err().expect(marker).to_string();
+        let err = shared::setup::build::<PotApp>(&env)
+            .err()
+            .expect(marker)
+            .to_string();
         assert!(
             err.contains("FIREBASE_AUTH_EMULATOR_HOST"),
             "{marker}: {err}"
@@ -287,7 +293,7 @@ async fn an_unreachable_key_server_without_cached_keys_is_503_not_the_clients_fa
     let db = TestDb::migrated().await;
     let keys = KeyServer::start(3600).await;
     keys.set_failing(true);
-    let app = App::new(db.database(), keys.verifier());
+    let app = PotApp::new(db.database(), keys.verifier());
     let response = get::handle(&app, with_token(ROUTE, &keys::token("alice"))).await;
     assert_eq!(response.status(), 503);
     assert!(response.headers().contains_key(RETRY_AFTER));

@@ -7,8 +7,8 @@ use base64::Engine;
 use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
-use shared::auth::{check_shape, AuthError, KeyCachePolicy, MAX_TOKEN_BYTES};
-use shared::daily_pot::{get, App};
+use shared::credentials::token::{check_shape, AuthError, KeyCachePolicy, MAX_TOKEN_BYTES};
+use shared::daily_pot::{get, PotApp};
 use testkit::keys::{self, KeyServer, KID};
 use testkit::requests::{body_json, with_token};
 use testkit::TestDb;
@@ -30,7 +30,7 @@ async fn pots(db: &TestDb) -> i64 {
 }
 
 /// Sends `token` to GET /daily-pot: status and body.
-async fn send(app: &App, token: &str) -> (u16, Value) {
+async fn send(app: &PotApp, token: &str) -> (u16, Value) {
     let response = get::handle(app, with_token(ROUTE, token)).await;
     (response.status().as_u16(), body_json(&response))
 }
@@ -69,7 +69,7 @@ fn jwk(der: &[u8], kid: &str) -> Jwk {
 async fn kid_path_and_url_tricks_are_unknown_keys_and_fetch_nothing_more() {
     let db = TestDb::migrated().await;
     let keys = KeyServer::start(3600).await;
-    let app = App::new(db.database(), keys.verifier());
+    let app = PotApp::new(db.database(), keys.verifier());
     assert_eq!(send(&app, &keys::token("alice")).await.0, 200);
     let fetches = keys.fetches();
     let claims = keys::claims("mallory");
@@ -107,7 +107,7 @@ async fn a_512_bit_key_published_by_the_key_server_is_never_trusted() {
         keys: vec![jwk(SIGNING_DER, KID), jwk(WEAK_DER, "weak")],
     };
     let server = JwksServer::start(serde_json::to_string(&set).unwrap(), 3600).await;
-    let app = App::new(db.database(), server.verifier(KeyCachePolicy::default()));
+    let app = PotApp::new(db.database(), server.verifier(KeyCachePolicy::default()));
 
     let weak = sign_with(WEAK_DER, "weak", &keys::claims("mallory"));
     assert_eq!(send(&app, &weak).await, unauthorized("Invalid token"));
@@ -123,7 +123,7 @@ async fn a_key_set_holding_only_a_weak_key_means_no_keys_503() {
         keys: vec![jwk(WEAK_DER, "weak")],
     };
     let server = JwksServer::start(serde_json::to_string(&set).unwrap(), 3600).await;
-    let app = App::new(db.database(), server.verifier(KeyCachePolicy::default()));
+    let app = PotApp::new(db.database(), server.verifier(KeyCachePolicy::default()));
     let weak = sign_with(WEAK_DER, "weak", &keys::claims("mallory"));
     assert_eq!(send(&app, &weak).await.0, 503);
     assert_eq!(pots(&db).await, 0);
@@ -133,7 +133,7 @@ async fn a_key_set_holding_only_a_weak_key_means_no_keys_503() {
 async fn a_crit_header_refuses_a_token_even_with_a_valid_signature() {
     let db = TestDb::migrated().await;
     let keys = KeyServer::start(3600).await;
-    let app = App::new(db.database(), keys.verifier());
+    let app = PotApp::new(db.database(), keys.verifier());
     let claims = keys::claims("mallory");
     // The same header without crit passes: the signature is right.
     let plain = signed_with_header(&json!({"alg": "RS256", "typ": "JWT", "kid": KID}), &claims);
@@ -164,7 +164,7 @@ async fn a_token_of_a_rotated_out_key_is_refused_once_the_cache_has_expired() {
         min_refetch_interval: std::time::Duration::ZERO,
         ..KeyCachePolicy::default()
     };
-    let app = App::new(db.database(), keys.verifier_with(policy, &[]));
+    let app = PotApp::new(db.database(), keys.verifier_with(policy, &[]));
     let old = keys::token("alice");
     assert_eq!(send(&app, &old).await.0, 200);
 
@@ -191,7 +191,7 @@ fn long_token(len: usize) -> String {
 async fn a_one_megabyte_token_is_refused_before_any_key_is_fetched() {
     let db = TestDb::migrated().await;
     let keys = KeyServer::start(3600).await;
-    let app = App::new(db.database(), keys.verifier());
+    let app = PotApp::new(db.database(), keys.verifier());
     for len in [MAX_TOKEN_BYTES + 1, 64 * 1024, 1 << 20] {
         let token = long_token(len);
         assert_eq!(token.len(), len);

@@ -11,6 +11,7 @@ use lambda_http::http::HeaderValue;
 use shared::config::secrets::{self, SecretError};
 use shared::config::{ConfigError, Env};
 use shared::db::DbConfig;
+use shared::setup::Setup;
 use shared::upload::{self, UploadApp};
 use testkit::secrets::{arn, SecretsManager};
 use testkit::TestDb;
@@ -89,7 +90,7 @@ async fn a_deployed_upload_function_gets_its_secrets_from_secrets_manager_at_sta
     assert_eq!(db.url.get_user(), Some("postgres"));
 
     // The app key and the hash secret are the ones the upload uses.
-    let app = UploadApp::from_env(&env, test.database()).unwrap();
+    let app = UploadApp::setup(&env, test.database()).unwrap();
     let mut request = testkit::requests::event("upload-batch");
     request
         .headers_mut()
@@ -134,7 +135,7 @@ async fn a_deployed_analytics_function_reads_its_keys_and_refuses_the_app_key_am
     };
     let base = deployed("analytics-keys");
     let env = secrets::resolve(&base).await.unwrap();
-    let app = shared::analytics::AnalyticsApp::from_env(&env).unwrap();
+    let app = shared::setup::build::<shared::analytics::AnalyticsApp>(&env).unwrap();
     let call = |key: &str| {
         let mut request = testkit::requests::event("analytics");
         request
@@ -150,7 +151,7 @@ async fn a_deployed_analytics_function_reads_its_keys_and_refuses_the_app_key_am
 
     let base = deployed("leaky-keys");
     let env = secrets::resolve(&base).await.unwrap();
-    let err = shared::analytics::AnalyticsApp::from_env(&env)
+    let err = shared::setup::build::<shared::analytics::AnalyticsApp>(&env)
         .err()
         .expect("the start-up stops")
         .to_string();

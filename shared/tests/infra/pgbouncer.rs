@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::json;
-use shared::daily_pot::{claim, get, App};
+use shared::daily_pot::{claim, get, PotApp};
 use shared::db::{Database, DbConfig, Query, Replay};
 use testkit::cluster::Cluster;
 use testkit::infra;
@@ -103,8 +103,8 @@ impl Setup {
         Database::new(&DbConfig::from_env(&self.env("true")).unwrap()).unwrap()
     }
 
-    fn container(&self) -> App {
-        App::new(self.database(), self.keys.verifier())
+    fn container(&self) -> PotApp {
+        PotApp::new(self.database(), self.keys.verifier())
     }
 
     /// Server-side sessions of the application role: the pool's connections.
@@ -153,7 +153,7 @@ async fn a_dozen_containers_share_three_server_connections_with_the_role_timeout
 
     // 12 containers (6 GET, 6 upload), each its own connection to the pooler, all
     // at once, several requests each.
-    let gets: Vec<Arc<App>> = (0..6).map(|_| Arc::new(s.container())).collect();
+    let gets: Vec<Arc<PotApp>> = (0..6).map(|_| Arc::new(s.container())).collect();
     let mut secrets = Vec::new();
     for phone in 0..6 {
         secrets.push(

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use shared::daily_pot::{get, App};
+use shared::daily_pot::{get, PotApp};
 use shared::db::{Database, DbConfig};
 use shared::upload::UploadApp;
 use testkit::cluster::Cluster;
@@ -28,7 +28,7 @@ const ANSWERS_BEFORE_RESTART: u64 = 60;
 
 struct Containers {
     uploads: Vec<UploadApp>,
-    gets: Vec<App>,
+    gets: Vec<PotApp>,
     /// Set once the restart is over; then each container's next 2xx is recorded.
     restarted: AtomicBool,
     answered: AtomicU64,
@@ -154,7 +154,7 @@ async fn a_restart_mid_load_is_only_503s_and_the_same_containers_recover_storing
             .map(|_| upload_app_on(database(), &[]))
             .collect(),
         gets: (0..CONTAINERS)
-            .map(|_| App::new(database(), keys.verifier()))
+            .map(|_| PotApp::new(database(), keys.verifier()))
             .collect(),
         restarted: AtomicBool::new(false),
         answered: AtomicU64::new(0),

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use serde_json::json;
 use shared::config::secrets;
-use shared::daily_pot::{get, App};
+use shared::daily_pot::{get, PotApp};
 use testkit::cluster::Cluster;
 use testkit::infra;
 use testkit::keys::{self, KeyServer};
@@ -23,7 +23,7 @@ fn rds_secret(password: &str) -> String {
     json!({"username": ROLE, "password": password, "engine": "postgres"}).to_string()
 }
 
-async fn get_status(app: &App, user: &str) -> u16 {
+async fn get_status(app: &PotApp, user: &str) -> u16 {
     let response = get::handle(app, with_token("get-daily-pot", &keys::token(user))).await;
     response.status().as_u16()
 }
@@ -72,7 +72,7 @@ async fn a_rotated_password_is_read_again_when_the_server_refuses_the_old_one() 
 
     let (_guard, logs) = testkit::logs::capture("info");
     let env = secrets::resolve(&base).await.unwrap();
-    let app = App::from_env(&env).unwrap();
+    let app = shared::setup::build::<PotApp>(&env).unwrap();
     assert_eq!(get_status(&app, "alice").await, 200);
     assert_eq!(service.requests(), 1, "read once at start-up");
 

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use shared::daily_pot::{get, App};
+use shared::daily_pot::{get, PotApp};
 use shared::db::{Database, DbConfig};
 use testkit::certs::Ca;
 use testkit::cluster::Cluster;
@@ -62,7 +62,7 @@ async fn setup() -> Option<Setup> {
 impl Setup {
     /// A GET container whose DATABASE_URL is `host[?query]` on the cluster's port,
     /// named `app` (application_name), trusting `ca_file` when given.
-    fn app(&self, app: &str, host: &str, query: &str, ca_file: Option<&PathBuf>) -> App {
+    fn app(&self, app: &str, host: &str, query: &str, ca_file: Option<&PathBuf>) -> PotApp {
         let url = format!(
             "postgres://postgres@{host}:{}/{}?application_name={app}{query}",
             self.cluster.port, self.db
@@ -72,13 +72,13 @@ impl Setup {
             env.insert("DB_CA_FILE".into(), ca.display().to_string());
         }
         let config = DbConfig::from_env(&env).expect("valid configuration");
-        App::new(
+        PotApp::new(
             Database::new(&config).expect("connector"),
             self.keys.verifier(),
         )
     }
 
-    async fn get(&self, app: &App) -> u16 {
+    async fn get(&self, app: &PotApp) -> u16 {
         get::handle(app, with_token("get-daily-pot", &keys::token("alice")))
             .await
             .status()
@@ -217,7 +217,7 @@ async fn a_scram_login_over_tls_trusting_the_ca_file_is_bound_to_the_certificate
         ("DB_CA_FILE", ca_file.as_str()),
     ])
     .expect("valid configuration");
-    let app = App::new(
+    let app = PotApp::new(
         Database::new(&config).expect("connector"),
         s.keys.verifier(),
     );

@@ -9,7 +9,7 @@ use lambda_http::http::header::{HeaderValue, AUTHORIZATION};
 use lambda_http::http::Method;
 use lambda_http::Request;
 use serde_json::{json, Value};
-use shared::daily_pot::{claim, get, App};
+use shared::daily_pot::{claim, get, PotApp};
 use testkit::keys::{self, KeyServer};
 use testkit::requests::{rerouted, with_token};
 use testkit::upload::*;
@@ -311,7 +311,7 @@ fn hostile_authorizations() -> Vec<(&'static str, HeaderValue)> {
 async fn hostile_authorization_headers_on_the_daily_pot_routes_are_401_and_write_nothing() {
     let test = TestDb::migrated().await;
     let keys = KeyServer::start(3600).await;
-    let app = App::new(test.database(), keys.verifier());
+    let app = PotApp::new(test.database(), keys.verifier());
     let client = test.client().await;
     let before = snapshot(&client).await;
     for (name, value) in hostile_authorizations() {
@@ -345,7 +345,7 @@ async fn hostile_authorization_headers_on_the_daily_pot_routes_are_401_and_write
 async fn a_claim_ignores_any_body_and_refuses_a_user_without_a_pot() {
     let test = TestDb::migrated().await;
     let keys = KeyServer::start(3600).await;
-    let app = App::new(test.database(), keys.verifier());
+    let app = PotApp::new(test.database(), keys.verifier());
     let client = test.client().await;
     let before = snapshot(&client).await;
     let bodies: Vec<Vec<u8>> = vec![

@@ -3,7 +3,7 @@
 //! start, statements hitting the timeout, a database that stops answering without
 //! closing anything, a key server that is down or slow.
 //! The client sees a 503 with Retry-After (or success after the one safe retry),
-//! never a half-written upload or claim, and the same App works afterwards.
+//! never a half-written upload or claim, and the same PotApp works afterwards.
 //! Only backends of each test's own database are terminated.
 
 use std::sync::Arc;
@@ -12,9 +12,10 @@ use std::time::Duration;
 use lambda_http::http::header::RETRY_AFTER;
 use lambda_http::{Body, Response};
 use serde_json::{json, Value};
-use shared::auth::KeyCachePolicy;
-use shared::daily_pot::{claim, get, App};
+use shared::credentials::token::KeyCachePolicy;
+use shared::daily_pot::{claim, get, PotApp};
 use shared::db::{Database, DbConfig};
+use shared::setup::Setup;
 use testkit::keys::{self, KeyServer};
 use testkit::proxy::CountingProxy;
 use testkit::requests::{body_json, with_token};
@@ -124,7 +125,7 @@ async fn an_upload_terminated_mid_statement_is_stored_once_or_not_at_all_and_the
         }
         other => panic!("unexpected {other} {body}"),
     }
-    // The same App goes on: a retry of that batch is stored or a duplicate, once.
+    // The same PotApp goes on: a retry of that batch is stored or a duplicate, once.
     let (status, _) = upload(
         &app,
         &fixture_upload(),
@@ -145,7 +146,7 @@ async fn a_claim_terminated_mid_statement_is_a_503_paying_nothing_and_the_next_c
     let keys = KeyServer::start(3600).await;
     let admin = test.client().await;
     unlocked_pot(&admin, "alice").await;
-    let app = Arc::new(App::new(test.database(), keys.verifier()));
+    let app = Arc::new(PotApp::new(test.database(), keys.verifier()));
     // Warm: the connection is open and the keys are cached.
     assert_eq!(
         get::handle(&app, with_token("get-daily-pot", &keys::token("alice")))
@@ -179,7 +180,7 @@ async fn a_get_terminated_mid_statement_succeeds_by_the_one_safe_retry() {
     let test = TestDb::migrated().await;
     let keys = KeyServer::start(3600).await;
     let admin = test.client().await;
-    let app = Arc::new(App::new(test.database(), keys.verifier()));
+    let app = Arc::new(PotApp::new(test.database(), keys.verifier()));
     assert_eq!(
         get::handle(&app, with_token("get-daily-pot", &keys::token("warm")))
             .await
@@ -207,7 +208,7 @@ async fn sessions_terminated_between_invocations_are_replaced_for_every_route() 
     let admin = test.client().await;
     unlocked_pot(&admin, "alice").await;
     let secret = insert_secret(&admin, &fixture_device(), "alice").await;
-    let pots = App::new(test.database(), keys.verifier());
+    let pots = PotApp::new(test.database(), keys.verifier());
     let uploads = upload_app(&test, &[]);
     let token = keys::token("alice");
     assert_eq!(
@@ -285,10 +286,10 @@ async fn a_database_unreachable_at_a_cold_start_is_503_and_the_same_app_recovers
     let switch = Switch::start(&test.url, false).await;
     let config =
         DbConfig::from_env(&[("DATABASE_URL", switch.url_for(&test.url).as_str())]).unwrap();
-    let pots = App::new(Database::new(&config).unwrap(), keys.verifier());
+    let pots = PotApp::new(Database::new(&config).unwrap(), keys.verifier());
     let uploads = upload_app_on(Database::new(&config).unwrap(), &[]);
     let key_env = key_env(&keys);
-    let register = shared::device::RegisterApp::from_env(
+    let register = shared::device::RegisterApp::setup(
         &env(&as_pairs(&key_env)),
         Database::new(&config).unwrap(),
     )
@@ -351,7 +352,7 @@ async fn a_statement_over_the_timeout_is_a_503_and_the_connection_stays_usable()
     let admin = test.client().await;
     let secret = insert_secret(&admin, &fixture_device(), "alice").await;
     let db = Database::new(&test.config(&[("DB_STATEMENT_TIMEOUT_MS", "300")])).unwrap();
-    let pots = App::new(db, keys.verifier());
+    let pots = PotApp::new(db, keys.verifier());
     let uploads = upload_app_on(
         Database::new(&test.config(&[("DB_STATEMENT_TIMEOUT_MS", "300")])).unwrap(),
         &[],
@@ -415,7 +416,7 @@ async fn a_database_that_stops_answering_is_a_503_and_the_next_request_reconnect
         ("DATABASE_URL", proxy.url_for(&test.url).as_str()),
         ("DB_STATEMENT_TIMEOUT_MS", "500"),
     ]);
-    let pots = App::new(Database::new(&config).unwrap(), keys.verifier());
+    let pots = PotApp::new(Database::new(&config).unwrap(), keys.verifier());
     let uploads = upload_app_on(Database::new(&config).unwrap(), &[]);
     let token = keys::token("alice");
     let get = || get::handle(&pots, with_token("get-daily-pot", &token));
@@ -476,7 +477,7 @@ fn impatient() -> KeyCachePolicy {
 async fn a_slow_key_server_leaves_cached_keys_working_even_past_their_max_age() {
     let test = TestDb::migrated().await;
     let server = JwksServer::start(jwks_of_the_signing_key(), 1).await;
-    let app = App::new(test.database(), server.verifier(impatient()));
+    let app = PotApp::new(test.database(), server.verifier(impatient()));
     let token = keys::token("alice");
     assert_eq!(
         get::handle(&app, with_token("get-daily-pot", &token))
@@ -502,14 +503,14 @@ async fn a_slow_key_server_with_no_cached_keys_is_503_not_401() {
     let test = TestDb::migrated().await;
     let server = JwksServer::start(jwks_of_the_signing_key(), 3600).await;
     server.set_hanging(true);
-    let app = App::new(test.database(), server.verifier(impatient()));
+    let app = PotApp::new(test.database(), server.verifier(impatient()));
     assert_unavailable(get::handle(&app, with_token("get-daily-pot", &keys::token("alice"))).await);
     // A token refused on its shape alone needs no key: still the client's 401.
     let response = get::handle(&app, with_token("get-daily-pot", "not-a-token")).await;
     assert_eq!(response.status(), 401);
     let pots = count(&test.client().await, "SELECT count(*) FROM daily_pots").await;
     assert_eq!(pots, 0);
-    // The server answers again: the same App verifies.
+    // The server answers again: the same PotApp verifies.
     server.set_hanging(false);
     assert_eq!(
         get::handle(&app, with_token("get-daily-pot", &keys::token("alice")))

@@ -1,4 +1,4 @@
-//! Load: 8 concurrent "containers" (each its own `Database` and App, as Lambda
+//! Load: 8 concurrent "containers" (each its own `Database` and PotApp, as Lambda
 //! would run them) serve a few thousand mixed requests from 24 users: uploads
 //! (new batches and retries of stored ones), GETs and claims. Each user's phone
 //! sends one request at a time, so a model of each user can predict every
@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use shared::daily_pot::{claim, get, App};
+use shared::daily_pot::{claim, get, PotApp};
 use shared::upload::UploadApp;
 use testkit::keys::{self, KeyServer};
 use testkit::requests::{body_json, with_token};
@@ -41,8 +41,8 @@ struct Model {
 
 struct Containers {
     uploads: Vec<UploadApp>,
-    gets: Vec<App>,
-    claims: Vec<App>,
+    gets: Vec<PotApp>,
+    claims: Vec<PotApp>,
 }
 
 /// A small deterministic generator per user (xorshift64*).
@@ -183,10 +183,10 @@ async fn eight_containers_serve_thousands_of_mixed_requests_and_the_tables_equal
     let containers = Arc::new(Containers {
         uploads: (0..3).map(|_| upload_app(&test, &[])).collect(),
         gets: (0..3)
-            .map(|_| App::new(test.database(), keys.verifier()))
+            .map(|_| PotApp::new(test.database(), keys.verifier()))
             .collect(),
         claims: (0..2)
-            .map(|_| App::new(test.database(), keys.verifier()))
+            .map(|_| PotApp::new(test.database(), keys.verifier()))
             .collect(),
     });
 

@@ -7,7 +7,8 @@
 use chrono::{DateTime, Duration, Utc};
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
-use shared::analytics::{AnalyticsApp, AnalyticsKeys};
+use shared::analytics::AnalyticsApp;
+use shared::credentials::AnalyticsKeys;
 use testkit::TestDb;
 use tokio_postgres::Client;
 

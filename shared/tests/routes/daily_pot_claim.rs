@@ -6,7 +6,7 @@ use lambda_http::http::header::RETRY_AFTER;
 use lambda_http::http::Method;
 use lambda_http::{Body, Response};
 use serde_json::{json, Value};
-use shared::daily_pot::{claim, App};
+use shared::daily_pot::{claim, PotApp};
 use shared::db::Database;
 use testkit::keys::{self, KeyServer};
 use testkit::requests::{body_json, rerouted, with_token};
@@ -16,7 +16,7 @@ use testkit::daily_pot::{insert_pot, setup, setup_with};
 
 const ROUTE: &str = "claim-daily-pot";
 
-async fn claim_as(app: &App, user: &str) -> Response<Body> {
+async fn claim_as(app: &PotApp, user: &str) -> Response<Body> {
     claim::handle(app, with_token(ROUTE, &keys::token(user))).await
 }
 
@@ -148,8 +148,8 @@ async fn fifty_concurrent_claims_of_one_pot_pay_exactly_once() {
     insert_pot(&s.db, "crowd", 100, 5, 0, None).await;
     // Nine containers (plus the test's own client: ten connections), each with
     // several claims in flight on its one connection.
-    let apps: Vec<App> = (0..9)
-        .map(|_| App::new(s.db.database(), s.keys.verifier()))
+    let apps: Vec<PotApp> = (0..9)
+        .map(|_| PotApp::new(s.db.database(), s.keys.verifier()))
         .collect();
     let token = keys::token("crowd");
     let claims = (0..50).map(|i| {
@@ -264,7 +264,7 @@ async fn an_unreachable_database_is_503_with_retry_after() {
     let config =
         shared::db::DbConfig::from_env(&[("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")])
             .unwrap();
-    let app = App::new(Database::new(&config).unwrap(), keys.verifier());
+    let app = PotApp::new(Database::new(&config).unwrap(), keys.verifier());
     let response = claim_as(&app, "alice").await;
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()[RETRY_AFTER], "1");

@@ -6,7 +6,7 @@
 use lambda_http::http::header::RETRY_AFTER;
 use lambda_http::http::Method;
 use serde_json::{json, Value};
-use shared::daily_pot::{get, App};
+use shared::daily_pot::{get, PotApp};
 use shared::db::{Database, DbConfig};
 use testkit::keys::{self, KeyServer};
 use testkit::requests::{body_json, rerouted, with_token};
@@ -17,7 +17,7 @@ use testkit::daily_pot::{insert_pot, setup, setup_with};
 const ROUTE: &str = "get-daily-pot";
 
 /// GET /daily-pot as `user`: status and body.
-async fn get_pot(app: &App, user: &str) -> (u16, Value) {
+async fn get_pot(app: &PotApp, user: &str) -> (u16, Value) {
     let response = get::handle(app, with_token(ROUTE, &keys::token(user))).await;
     (response.status().as_u16(), body_json(&response))
 }
@@ -241,8 +241,8 @@ async fn fifty_concurrent_first_requests_all_succeed_and_make_one_row() {
     let s = setup().await;
     // Nine containers (plus the test's own client: ten connections), each with
     // several requests in flight on its one connection.
-    let apps: Vec<App> = (0..9)
-        .map(|_| App::new(s.db.database(), s.keys.verifier()))
+    let apps: Vec<PotApp> = (0..9)
+        .map(|_| PotApp::new(s.db.database(), s.keys.verifier()))
         .collect();
     let token = keys::token("racer");
     let requests = (0..50).map(|i| {
@@ -299,7 +299,7 @@ async fn an_unreachable_database_is_503_with_retry_after() {
     // Nothing listens on port 1 of this machine.
     let config =
         DbConfig::from_env(&[("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")]).unwrap();
-    let app = App::new(Database::new(&config).unwrap(), keys.verifier());
+    let app = PotApp::new(Database::new(&config).unwrap(), keys.verifier());
     let response = get::handle(&app, with_token(ROUTE, &keys::token("alice"))).await;
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()[RETRY_AFTER], "1");

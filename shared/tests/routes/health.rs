@@ -92,11 +92,11 @@ async fn a_database_that_answers_is_healthy_in_the_old_shape() {
 
     // Without FIREBASE_PROJECT_ID the old field says disabled; the route writes
     // nothing and needs no key or token.
-    let app = HealthApp::from_env(&[("DATABASE_URL", test.url.as_str())]).unwrap();
+    let app = shared::setup::build::<HealthApp>(&[("DATABASE_URL", test.url.as_str())]).unwrap();
     let (_, _, body) = check(&app).await;
     let parsed: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(parsed["checks"]["firebase"], json!({"status": "disabled"}));
-    let app = HealthApp::from_env(&[
+    let app = shared::setup::build::<HealthApp>(&[
         ("DATABASE_URL", test.url.as_str()),
         ("FIREBASE_PROJECT_ID", "demo-dailypot"),
     ])

@@ -166,7 +166,7 @@ async fn a_stored_hash_sent_as_the_secret_is_401() {
     let client = test.client().await;
     let secret = insert_secret(&client, &fixture_device(), "user-1").await;
     // What a leak of the table would give away.
-    let stored = shared::device::DeviceSecret::from_header(&secret).stored_form();
+    let stored = shared::credentials::DeviceSecret::from_header(&secret).stored_form();
     let before = snapshot(&client).await;
     let (status, _) = upload(
         &app,

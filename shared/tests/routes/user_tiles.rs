@@ -6,8 +6,8 @@
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use lambda_http::{Body, Request, Response};
 use serde_json::{json, Value};
-use shared::daily_pot::App;
 use shared::db::Database;
+use shared::tiles::TilesApp;
 use testkit::keys::{self, KeyServer};
 use testkit::TestDb;
 use tokio_postgres::Client;
@@ -15,14 +15,14 @@ use tokio_postgres::Client;
 struct Setup {
     db: TestDb,
     keys: KeyServer,
-    app: App,
+    app: TilesApp,
     client: Client,
 }
 
 async fn setup() -> Setup {
     let db = TestDb::migrated().await;
     let keys = KeyServer::start(3600).await;
-    let app = App::new(db.database(), keys.verifier());
+    let app = TilesApp::new(db.database(), keys.verifier());
     let client = db.client().await;
     Setup {
         db,
@@ -52,7 +52,7 @@ fn request(method: &str, query: Option<&str>, token: Option<&str>) -> Request {
     lambda_http::request::from_str(&event.to_string()).expect("an API Gateway event")
 }
 
-async fn get(app: &App, query: Option<&str>, user: &str) -> (u16, Value) {
+async fn get(app: &TilesApp, query: Option<&str>, user: &str) -> (u16, Value) {
     answer(shared::tiles::handle(app, request("GET", query, Some(&keys::token(user)))).await)
 }
 
@@ -635,7 +635,7 @@ async fn the_route_writes_nothing() {
         ))
         .await
         .unwrap();
-    let app = App::new(s.db.database(), s.keys.verifier());
+    let app = TilesApp::new(s.db.database(), s.keys.verifier());
     let (status, body) = get(&app, Some("hours=72"), "alice").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["tiles"].as_array().unwrap().len(), 7);
@@ -662,7 +662,7 @@ async fn an_unreachable_database_is_503_and_a_non_numeric_stored_value_500() {
         .unwrap(),
     )
     .unwrap();
-    let app = App::new(down, s.keys.verifier());
+    let app = TilesApp::new(down, s.keys.verifier());
     let response =
         shared::tiles::handle(&app, request("GET", None, Some(&keys::token("alice")))).await;
     assert_eq!(response.status(), 503);
@@ -1052,7 +1052,7 @@ async fn batches_stored_before_the_migration_are_on_the_map_after_it() {
     let (test, client, _) = written_before_the_copy().await;
     // Before the copy the route answers from the batches.
     let keys = KeyServer::start(3600).await;
-    let app = App::new(test.database(), keys.verifier());
+    let app = TilesApp::new(test.database(), keys.verifier());
     let (status, before) = get(&app, Some("hours=72"), "alice").await;
     assert_eq!(status, 200, "{before}");
     assert_eq!(before["tiles"].as_array().unwrap().len(), 2, "{before}");
@@ -1096,7 +1096,7 @@ async fn while_the_backfill_runs_the_map_answers_from_the_batches_and_keeps_ever
     migrate_to(&test, Some(copy_version())).await;
     assert!(!backfill_done(&client).await);
     let keys = KeyServer::start(3600).await;
-    let app = App::new(test.database(), keys.verifier());
+    let app = TilesApp::new(test.database(), keys.verifier());
     let batches = |user: &'static str, hours| {
         let client = &client;
         async move { tile_rows(client, &shared::tiles::USER_TILES_FROM_BATCHES, user, hours).await }

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use shared::daily_pot::{claim, get, App};
+use shared::daily_pot::{claim, get, PotApp};
 use shared::db::Database;
 use shared::device::RegisterApp;
 use shared::migrations::{self, MigrateError};
@@ -17,7 +17,7 @@ use testkit::TestDb;
 pub struct Ours {
     /// Held so that the key server the apps trust runs as long as they do.
     _keys: KeyServer,
-    pub pots: App,
+    pub pots: PotApp,
     pub uploads: UploadApp,
     pub register: RegisterApp,
 }
@@ -28,7 +28,7 @@ impl Ours {
         let env = testkit::upload::key_env(&keys);
         let env = testkit::upload::as_pairs(&env);
         Self {
-            pots: App::new(test.database(), keys.verifier()),
+            pots: PotApp::new(test.database(), keys.verifier()),
             uploads: testkit::upload::upload_app(test, &env),
             register: testkit::upload::register_app_with(test, &env),
             _keys: keys,

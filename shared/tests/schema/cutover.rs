@@ -3,7 +3,7 @@
 //! nothing, while one was used in the last 24 hours, unless forced.
 
 use serde_json::json;
-use shared::device::DeviceSecret;
+use shared::credentials::DeviceSecret;
 use shared::migrations::{self, Action, MigrateError};
 use testkit::legacy::{OldSender, OldUpload};
 use testkit::TestDb;

@@ -7,10 +7,12 @@
 use lambda_http::RequestExt;
 use serde_json::json;
 use shared::aggregate::AggregateConfig;
-use shared::daily_pot::{claim, get, App};
+use shared::daily_pot::{claim, get, PotApp};
 use shared::db::{Database, DbConfig};
 use shared::device::RegisterApp;
 use shared::reset::ResetConfig;
+use shared::setup::Setup;
+use shared::tiles::TilesApp;
 use shared::upload::UploadApp;
 use testkit::keys::{self, KeyServer};
 use testkit::requests::{event as fixture, rerouted, with_token};
@@ -94,7 +96,8 @@ async fn every_route_and_job_works_as_the_dml_only_role() {
     let db = || Database::new(&DbConfig::from_env(&env).unwrap()).unwrap();
     let token = keys::token("alice");
 
-    let pots = App::new(db(), keys.verifier());
+    let pots = PotApp::new(db(), keys.verifier());
+    let map = TilesApp::new(db(), keys.verifier());
     assert_eq!(
         get::handle(&pots, with_token("get-daily-pot", &token))
             .await
@@ -103,7 +106,7 @@ async fn every_route_and_job_works_as_the_dml_only_role() {
     );
 
     // Five uploads with the token unlock the pot; the claim pays it.
-    let uploads = UploadApp::from_env(&env, db()).unwrap();
+    let uploads = UploadApp::setup(&env, db()).unwrap();
     let auth = format!("Bearer {token}");
     for minute in 0..5 {
         let mut body = fixture_upload();
@@ -115,7 +118,7 @@ async fn every_route_and_job_works_as_the_dml_only_role() {
     assert_eq!(response.status(), 200);
 
     // A device registered as the role uploads with its secret.
-    let register = RegisterApp::from_env(&env, db()).unwrap();
+    let register = RegisterApp::setup(&env, db()).unwrap();
     let body = json!({"device_id": "android-3f9c2a", "firebase_token": token}).to_string();
     let (status, answer_body) = answer(
         shared::device::handle(&register, event("register-device", body.as_bytes(), &[])).await,
@@ -174,7 +177,7 @@ async fn every_route_and_job_works_as_the_dml_only_role() {
     let month: std::collections::HashMap<String, String> =
         [("hours".to_string(), "720".to_string())].into();
     let request = with_token("get-user-tiles", &token).with_query_string_parameters(month);
-    let (status, tiles) = answer(shared::tiles::handle(&pots, request).await);
+    let (status, tiles) = answer(shared::tiles::handle(&map, request).await);
     assert_eq!(status, 200, "{tiles}");
     assert!(!tiles["tiles"].as_array().unwrap().is_empty(), "{tiles}");
 
@@ -201,7 +204,7 @@ async fn every_route_and_job_works_as_the_dml_only_role() {
 
     // The analytics API reads both aggregate tables, the job's batches and the
     // devices' counters; /health reads nothing.
-    let keys = shared::analytics::AnalyticsKeys::from_env(&[
+    let keys = shared::credentials::AnalyticsKeys::from_env(&[
         ("ANALYTICS_API_KEYS", "test-analytics-key"),
         ("API_KEY", "another-key"),
     ])
@@ -349,7 +352,7 @@ async fn migrate_runs_as_the_readme_role_without_createrole_on_a_schema_closed_t
     let mut extra = testkit::upload::key_env(&keys);
     extra.push(("DATABASE_URL".into(), app.url()));
     let env = env(&as_pairs(&extra));
-    let pots = App::new(
+    let pots = PotApp::new(
         Database::new(&DbConfig::from_env(&env).unwrap()).unwrap(),
         keys.verifier(),
     );
@@ -408,9 +411,9 @@ async fn the_old_servers_role_stores_batches_and_they_are_on_the_map() {
     );
 
     let keys = KeyServer::start(3600).await;
-    let pots = App::new(test.database(), keys.verifier());
+    let map = TilesApp::new(test.database(), keys.verifier());
     let (status, tiles) = answer(
-        shared::tiles::handle(&pots, with_token("get-user-tiles", &keys::token("olivia"))).await,
+        shared::tiles::handle(&map, with_token("get-user-tiles", &keys::token("olivia"))).await,
     );
     assert_eq!(status, 200, "{tiles}");
     assert_eq!(tiles["tiles"][0]["h3Index"], "tile_48.857_2.352", "{tiles}");

@@ -7,10 +7,11 @@
 
 use lambda_http::http::Method;
 use serde_json::json;
-use shared::daily_pot::{claim, get, App};
+use shared::daily_pot::{claim, get, PotApp};
 use shared::db::{Database, DbConfig, Query, Replay, Type};
 use shared::device::RegisterApp;
 use shared::reset::{self, ResetConfig};
+use shared::setup::Setup;
 use shared::upload::UploadApp;
 use testkit::keys::{self, KeyServer};
 use testkit::proxy::{CountingProxy, Messages};
@@ -49,10 +50,10 @@ struct Functions {
     proxy: CountingProxy,
     /// Serves the signing keys for as long as the apps verify tokens.
     _keys: KeyServer,
-    pot: App,
-    first_sight: App,
-    daily_pot_upload: App,
-    claim: App,
+    pot: PotApp,
+    first_sight: PotApp,
+    daily_pot_upload: PotApp,
+    claim: PotApp,
     upload: UploadApp,
     register: RegisterApp,
     reset: Database,
@@ -81,12 +82,12 @@ impl Functions {
         }
         let secret = insert_secret(&client, "android-1", "uploader").await;
         Self {
-            pot: App::new(db(), keys.verifier()),
-            first_sight: App::new(db(), keys.verifier()),
-            daily_pot_upload: App::new(db(), keys.verifier()),
-            claim: App::new(db(), keys.verifier()),
-            upload: UploadApp::from_env(&env, db()).unwrap(),
-            register: RegisterApp::from_env(&env, db()).unwrap(),
+            pot: PotApp::new(db(), keys.verifier()),
+            first_sight: PotApp::new(db(), keys.verifier()),
+            daily_pot_upload: PotApp::new(db(), keys.verifier()),
+            claim: PotApp::new(db(), keys.verifier()),
+            upload: UploadApp::setup(&env, db()).unwrap(),
+            register: RegisterApp::setup(&env, db()).unwrap(),
             reset: db(),
             test,
             proxy,

@@ -9,8 +9,8 @@
 //! from:
 //!
 //! ```ignore
-//! let env = shared::secrets::resolve(&ProcessEnv).await?;   // at start-up
-//! let app = UploadApp::from_env(&env, Database::new(&DbConfig::from_env(&env)?)?)?;
+//! let env = shared::config::secrets::resolve(&ProcessEnv).await?;   // at start-up
+//! let app: UploadApp = shared::setup::build(&env)?;
 //! ```
 //!
 //! A secret that cannot be read stops the start-up with an error naming its ARN
@@ -62,7 +62,7 @@ pub static SECRETS: [Secret; 4] = [
         arn_variable: "DB_PASSWORD_SECRET_ARN",
         form: Form::JsonField("password"),
     },
-    // The analytics API's keys, comma-separated ([`crate::analytics::keys`]).
+    // The analytics API's keys, comma-separated ([`crate::credentials::AnalyticsKeys`]).
     Secret {
         name: "ANALYTICS_API_KEYS",
         arn_variable: "ANALYTICS_API_KEYS_SECRET_ARN",

@@ -6,8 +6,8 @@
 use lambda_http::http::HeaderMap;
 use subtle::Choice;
 
+use super::app_key::{self, AppKey};
 use crate::config::{optional, required, ConfigError, Env};
-use crate::device::app_key::{self, AppKey};
 use crate::http::ApiError;
 
 /// The variable the keys come from (and, deployed, its `_SECRET_ARN`).

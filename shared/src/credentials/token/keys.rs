@@ -370,8 +370,8 @@ mod tests {
         // A TLS server on localhost with a self-signed certificate (valid for its
         // name and address, in no trust store): the fetch must fail on the certificate.
         let identity = native_tls::Identity::from_pkcs8(
-            include_bytes!("../../tests/fixtures/untrusted-localhost.crt"),
-            include_bytes!("../../tests/fixtures/untrusted-localhost.key"),
+            include_bytes!("../../../tests/fixtures/untrusted-localhost.crt"),
+            include_bytes!("../../../tests/fixtures/untrusted-localhost.key"),
         )
         .unwrap();
         let acceptor = native_tls::TlsAcceptor::new(identity).unwrap();

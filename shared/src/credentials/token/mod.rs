@@ -3,7 +3,7 @@
 //! Built once per container, then used by every route that needs a user:
 //!
 //! ```ignore
-//! let verifier = auth::Verifier::from_env(&ProcessEnv)?;      // at start-up
+//! let verifier = token::Verifier::from_env(&ProcessEnv)?;     // at start-up
 //! let user = verifier.verify_request(&request).await?;        // Authorization: Bearer
 //! let user = verifier.verify(&body.firebase_token).await?;    // a token from elsewhere
 //! ```
