@@ -131,7 +131,7 @@ impl Functions {
                 let body = json!({"device_id": format!("android-new-{i}"),
                                   "firebase_token": token("registrant")});
                 let request = event("register-device", body.to_string().as_bytes(), &[]);
-                shared::device::register::handle(&self.register, request)
+                shared::device::handle(&self.register, request)
                     .await
                     .status()
             }
