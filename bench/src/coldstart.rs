@@ -168,7 +168,7 @@ async fn measure_all(release: &std::path::Path, db_url: &str) -> Result<ColdStar
     }
     Ok(ColdStarts::Measured(ColdStartFigures {
         runtime_api: "testkit::runtime_api on 127.0.0.1 (next / response / error), one invocation at a time",
-        build: format!("release (profile.release: lto thin, codegen-units 1, strip, panic abort), {} only (no cross build here)", std::env::consts::ARCH),
+        build: format!("release (profile.release: lto thin, codegen-units 1, strip, panic unwind), {} only (no cross build here)", std::env::consts::ARCH),
         starts_per_condition: STARTS,
         unreachable: format!("DATABASE_URL and FIREBASE_JWKS_URL at {UNREACHABLE}: refused at once"),
         rss_after_invocations: INVOCATIONS_FOR_RSS,
