@@ -4,7 +4,14 @@
 //! deployed, the handler, the database client), against the bench database. After a
 //! warm-up, the CPU time of all the process's threads (`/proc/<pid>/task/*/schedstat`,
 //! first field: nanoseconds on CPU, exact at every switch) is read before and after
-//! the measured requests, sent one at a time.
+//! each window of requests, sent one at a time.
+//!
+//! The routes' processes run side by side and are measured in [`ROUNDS`] interleaved
+//! windows (each route's first window, then each route's second, ...); a route's figure
+//! is its median window, with the lowest and highest beside it. On a 2-vCPU VM one
+//! window of the same binary varies by ±10 % with what else the machine does (its CPU
+//! per request is even higher when the machine is idle: deeper sleep states between
+//! requests), so one window decided whether a target was met.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -23,6 +30,9 @@ const UPLOAD_SLOT: u64 = 17;
 /// The user whose map tiles.rs seeds (300 batches in 72 h, 30 readings each); a
 /// user without batches when it has not run (`bench function-cpu`).
 const TILES_USER: &str = "tiles-r30";
+
+/// Interleaved windows per route (odd: the median is a window's own figure).
+const ROUNDS: usize = 5;
 
 /// Seeded users the GETs go round.
 const GET_USERS: u64 = 8;
@@ -89,7 +99,10 @@ pub struct RouteCpu {
 /// What one binary's process spent on the measured requests.
 #[derive(Debug, Serialize)]
 pub struct ProcessCpu {
+    /// The median window's.
     pub cpu_us_per_request: f64,
+    /// The lowest and the highest window's.
+    pub cpu_us_per_request_range: [f64; 2],
     pub wall_us_per_request: f64,
     pub threads: usize,
     pub statuses: BTreeMap<String, u64>,
@@ -101,8 +114,17 @@ pub async fn run(
     p: &Params,
 ) -> Result<FunctionCpu, String> {
     let release = crate::repo_root().join("target/release");
-    let (warmup, requests) = (p.warmup.max(20), p.requests.max(200) * 2);
-    let mut rows = Vec::new();
+    let warmup = p.warmup.max(20);
+    let per_window = (p.requests.max(200) * 2).div_ceil(ROUNDS as u64);
+    let requests = per_window * ROUNDS as u64;
+    // Tokens minted once per user, as the app reuses its token for an hour.
+    let tokens: Vec<String> = (0..GET_USERS)
+        .map(|u| testkit::keys::token(&workload::user_id(u)))
+        .collect();
+    let tiles_token = testkit::keys::token(TILES_USER);
+    let env = env(db, keys);
+    let mut running = Vec::new();
+    let mut skipped = BTreeMap::new();
     for (label, binary) in ROUTES {
         let path = release.join(binary);
         if !path.is_file() {
@@ -111,31 +133,44 @@ pub async fn run(
                 path.display()
             );
             println!("function cpu {label}: skipped, {why}");
-            rows.push(Route::Skipped {
-                route: label,
-                skipped: why,
-            });
+            skipped.insert(label, why);
             continue;
         }
-        // Tokens minted once per user, as the app reuses its token for an hour.
-        let tokens: Vec<String> = (0..GET_USERS)
-            .map(|u| testkit::keys::token(&workload::user_id(u)))
-            .collect();
-        let tiles_token = testkit::keys::token(TILES_USER);
         let event = |k: u64| event_for(binary, k, p, &tokens, &tiles_token);
+        running
+            .push(Running::warmed_up(label, binary, &path, &env, event, warmup, requests).await?);
+    }
+    for _ in 0..ROUNDS {
+        for route in &mut running {
+            route.window(per_window).await?;
+        }
+    }
+    let mut measured: BTreeMap<&str, RouteCpu> = BTreeMap::new();
+    for route in running {
+        let (label, binary) = (route.label, route.binary);
         let row = RouteCpu {
             route: label,
             binary,
             readings: (binary == "upload-batch").then_some(p.readings),
-            process: measure(&path, &env(db, keys), event, warmup, requests).await?,
+            process: route.figures(per_window),
         };
         // As a Value: its keys sorted, as this line has always printed them.
         let line = serde_json::to_value(&row).map_err(|e| e.to_string())?;
         println!("function cpu {label:<30} {line}");
-        rows.push(Route::Measured(row));
+        measured.insert(label, row);
     }
+    let rows = ROUTES
+        .iter()
+        .map(|(label, _)| match measured.remove(label) {
+            Some(row) => Route::Measured(row),
+            None => Route::Skipped {
+                route: label,
+                skipped: skipped.remove(label).unwrap_or_default(),
+            },
+        })
+        .collect();
     Ok(FunctionCpu::Measured(Figures {
-        what: "process CPU (all threads, /proc/<pid>/task/*/schedstat) per warm request of the release binary under testkit::runtime_api, one request at a time, RUST_LOG=info",
+        what: "process CPU (all threads, /proc/<pid>/task/*/schedstat) per warm request of the release binary under testkit::runtime_api, one request at a time, RUST_LOG=info; the median of 5 windows interleaved across the routes",
         warmup,
         requests,
         targets_us: [
@@ -210,50 +245,94 @@ fn process_cpu_ns(pid: u32) -> Result<u64, String> {
     Ok(total)
 }
 
-async fn measure(
-    binary: &Path,
-    env: &[(String, String)],
-    event: impl Fn(u64) -> Vec<u8>,
-    warmup: u64,
-    requests: u64,
-) -> Result<ProcessCpu, String> {
-    let api = RuntimeApi::start().await;
-    let process = FunctionProcess::spawn(binary, env, &api);
-    // Events built before the window: the emulator's work is not the function's.
-    let events: Vec<Vec<u8>> = (0..warmup + requests).map(&event).collect();
-    let mut statuses = BTreeMap::<String, u64>::new();
-    let mut send = |answer: Answer| {
-        let status = answer.status().map_or("error".into(), |s| s.to_string());
-        *statuses.entry(status).or_default() += 1;
-    };
-    let mut events = events.into_iter();
-    for e in events.by_ref().take(warmup as usize) {
-        send(
-            api.invoke(e)
-                .await
-                .map_err(|e| format!("{}: {e}", binary.display()))?,
-        );
+/// One route's process, warmed up, with the events of its windows.
+struct Running {
+    label: &'static str,
+    binary: &'static str,
+    process: FunctionProcess,
+    // Declared after the process, so dropped after it (fields drop in order): the
+    // emulator outlives the process that polls it.
+    api: RuntimeApi,
+    events: std::vec::IntoIter<Vec<u8>>,
+    statuses: BTreeMap<String, u64>,
+    threads: usize,
+    /// Each window's CPU and wall time, nanoseconds.
+    windows: Vec<(u64, u64)>,
+}
+
+impl Running {
+    async fn warmed_up(
+        label: &'static str,
+        binary: &'static str,
+        path: &Path,
+        env: &[(String, String)],
+        event: impl Fn(u64) -> Vec<u8>,
+        warmup: u64,
+        requests: u64,
+    ) -> Result<Self, String> {
+        let api = RuntimeApi::start().await;
+        let process = FunctionProcess::spawn(path, env, &api);
+        // Events built before any window: the emulator's work is not the function's.
+        let events: Vec<Vec<u8>> = (0..warmup + requests).map(event).collect();
+        let mut route = Self {
+            label,
+            binary,
+            process,
+            api,
+            events: events.into_iter(),
+            statuses: BTreeMap::new(),
+            threads: 0,
+            windows: Vec::new(),
+        };
+        route.send(warmup).await?;
+        route.threads = std::fs::read_dir(format!("/proc/{}/task", route.process.pid()))
+            .map_err(|e| e.to_string())?
+            .count();
+        Ok(route)
     }
-    let threads = std::fs::read_dir(format!("/proc/{}/task", process.pid()))
-        .map_err(|e| e.to_string())?
-        .count();
-    let cpu0 = process_cpu_ns(process.pid())?;
-    let t0 = Instant::now();
-    for e in events {
-        send(
-            api.invoke(e)
+
+    async fn send(&mut self, n: u64) -> Result<(), String> {
+        for event in self.events.by_ref().take(n as usize) {
+            let answer: Answer = self
+                .api
+                .invoke(event)
                 .await
-                .map_err(|e| format!("{}: {e}", binary.display()))?,
-        );
+                .map_err(|e| format!("{}: {e}", self.binary))?;
+            let status = answer.status().map_or("error".into(), |s| s.to_string());
+            *self.statuses.entry(status).or_default() += 1;
+        }
+        Ok(())
     }
-    let wall = t0.elapsed();
-    let cpu = process_cpu_ns(process.pid())? - cpu0;
-    Ok(ProcessCpu {
-        cpu_us_per_request: round1(cpu as f64 / requests as f64 / 1000.0),
-        wall_us_per_request: round1(wall.as_secs_f64() * 1e6 / requests as f64),
-        threads,
-        statuses,
-    })
+
+    async fn window(&mut self, n: u64) -> Result<(), String> {
+        let cpu0 = process_cpu_ns(self.process.pid())?;
+        let t0 = Instant::now();
+        self.send(n).await?;
+        let wall = t0.elapsed().as_nanos() as u64;
+        let cpu = process_cpu_ns(self.process.pid())? - cpu0;
+        self.windows.push((cpu, wall));
+        Ok(())
+    }
+
+    fn figures(self, per_window: u64) -> ProcessCpu {
+        let per_request = |ns: u64| round1(ns as f64 / per_window as f64 / 1000.0);
+        let mut cpu: Vec<f64> = self.windows.iter().map(|w| per_request(w.0)).collect();
+        let mut wall: Vec<f64> = self.windows.iter().map(|w| per_request(w.1)).collect();
+        cpu.sort_by(f64::total_cmp);
+        wall.sort_by(f64::total_cmp);
+        ProcessCpu {
+            cpu_us_per_request: median(&cpu),
+            cpu_us_per_request_range: [cpu[0], cpu[cpu.len() - 1]],
+            wall_us_per_request: median(&wall),
+            threads: self.threads,
+            statuses: self.statuses,
+        }
+    }
+}
+
+/// The middle of sorted values (the upper middle of an even count).
+fn median(sorted: &[f64]) -> f64 {
+    sorted[sorted.len() / 2]
 }
 
 /// The table of BENCHMARKS.md, "Function CPU per warm request".
@@ -266,18 +345,20 @@ pub fn markdown(f: &FunctionCpu) -> String {
         FunctionCpu::Measured(f) => f,
     };
     let mut out = format!(
-        "Function process CPU per warm request (release binary under the Runtime API emulator, {} requests after {} warm-up):\n\n| route | CPU µs/req | wall µs/req | threads | statuses |\n|---|---:|---:|---:|---|\n",
+        "Function process CPU per warm request (release binary under the Runtime API emulator, {} requests after {} warm-up, in 5 windows interleaved across the routes: the median window, and the lowest and highest):\n\n| route | CPU µs/req | lowest – highest | wall µs/req | threads | statuses |\n|---|---:|---:|---:|---:|---|\n",
         num(Some(f.requests as f64)),
         num(Some(f.warmup as f64))
     );
     for r in &f.routes {
         out += &match r {
             // The row the table has always had for a missing binary.
-            Route::Skipped { route, .. } => format!("| {route} | n/a | n/a | n/a | null |\n"),
+            Route::Skipped { route, .. } => format!("| {route} | n/a | n/a | n/a | n/a | null |\n"),
             Route::Measured(r) => format!(
-                "| {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} – {} | {} | {} | {} |\n",
                 r.route,
                 num(Some(r.process.cpu_us_per_request)),
+                num(Some(r.process.cpu_us_per_request_range[0])),
+                num(Some(r.process.cpu_us_per_request_range[1])),
                 num(Some(r.process.wall_us_per_request)),
                 num(Some(r.process.threads as f64)),
                 json!(r.process.statuses),
@@ -305,6 +386,7 @@ mod tests {
                     readings: None,
                     process: ProcessCpu {
                         cpu_us_per_request: 123.4,
+                        cpu_us_per_request_range: [111.0, 150.0],
                         wall_us_per_request: 456.0,
                         threads: 3,
                         statuses: [("200".to_string(), 2100)].into(),
@@ -319,7 +401,7 @@ mod tests {
         let table = markdown(&figures);
         assert!(table.contains("2000 requests after 100 warm-up"), "{table}");
         assert!(
-            table.contains("| GET /daily-pot | 123 | 456 | 3 | {\"200\":2100} |"),
+            table.contains("| GET /daily-pot | 123 | 111 – 150 | 456 | 3 | {\"200\":2100} |"),
             "{table}"
         );
         assert!(table.contains("| GET /health | n/a |"), "{table}");
