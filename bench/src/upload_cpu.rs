@@ -182,7 +182,7 @@ pub fn run(p: &Params) -> Result<UploadCpu, String> {
         "(payload into a Vec)",
         per_call(|i| {
             text.clear();
-            serde_json::to_writer(&mut text, &batches[i].batch_json).unwrap();
+            shared::json::write::WriteJson::write_json(&batches[i].batch_json, &mut text);
         }),
     );
     stage(

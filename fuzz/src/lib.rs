@@ -42,7 +42,7 @@ pub fn upload_parse(data: &[u8]) {
             assert!(batch.uptime_seconds >= 0);
             assert!(batch.quality.valid + batch.quality.pocket_likely <= batch.samples);
             assert_eq!(batch.device_hash.len(), 64);
-            let stored = serde_json::to_string(&batch.batch_json).expect("serializable");
+            let stored = batch.batch_json.to_text();
             // What is stored must be storable: jsonb refuses U+0000.
             assert!(!stored.contains("\\u0000"));
             let stored: serde_json::Value = serde_json::from_str(&stored).expect("JSON");

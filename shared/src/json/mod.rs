@@ -1,4 +1,5 @@
 //! JSON: numbers written as JavaScript writes them ([`JsNumber`], in [`number`]),
+//! text written straight into a buffer for the one large document we write ([`write`]),
 //! and request bodies read strictly: an object that names a key twice is
 //! refused. `serde_json::Value` keeps the last of two, other parsers keep the
 //! first, so a body with duplicate keys could mean one thing to a proxy or a log
@@ -24,6 +25,7 @@
 //! sends.
 
 pub mod number;
+pub mod write;
 
 pub use number::JsNumber;
 

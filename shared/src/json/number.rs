@@ -4,6 +4,8 @@
 
 use serde::{Serialize, Serializer};
 
+use super::write::{Sink, WriteJson};
+
 /// A double as `JSON.stringify` writes it: integral values without a fraction
 /// (`50`, where serde_json writes `50.0`), others as the shortest text that reads
 /// back the same (`0.30000000000000004`), and a value JSON cannot hold (an
@@ -13,18 +15,48 @@ use serde::{Serialize, Serializer};
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct JsNumber(pub f64);
 
-impl Serialize for JsNumber {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+/// How a [`JsNumber`] is written: the one rule both writers follow.
+enum Form {
+    Null,
+    Integer(i64),
+    /// Finite.
+    Shortest(f64),
+}
+
+impl JsNumber {
+    fn form(self) -> Form {
         let n = self.0;
         // Below 1e16 an integral float's digits are exact, as JavaScript writes
         // them (and `-0` is `0`); from 1e16 JavaScript writes the shortest digits
         // padded with zeros, the value serde_json's `1.2345678901234568e+20` has.
         if !n.is_finite() {
-            serializer.serialize_none()
+            Form::Null
         } else if n.fract() == 0.0 && n.abs() < 1e16 {
-            serializer.serialize_i64(n as i64)
+            Form::Integer(n as i64)
         } else {
-            serializer.serialize_f64(n)
+            Form::Shortest(n)
+        }
+    }
+}
+
+impl Serialize for JsNumber {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.form() {
+            Form::Null => serializer.serialize_none(),
+            Form::Integer(i) => serializer.serialize_i64(i),
+            Form::Shortest(f) => serializer.serialize_f64(f),
+        }
+    }
+}
+
+/// The same text as its `Serialize` through serde_json (which writes with itoa and
+/// zmij too).
+impl WriteJson for JsNumber {
+    fn write_json<S: Sink>(&self, out: &mut S) {
+        match self.form() {
+            Form::Null => out.put(b"null"),
+            Form::Integer(i) => out.put(itoa::Buffer::new().format(i).as_bytes()),
+            Form::Shortest(f) => out.put(zmij::Buffer::new().format_finite(f).as_bytes()),
         }
     }
 }
@@ -33,8 +65,11 @@ impl Serialize for JsNumber {
 mod tests {
     use super::*;
 
+    /// The number's text, checked to be the same from both writers.
     fn text(n: f64) -> String {
-        serde_json::to_string(&JsNumber(n)).unwrap()
+        let serde = serde_json::to_string(&JsNumber(n)).unwrap();
+        assert_eq!(crate::json::write::to_string(&JsNumber(n)), serde, "{n:e}");
+        serde
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! keep adding up the same way.
 //!
 //! The stored payload is written once, straight from the typed upload, when it is
-//! sent as the `jsonb` parameter ([`StoredPayload`]): no intermediate tree. Its
+//! sent as the `jsonb` parameter ([`StoredPayload`], with [`crate::json::write`]): no
+//! intermediate tree. Its
 //! fields come in the old server's order and its numbers as JavaScript's
 //! `JSON.stringify` writes them ([`JsNumber`]).
 
@@ -11,16 +12,16 @@ use std::error::Error;
 
 use bytes::BytesMut;
 use hmac::{Hmac, Mac};
-use serde::ser::{SerializeStruct, Serializer};
-use serde::Serialize;
 use sha2::Sha256;
-use tokio_postgres::types::{to_sql_checked, IsNull, Json, ToSql, Type};
+use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 
 use super::request::{
     Location, LocationQuality, MotionState, Pocket, Quality, Reading, Upload, Vector3,
 };
 use super::time::Instant;
+use crate::json::write::{Name, Sink, WriteJson};
 use crate::json::JsNumber;
+use crate::write_object;
 
 /// What one upload stores: the `sensor_batches` row and the `user_stats` increments.
 #[derive(Debug, Clone, PartialEq)]
@@ -186,34 +187,19 @@ fn vector(v: &Vector3) -> [JsNumber; 3] {
     v.map(JsNumber)
 }
 
-/// Serializes the fields given as `Some`, in order, as JavaScript's
-/// `JSON.stringify` skips `undefined` ones (the old server's `defined()`).
-macro_rules! stored_struct {
-    ($serializer:expr, $name:literal, { $($key:literal => $value:expr),+ $(,)? }) => {{
-        // The number of fields at most (serde_json writes `{}` at once for 0).
-        let mut s = $serializer.serialize_struct($name, [$($key),+].len())?;
-        $(
-            if let Some(value) = $value {
-                s.serialize_field($key, &value)?;
-            }
-        )+
-        s.end()
-    }};
-}
-
-impl Serialize for Stats {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        stored_struct!(serializer, "Stats", {
+impl WriteJson for Stats {
+    fn write_json<S: Sink>(&self, out: &mut S) {
+        write_object!(out, {
             "avg" => Some(JsNumber(self.avg)),
             "min" => Some(JsNumber(self.min)),
             "max" => Some(JsNumber(self.max)),
-        })
+        });
     }
 }
 
-impl Serialize for Summary {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        stored_struct!(serializer, "Summary", {
+impl WriteJson for Summary {
+    fn write_json<S: Sink>(&self, out: &mut S) {
+        write_object!(out, {
             "count" => Some(self.count),
             "period_start" => Some(self.period_start),
             "period_end" => Some(self.period_end),
@@ -221,14 +207,14 @@ impl Serialize for Summary {
             "accel_rms" => Some(JsNumber(self.accel_rms)),
             "gyro_rms" => Some(JsNumber(self.gyro_rms)),
             "pressure" => self.pressure,
-        })
+        });
     }
 }
 
 /// A reading as stored: `t` normalised to UTC, the known fields given.
-impl Serialize for Reading {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        stored_struct!(serializer, "Reading", {
+impl WriteJson for Reading {
+    fn write_json<S: Sink>(&self, out: &mut S) {
+        write_object!(out, {
             "t" => Some(self.t),
             "light" => self.light.map(JsNumber),
             "accel" => self.accel.as_ref().map(vector),
@@ -236,33 +222,33 @@ impl Serialize for Reading {
             "magnet" => self.magnet.as_ref().map(vector),
             "pressure" => self.pressure.map(JsNumber),
             "quality" => self.quality.as_ref(),
-        })
+        });
     }
 }
 
-impl Serialize for Quality {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        stored_struct!(serializer, "Quality", {
-            "orientation" => self.orientation.map(|o| o.as_str()),
+impl WriteJson for Quality {
+    fn write_json<S: Sink>(&self, out: &mut S) {
+        write_object!(out, {
+            "orientation" => self.orientation.map(|o| Name(o.as_str())),
             "tilt_deg" => self.tilt_deg.map(JsNumber),
-            "motion_state" => self.motion_state.map(|m| m.as_str()),
+            "motion_state" => self.motion_state.map(|m| Name(m.as_str())),
             "motion_confidence" => self.motion_confidence.map(JsNumber),
-            "pocket" => self.pocket.map(|p| p.as_str()),
-            "location_quality" => self.location_quality.map(|l| l.as_str()),
-        })
+            "pocket" => self.pocket.map(|p| Name(p.as_str())),
+            "location_quality" => self.location_quality.map(|l| Name(l.as_str())),
+        });
     }
 }
 
-impl Serialize for Location {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        stored_struct!(serializer, "Location", {
+impl WriteJson for Location {
+    fn write_json<S: Sink>(&self, out: &mut S) {
+        write_object!(out, {
             "lat" => Some(JsNumber(self.lat)),
             "lon" => Some(JsNumber(self.lon)),
             "altitude" => self.altitude.map(JsNumber),
             "accuracy_m" => Some(JsNumber(self.accuracy_m)),
             "speed_mps" => self.speed_mps.map(JsNumber),
             "bearing_deg" => self.bearing_deg.map(JsNumber),
-        })
+        });
     }
 }
 
@@ -276,18 +262,25 @@ pub struct StoredPayload {
     pub summary: Summary,
 }
 
-impl Serialize for StoredPayload {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+impl WriteJson for StoredPayload {
+    fn write_json<S: Sink>(&self, out: &mut S) {
         let u = &self.upload;
-        stored_struct!(serializer, "StoredPayload", {
+        write_object!(out, {
             "timestamp" => Some(u.timestamp),
             "summary" => Some(&self.summary),
-            "batch" => Some(&u.batch),
+            "batch" => Some(u.batch.as_slice()),
             "location" => u.location.as_ref(),
             "geohash" => u.geohash.as_deref().filter(|g| !g.is_empty()),
             "battery_level" => u.battery_level.map(JsNumber),
             "is_charging" => u.is_charging,
-        })
+        });
+    }
+}
+
+impl StoredPayload {
+    /// The text that is stored (tests and the fuzz harness read it back).
+    pub fn to_text(&self) -> String {
+        crate::json::write::to_string(self)
     }
 }
 
@@ -296,10 +289,8 @@ impl Serialize for StoredPayload {
 const STORED_READING_BYTES: usize = 256;
 
 impl ToSql for StoredPayload {
-    /// What `Json(self).to_sql` writes (a `jsonb` parameter is version 1, then the
-    /// text), straight into the message: through bytes' `Writer`, each of the
-    /// thousands of small writes serde_json makes went by `BufMut::put_slice`, ~17 %
-    /// of the payload's cost (`bench upload-cpu`).
+    /// What `Json(..).to_sql` writes (a `jsonb` parameter is version 1, then the
+    /// text), straight into the message, its room reserved once.
     fn to_sql(
         &self,
         ty: &Type,
@@ -307,36 +298,17 @@ impl ToSql for StoredPayload {
     ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
         out.reserve(1 + (self.upload.batch.len() + 2) * STORED_READING_BYTES);
         if *ty == Type::JSONB {
-            out.extend_from_slice(&[1]);
+            out.put(&[1]);
         }
-        serde_json::to_writer(AppendTo(out), self)?;
+        self.write_json(out);
         Ok(IsNull::No)
     }
 
     fn accepts(ty: &Type) -> bool {
-        <Json<Self> as ToSql>::accepts(ty)
+        matches!(*ty, Type::JSON | Type::JSONB)
     }
 
     to_sql_checked!();
-}
-
-/// Appends every write to the buffer.
-struct AppendTo<'b>(&'b mut BytesMut);
-
-impl std::io::Write for AppendTo<'_> {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.0.extend_from_slice(bytes);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -363,8 +335,8 @@ mod tests {
         }
     }
 
-    fn text<T: Serialize>(value: &T) -> String {
-        serde_json::to_string(value).unwrap()
+    fn text(payload: &StoredPayload) -> String {
+        payload.to_text()
     }
 
     #[test]

@@ -11,6 +11,8 @@ use std::fmt;
 
 use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, TimeZone, Timelike, Utc};
 
+use crate::json::write::{Sink, WriteJson};
+
 /// The first instant accepted: 1970-01-01T00:00:00.000Z.
 pub const EARLIEST: &str = "1970-01-01T00:00:00.000Z";
 /// The last instant accepted: 9999-12-31T23:59:59.999Z (four-digit years only).
@@ -148,6 +150,23 @@ impl Instant {
 /// runs for every stored reading.
 impl fmt::Display for Instant {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.iso().as_str())
+    }
+}
+
+/// `"2026-02-01T09:00:00.000Z"`: nothing in it to escape.
+impl WriteJson for Instant {
+    fn write_json<S: Sink>(&self, out: &mut S) {
+        let iso = self.iso();
+        out.put(b"\"");
+        out.put(iso.as_str().as_bytes());
+        out.put(b"\"");
+    }
+}
+
+impl Instant {
+    /// The ISO 8601 text, in UTC with milliseconds (what `Date.toISOString` writes).
+    fn iso(&self) -> Ascii {
         let t = &self.0;
         let mut out = Ascii::default();
         out.digits(t.year() as u32, 4);
@@ -163,7 +182,7 @@ impl fmt::Display for Instant {
             out.digits(value, digits);
         }
         out.byte(b'Z');
-        f.write_str(out.as_str())
+        out
     }
 }
 
