@@ -33,9 +33,10 @@ const TILES_DEVICE: i64 = 7;
 
 /// The GIN indexes of the live table: the job and the route use none of them,
 /// and without them the 288,000-row seed takes a minute instead of many.
-const UNUSED_HERE: &str = "DROP INDEX idx_sensor_batches_json_paths;
-     DROP INDEX idx_sensor_batches_json_geohash;
-     DROP INDEX idx_sensor_batches_location";
+/// `IF EXISTS`: migration V5 drops them already; kept for a schema that has them.
+const UNUSED_HERE: &str = "DROP INDEX IF EXISTS idx_sensor_batches_json_paths;
+     DROP INDEX IF EXISTS idx_sensor_batches_json_geohash;
+     DROP INDEX IF EXISTS idx_sensor_batches_location";
 
 /// The job's own tables and progress back to "nothing read" (V6's state).
 const FORGET: &str =
