@@ -13,7 +13,8 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use shared::aggregate::{AggregateConfig, AggregateSummary, DEFAULT_BATCH_SIZE, DEFAULT_MAX_BYTES};
 use shared::db::Database;
 use testkit::keys::{self, KeyServer};
@@ -30,12 +31,15 @@ const TILE_WARMUP: usize = 100;
 /// The user whose map is measured, and their device.
 const TILES_USER: &str = "bench-user-7";
 const TILES_DEVICE: i64 = 7;
+/// The window the map is asked for (the fixture's, the app's).
+const TILES_HOURS: i32 = 72;
 
 /// The GIN indexes of the live table: the job and the route use none of them,
 /// and without them the 288,000-row seed takes a minute instead of many.
-const UNUSED_HERE: &str = "DROP INDEX idx_sensor_batches_json_paths;
-     DROP INDEX idx_sensor_batches_json_geohash;
-     DROP INDEX idx_sensor_batches_location";
+/// `IF EXISTS`: migration V5 drops them already; kept for a schema that has them.
+const UNUSED_HERE: &str = "DROP INDEX IF EXISTS idx_sensor_batches_json_paths;
+     DROP INDEX IF EXISTS idx_sensor_batches_json_geohash;
+     DROP INDEX IF EXISTS idx_sensor_batches_location";
 
 /// The job's own tables and progress back to "nothing read" (V6's state).
 const FORGET: &str =
@@ -52,8 +56,147 @@ const CHECKSUM: &str = "SELECT md5(coalesce((SELECT string_agg((t.window_start, 
      || coalesce((SELECT string_agg((d.day, d.geohash, d.samples_count, d.device_count, d.avg_light,
          d.device_hours, d.quality_samples)::text, '|' ORDER BY d.day, d.geohash) FROM sensor_aggregates_daily d), ''))";
 
+/// What `bench aggregate` writes to aggregate.json.
+#[derive(Debug, Serialize)]
+pub struct AggregateFigures {
+    seed: Seed,
+    tiles: Tiles,
+    aggregation: Aggregation,
+}
+
+#[derive(Debug, Serialize)]
+struct Seed {
+    devices: i64,
+    batches_per_device: i64,
+    readings_per_batch: i64,
+    geohashes: u32,
+    seconds: f64,
+    sensor_batches: SensorBatches,
+    note: &'static str,
+}
+
+/// The seeded table, as stored.
+#[derive(Debug, Serialize)]
+struct SensorBatches {
+    rows: i64,
+    heap_and_toast_mb: f64,
+    mean_batch_json_bytes: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct Aggregation {
+    catch_up_default_bound: Runs,
+    steady_state_one_more_slot: Runs,
+    whole_day_one_run: Runs,
+    tables_after: TablesAfter,
+    one_run_equals_the_bounded_runs: bool,
+    bounded_runs_checksum_before_the_extra_slot_differs: bool,
+}
+
+/// The job's tables' rows after the runs.
+#[derive(Debug, Serialize)]
+struct TablesAfter {
+    windows: i64,
+    days: i64,
+    recorded_batches: i64,
+}
+
+/// The job run until caught up (or once): the runs' summaries added up.
+#[derive(Debug, Serialize)]
+struct Runs {
+    batch_size: i64,
+    runs: usize,
+    total_ms: f64,
+    run_ms: Latency,
+    statements: u64,
+    batches_read: u64,
+    batches_added: u64,
+    batches_skipped: u64,
+    windows_written: u64,
+    days_written: u64,
+    caught_up: bool,
+    per_statement: PerStatement,
+}
+
+/// Each of the job's statements' own time, as the job logs it.
+#[derive(Debug, PartialEq, Serialize)]
+struct PerStatement {
+    aggregate_lock: StatementMs,
+    aggregate_ingest: StatementMs,
+    aggregate_rebuild: StatementMs,
+}
+
+#[derive(Debug, PartialEq, Serialize)]
+struct StatementMs {
+    count: usize,
+    total_ms: f64,
+    max_ms: f64,
+}
+
+impl StatementMs {
+    fn of(ms: &[f64]) -> Self {
+        Self {
+            count: ms.len(),
+            total_ms: round1(ms.iter().sum()),
+            max_ms: round1(ms.iter().copied().fold(0.0, f64::max)),
+        }
+    }
+}
+
+impl Runs {
+    /// The runs' `summaries` and `times` (one each, in order) added up.
+    fn of(
+        batch_size: i64,
+        summaries: &[AggregateSummary],
+        times: &[Duration],
+        total_ms: f64,
+        per_statement: PerStatement,
+    ) -> Self {
+        let sum = |f: fn(&AggregateSummary) -> u64| summaries.iter().map(f).sum::<u64>();
+        Self {
+            batch_size,
+            runs: summaries.len(),
+            total_ms: round1(total_ms),
+            run_ms: Latency::of(times),
+            statements: sum(|s| s.statements),
+            batches_read: sum(|s| s.batches_read),
+            batches_added: sum(|s| s.batches_added),
+            batches_skipped: sum(|s| s.batches_skipped),
+            windows_written: sum(|s| s.windows_written),
+            days_written: sum(|s| s.days_written),
+            caught_up: summaries.last().is_some_and(|s| s.caught_up),
+            per_statement,
+        }
+    }
+}
+
+/// `GET /api/user/tiles` for the measured user.
+#[derive(Debug, Serialize)]
+struct Tiles {
+    user: &'static str,
+    hours: i32,
+    batches_in_window: i64,
+    tiles: usize,
+    requests: usize,
+    warmup: usize,
+    latency_us: Latency,
+    statements_per_request: f64,
+    backend_cpu_us_per_request: Option<f64>,
+    bench_process_cpu_us_per_request: Option<f64>,
+    explain_analyze: Explain,
+}
+
+/// The statement's `EXPLAIN (ANALYZE, BUFFERS)`, as PostgreSQL measures it.
+#[derive(Debug, Serialize)]
+struct Explain {
+    execution_ms: Option<f64>,
+    planning_ms: Option<f64>,
+    indexes: Vec<String>,
+    shared_buffers_hit: Option<u64>,
+}
+
 /// `devices` × 288 batches (`--devices`, the workload's 1,000 by default).
-pub async fn run(admin_url: &str, devices: i64) -> Result<Value, String> {
+pub async fn run(admin_url: &str, devices: i64) -> Result<AggregateFigures, String> {
     crate::benchdb::in_scratch_database(admin_url, "aggregate", |url| async move {
         measure(&url, devices).await
     })
@@ -64,7 +207,7 @@ fn chain(e: tokio_postgres::Error) -> String {
     shared::error_chain::chain(&e)
 }
 
-async fn measure(url: &str, devices: i64) -> Result<Value, String> {
+async fn measure(url: &str, devices: i64) -> Result<AggregateFigures, String> {
     // The whole day in one unbounded run takes longer than the default 30 s: the
     // connection's long statement timeout serves the runs too.
     let (db, client) = crate::benchdb::legacy_migrated(url).await?;
@@ -74,17 +217,21 @@ async fn measure(url: &str, devices: i64) -> Result<Value, String> {
         .batch_execute("VACUUM (ANALYZE) sensor_batches")
         .await
         .map_err(chain)?;
-    let table: Value = client
+    let row = client
         .query_one(
-            "SELECT json_build_object('rows', count(*),
-                 'heap_and_toast_mb', round(pg_table_size('sensor_batches') / 1048576.0, 1),
-                 'mean_batch_json_bytes', round(avg(pg_column_size(batch_json))))
+            "SELECT count(*),
+                    round(pg_table_size('sensor_batches') / 1048576.0, 1)::float8,
+                    round(avg(pg_column_size(batch_json)))::int8
              FROM sensor_batches",
             &[],
         )
         .await
-        .map_err(chain)?
-        .get(0);
+        .map_err(chain)?;
+    let table = SensorBatches {
+        rows: row.get(0),
+        heap_and_toast_mb: row.get(1),
+        mean_batch_json_bytes: row.get(2),
+    };
 
     // The day caught up as the schedule would: default bound, one run after another.
     let catch_up = runs(&db, DEFAULT_BATCH_SIZE, true).await?;
@@ -107,32 +254,40 @@ async fn measure(url: &str, devices: i64) -> Result<Value, String> {
         .map_err(chain)?;
     let tiles = tiles(url, &client).await?;
 
-    let rows: Value = client
+    let row = client
         .query_one(
-            "SELECT json_build_object('windows', (SELECT count(*) FROM sensor_aggregates_5m),
-                                      'days', (SELECT count(*) FROM sensor_aggregates_daily),
-                                      'recorded_batches', (SELECT count(*) FROM sensor_aggregation_batches))",
+            "SELECT (SELECT count(*) FROM sensor_aggregates_5m),
+                    (SELECT count(*) FROM sensor_aggregates_daily),
+                    (SELECT count(*) FROM sensor_aggregation_batches)",
             &[],
         )
         .await
-        .map_err(chain)?
-        .get(0);
-    Ok(json!({
-        "seed": {
-            "devices": devices, "batches_per_device": SLOTS, "readings_per_batch": READINGS,
-            "geohashes": 200, "seconds": round1(seed_s), "sensor_batches": table,
-            "note": "the 24 h ending 10 min ago (closed windows), one INSERT per 5-minute slot (1,000 rows, one transaction each); GIN indexes dropped for the seed (neither the job nor the route uses them)",
+        .map_err(chain)?;
+    let rows = TablesAfter {
+        windows: row.get(0),
+        days: row.get(1),
+        recorded_batches: row.get(2),
+    };
+    Ok(AggregateFigures {
+        seed: Seed {
+            devices,
+            batches_per_device: SLOTS,
+            readings_per_batch: READINGS,
+            geohashes: 200,
+            seconds: round1(seed_s),
+            sensor_batches: table,
+            note: "the 24 h ending 10 min ago (closed windows), one INSERT per 5-minute slot (1,000 rows, one transaction each); GIN indexes dropped for the seed (neither the job nor the route uses them)",
         },
-        "tiles": tiles,
-        "aggregation": {
-            "catch_up_default_bound": catch_up,
-            "steady_state_one_more_slot": steady,
-            "whole_day_one_run": whole,
-            "tables_after": rows,
-            "one_run_equals_the_bounded_runs": whole_sum == steady_sum,
-            "bounded_runs_checksum_before_the_extra_slot_differs": caught_up_sum != steady_sum,
+        tiles,
+        aggregation: Aggregation {
+            catch_up_default_bound: catch_up,
+            steady_state_one_more_slot: steady,
+            whole_day_one_run: whole,
+            tables_after: rows,
+            one_run_equals_the_bounded_runs: whole_sum == steady_sum,
+            bounded_runs_checksum_before_the_extra_slot_differs: caught_up_sum != steady_sum,
         },
-    }))
+    })
 }
 
 /// The five-minute `slots` (slot 0 starts 24 h 10 min ago, so the day and the
@@ -199,7 +354,7 @@ async fn seed(
 
 /// Runs the job (until caught up when `until_caught_up`, else once): per-run
 /// times, statements, and each statement's own time as the job logs it.
-async fn runs(db: &Database, batch_size: i64, until_caught_up: bool) -> Result<Value, String> {
+async fn runs(db: &Database, batch_size: i64, until_caught_up: bool) -> Result<Runs, String> {
     let config = AggregateConfig {
         batch_size,
         max_bytes: DEFAULT_MAX_BYTES,
@@ -222,35 +377,24 @@ async fn runs(db: &Database, batch_size: i64, until_caught_up: bool) -> Result<V
         }
     }
     let total_ms = t.elapsed().as_secs_f64() * 1000.0;
-    let sum = |f: fn(&AggregateSummary) -> u64| summaries.iter().map(f).sum::<u64>();
-    let statement_ms = |name: &str| {
-        let ms = timings.of(name);
-        json!({"count": ms.len(), "total_ms": round1(ms.iter().sum()),
-               "max_ms": round1(ms.iter().copied().fold(0.0, f64::max))})
+    let statement_ms = |name: &str| StatementMs::of(&timings.of(name));
+    let per_statement = PerStatement {
+        aggregate_lock: statement_ms("aggregate_lock"),
+        aggregate_ingest: statement_ms("aggregate_ingest"),
+        aggregate_rebuild: statement_ms("aggregate_rebuild"),
     };
-    Ok(json!({
-        "batch_size": batch_size,
-        "runs": summaries.len(),
-        "total_ms": round1(total_ms),
-        "run_ms": Latency::of(&times),
-        "statements": sum(|s| s.statements),
-        "batches_read": sum(|s| s.batches_read),
-        "batches_added": sum(|s| s.batches_added),
-        "batches_skipped": sum(|s| s.batches_skipped),
-        "windows_written": sum(|s| s.windows_written),
-        "days_written": sum(|s| s.days_written),
-        "caught_up": summaries.last().is_some_and(|s| s.caught_up),
-        "per_statement": {
-            "aggregate_lock": statement_ms("aggregate_lock"),
-            "aggregate_ingest": statement_ms("aggregate_ingest"),
-            "aggregate_rebuild": statement_ms("aggregate_rebuild"),
-        },
-    }))
+    Ok(Runs::of(
+        batch_size,
+        &summaries,
+        &times,
+        total_ms,
+        per_statement,
+    ))
 }
 
 /// `GET /api/user/tiles?hours=72` (the fixture's query, the app's) for one user
 /// with a day of batches, on one warm connection.
-async fn tiles(url: &str, client: &tokio_postgres::Client) -> Result<Value, String> {
+async fn tiles(url: &str, client: &tokio_postgres::Client) -> Result<Tiles, String> {
     let keys = KeyServer::start(3600).await;
     let env: std::collections::HashMap<String, String> = keys
         .env()
@@ -287,8 +431,8 @@ async fn tiles(url: &str, client: &tokio_postgres::Client) -> Result<Value, Stri
         }
     }
     let per_request = |before: Option<u64>, after: Option<u64>| match (before, after) {
-        (Some(b), Some(a)) => json!(round1((a - b) as f64 / TILE_REQUESTS as f64 / 1000.0)),
-        _ => Value::Null,
+        (Some(b), Some(a)) => Some(round1((a - b) as f64 / TILE_REQUESTS as f64 / 1000.0)),
+        _ => None,
     };
     let backend_us = per_request(backend, backend_cpu_ns(pid));
     let process_us = per_request(process, process_cpu_ns(std::process::id()));
@@ -301,23 +445,89 @@ async fn tiles(url: &str, client: &tokio_postgres::Client) -> Result<Value, Stri
                 "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {}",
                 shared::tiles::USER_TILES.sql
             ),
-            &[&TILES_USER, &72i32],
+            &[&TILES_USER, &TILES_HOURS],
         )
         .await
         .map_err(chain)?
         .get(0);
-    let indexes = testkit::plan::index_names(&plan);
-    Ok(json!({
-        "user": TILES_USER, "hours": 72, "batches_in_window": 3 * SLOTS + 1, "tiles": tile_count,
-        "requests": TILE_REQUESTS, "warmup": TILE_WARMUP,
-        "latency_us": Latency::of(&times),
-        "statements_per_request": statements,
-        "backend_cpu_us_per_request": backend_us,
-        "bench_process_cpu_us_per_request": process_us,
-        "explain_analyze": {
-            "execution_ms": plan[0]["Execution Time"], "planning_ms": plan[0]["Planning Time"],
-            "indexes": indexes,
-            "shared_buffers_hit": plan[0]["Plan"]["Shared Hit Blocks"],
+    Ok(Tiles {
+        user: TILES_USER,
+        hours: TILES_HOURS,
+        batches_in_window: 3 * SLOTS + 1,
+        tiles: tile_count,
+        requests: TILE_REQUESTS,
+        warmup: TILE_WARMUP,
+        latency_us: Latency::of(&times),
+        statements_per_request: statements,
+        backend_cpu_us_per_request: backend_us,
+        bench_process_cpu_us_per_request: process_us,
+        explain_analyze: Explain {
+            execution_ms: plan[0]["Execution Time"].as_f64(),
+            planning_ms: plan[0]["Planning Time"].as_f64(),
+            indexes: testkit::plan::index_names(&plan),
+            shared_buffers_hit: plan[0]["Plan"]["Shared Hit Blocks"].as_u64(),
         },
-    }))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_add_up_their_summaries_and_the_last_says_whether_caught_up() {
+        let summary = |read, caught_up| AggregateSummary {
+            batches_read: read,
+            batches_added: read - 1,
+            batches_skipped: 1,
+            windows_written: 2,
+            days_written: 1,
+            statements: 5,
+            caught_up,
+            ..AggregateSummary::default()
+        };
+        let per_statement = || PerStatement {
+            aggregate_lock: StatementMs::of(&[0.21, 0.24]),
+            aggregate_ingest: StatementMs::of(&[10.0, 12.56]),
+            aggregate_rebuild: StatementMs::of(&[]),
+        };
+        let times = [Duration::from_millis(30), Duration::from_millis(10)];
+        let runs = Runs::of(
+            10_000,
+            &[summary(100, false), summary(40, true)],
+            &times,
+            40.04,
+            per_statement(),
+        );
+        assert_eq!(
+            (
+                runs.runs,
+                runs.batches_read,
+                runs.batches_added,
+                runs.batches_skipped
+            ),
+            (2, 140, 138, 2)
+        );
+        assert_eq!(
+            (runs.statements, runs.windows_written, runs.days_written),
+            (10, 4, 2)
+        );
+        assert!(runs.caught_up);
+        assert_eq!((runs.total_ms, runs.run_ms.max_us), (40.0, 30_000.0));
+        assert_eq!(
+            runs.per_statement.aggregate_ingest,
+            StatementMs {
+                count: 2,
+                total_ms: 22.6,
+                max_ms: 12.6
+            }
+        );
+        assert_eq!(runs.per_statement.aggregate_rebuild.count, 0);
+        let not_caught_up = Runs::of(1, &[summary(3, false)], &times[..1], 1.0, per_statement());
+        assert!(!not_caught_up.caught_up);
+        assert!(
+            !Runs::of(1, &[], &[], 0.0, per_statement()).caught_up,
+            "no run"
+        );
+    }
 }

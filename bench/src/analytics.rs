@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use lambda_http::aws_lambda_events::query_map::QueryMap;
 use lambda_http::http::Method;
 use lambda_http::{Body, RequestExt};
+use serde::Serialize;
 use serde_json::{json, Value};
 use shared::analytics::{aggregates, coverage, device_stats, AnalyticsApp};
 use tokio_postgres::types::ToSql;
@@ -38,7 +39,69 @@ const KEY: &str = "test-analytics-key";
 /// Long enough for a backend to finish its reply and go idle before it is read.
 const SETTLE: Duration = Duration::from_millis(20);
 
-pub async fn run(admin_url: &str) -> Result<Value, String> {
+/// What `bench analytics` writes to analytics.json.
+#[derive(Debug, Serialize)]
+pub struct AnalyticsFigures {
+    date: String,
+    machine: Value,
+    seed: Seed,
+    /// How each figure is measured, in words.
+    method: &'static str,
+    cases: Vec<Case>,
+}
+
+#[derive(Debug, Serialize)]
+struct Seed {
+    seconds: f64,
+    tables: Tables,
+    geohashes: i64,
+    days: i64,
+    devices: i64,
+    batch_days: i64,
+}
+
+/// The seeded tables' rows (and the window table's size).
+#[derive(Debug, Serialize)]
+struct Tables {
+    sensor_aggregates_5m: WindowTable,
+    sensor_aggregates_daily: i64,
+    sensor_aggregation_batches: i64,
+    user_stats: i64,
+}
+
+#[derive(Debug, Serialize)]
+struct WindowTable {
+    rows: i64,
+    table_mb: i64,
+    indexes_mb: i64,
+}
+
+/// One request, measured.
+#[derive(Debug, Serialize)]
+struct Case {
+    case: &'static str,
+    query: String,
+    requests: u32,
+    /// Items of its answer.
+    items: usize,
+    latency_us: Latency,
+    statements_per_request: f64,
+    backend_cpu_us_per_request: Option<f64>,
+    explain_analyze: Explain,
+}
+
+/// The statement's `EXPLAIN (ANALYZE, BUFFERS)` with the request's parameters.
+#[derive(Debug, Serialize)]
+struct Explain {
+    execution_ms: Option<f64>,
+    planning_ms: Option<f64>,
+    /// The indexes of the nodes that ran (a one-time filter skips a branch).
+    indexes: Vec<String>,
+    shared_hit: Option<u64>,
+    shared_read: Option<u64>,
+}
+
+pub async fn run(admin_url: &str) -> Result<AnalyticsFigures, String> {
     crate::benchdb::in_scratch_database(
         admin_url,
         "analytics",
@@ -51,26 +114,34 @@ fn chain(e: tokio_postgres::Error) -> String {
     shared::error_chain::chain(&e)
 }
 
-async fn measure(url: &str) -> Result<Value, String> {
+async fn measure(url: &str) -> Result<AnalyticsFigures, String> {
     let (migrator, client) = crate::benchdb::legacy_migrated(url).await?;
     drop(migrator);
     let t = Instant::now();
     seed(&client).await?;
     let seed_s = round1(t.elapsed().as_secs_f64());
-    let tables: Value = client
+    let row = client
         .query_one(
-            "SELECT json_build_object(
-                 'sensor_aggregates_5m', json_build_object('rows', (SELECT count(*) FROM sensor_aggregates_5m),
-                     'table_mb', round(pg_table_size('sensor_aggregates_5m') / 1048576.0),
-                     'indexes_mb', round(pg_indexes_size('sensor_aggregates_5m') / 1048576.0)),
-                 'sensor_aggregates_daily', (SELECT count(*) FROM sensor_aggregates_daily),
-                 'sensor_aggregation_batches', (SELECT count(*) FROM sensor_aggregation_batches),
-                 'user_stats', (SELECT count(*) FROM user_stats))",
+            "SELECT (SELECT count(*) FROM sensor_aggregates_5m),
+                    round(pg_table_size('sensor_aggregates_5m') / 1048576.0)::int8,
+                    round(pg_indexes_size('sensor_aggregates_5m') / 1048576.0)::int8,
+                    (SELECT count(*) FROM sensor_aggregates_daily),
+                    (SELECT count(*) FROM sensor_aggregation_batches),
+                    (SELECT count(*) FROM user_stats)",
             &[],
         )
         .await
-        .map_err(chain)?
-        .get(0);
+        .map_err(chain)?;
+    let tables = Tables {
+        sensor_aggregates_5m: WindowTable {
+            rows: row.get(0),
+            table_mb: row.get(1),
+            indexes_mb: row.get(2),
+        },
+        sensor_aggregates_daily: row.get(3),
+        sensor_aggregation_batches: row.get(4),
+        user_stats: row.get(5),
+    };
 
     let env = [
         ("DATABASE_URL", url),
@@ -83,14 +154,20 @@ async fn measure(url: &str) -> Result<Value, String> {
         cases.push(case(&app, &client, label, path, &query, requests).await?);
     }
     println!("{}", table(&cases));
-    Ok(json!({
-        "date": chrono::Utc::now().to_rfc3339(),
-        "machine": crate::report::machine(),
-        "seed": {"seconds": seed_s, "tables": tables,
-                 "geohashes": GEOHASHES, "days": DAYS, "devices": DEVICES, "batch_days": BATCH_DAYS},
-        "method": "backend CPU: /proc/<backend pid>/schedstat first field of the app's one connection, read with the backend idle before and after the measured requests, divided by them; latency: the handler call (key check, parameters, the statement, JSON); EXPLAIN (ANALYZE, BUFFERS) of the same statement with the same parameters, once after",
-        "cases": cases,
-    }))
+    Ok(AnalyticsFigures {
+        date: chrono::Utc::now().to_rfc3339(),
+        machine: crate::report::machine(),
+        seed: Seed {
+            seconds: seed_s,
+            tables,
+            geohashes: GEOHASHES,
+            days: DAYS,
+            devices: DEVICES,
+            batch_days: BATCH_DAYS,
+        },
+        method: "backend CPU: /proc/<backend pid>/schedstat first field of the app's one connection, read with the backend idle before and after the measured requests, divided by them; latency: the handler call (key check, parameters, the statement, JSON); EXPLAIN (ANALYZE, BUFFERS) of the same statement with the same parameters, once after",
+        cases,
+    })
 }
 
 /// The data (see the module's description), loaded with the secondary indexes
@@ -287,11 +364,11 @@ async fn cases(c: &Client) -> Result<Vec<(&'static str, &'static str, String, u3
 async fn case(
     app: &AnalyticsApp,
     client: &Client,
-    label: &str,
+    label: &'static str,
     path: &str,
     query: &str,
     requests: u32,
-) -> Result<Value, String> {
+) -> Result<Case, String> {
     let request = || {
         testkit::requests::rerouted(testkit::requests::event("analytics"), Method::GET, path)
             .with_query_string_parameters(query.parse::<QueryMap>().expect("infallible"))
@@ -312,23 +389,30 @@ async fn case(
     }
     tokio::time::sleep(SETTLE).await;
     let backend_us = match (cpu_before, backend_cpu_ns(pid)) {
-        (Some(b), Some(a)) => json!(round1((a - b) as f64 / f64::from(requests) / 1000.0)),
-        _ => Value::Null,
+        (Some(b), Some(a)) => Some(round1((a - b) as f64 / f64::from(requests) / 1000.0)),
+        _ => None,
     };
     let statements = (app.db.statements_sent() - sent) as f64 / f64::from(requests);
     let plan = explain(client, path, query).await?;
-    Ok(json!({
-        "case": label, "query": query, "requests": requests, "items": items,
-        "latency_us": Latency::of(&times),
-        "statements_per_request": statements,
-        "backend_cpu_us_per_request": backend_us,
-        "explain_analyze": {
-            "execution_ms": plan[0]["Execution Time"], "planning_ms": plan[0]["Planning Time"],
-            // The indexes of the nodes that ran (a one-time filter skips a branch).
-            "indexes": testkit::plan::executed_indexes(&plan).into_iter().map(|(_, index)| index).collect::<Vec<_>>(),
-            "shared_hit": plan[0]["Plan"]["Shared Hit Blocks"], "shared_read": plan[0]["Plan"]["Shared Read Blocks"],
+    Ok(Case {
+        case: label,
+        query: query.to_string(),
+        requests,
+        items,
+        latency_us: Latency::of(&times),
+        statements_per_request: statements,
+        backend_cpu_us_per_request: backend_us,
+        explain_analyze: Explain {
+            execution_ms: plan[0]["Execution Time"].as_f64(),
+            planning_ms: plan[0]["Planning Time"].as_f64(),
+            indexes: testkit::plan::executed_indexes(&plan)
+                .into_iter()
+                .map(|(_, index)| index)
+                .collect(),
+            shared_hit: plan[0]["Plan"]["Shared Hit Blocks"].as_u64(),
+            shared_read: plan[0]["Plan"]["Shared Read Blocks"].as_u64(),
         },
-    }))
+    })
 }
 
 /// One request; the number of items of its 200.
@@ -384,33 +468,64 @@ async fn explain(c: &Client, path: &str, query: &str) -> Result<Value, String> {
     .get(0))
 }
 
-/// The figures as a Markdown table.
-fn table(cases: &[Value]) -> String {
+/// The figures as a Markdown table (numbers as the JSON writes them).
+fn table(cases: &[Case]) -> String {
     let mut s = String::from(
         "| case | items | backend CPU µs / request | p50 | p99 | statements | EXPLAIN ANALYZE (execution + planning) | indexes |\n|---|---:|---:|---:|---:|---:|---:|---|\n",
     );
     for c in cases {
-        let ms = |us: &Value| format!("{:.2} ms", us.as_f64().unwrap_or(0.0) / 1000.0);
-        let e = &c["explain_analyze"];
+        let ms = |us: f64| format!("{:.2} ms", us / 1000.0);
+        let e = &c.explain_analyze;
         s.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {:.2} + {:.2} ms | {} |\n",
-            c["case"].as_str().unwrap_or(""),
-            c["items"],
-            c["backend_cpu_us_per_request"],
-            ms(&c["latency_us"]["p50_us"]),
-            ms(&c["latency_us"]["p99_us"]),
-            c["statements_per_request"],
-            e["execution_ms"].as_f64().unwrap_or(0.0),
-            e["planning_ms"].as_f64().unwrap_or(0.0),
-            e["indexes"]
-                .as_array()
-                .map(|a| a
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", "))
-                .unwrap_or_default(),
+            "| {} | {} | {} | {} | {} | {:?} | {:.2} + {:.2} ms | {} |\n",
+            c.case,
+            c.items,
+            json!(c.backend_cpu_us_per_request),
+            ms(c.latency_us.p50_us),
+            ms(c.latency_us.p99_us),
+            c.statements_per_request,
+            e.execution_ms.unwrap_or(0.0),
+            e.planning_ms.unwrap_or(0.0),
+            e.indexes.join(", "),
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_has_a_row_per_case_from_its_fields() {
+        let case = |backend_cpu_us_per_request, indexes: &[&str]| Case {
+            case: "coverage: 1 h",
+            query: "hours=1".into(),
+            requests: 50,
+            items: 12,
+            latency_us: Latency {
+                p50_us: 1530.0,
+                p99_us: 20_004.9,
+                ..Latency::default()
+            },
+            statements_per_request: 1.0,
+            backend_cpu_us_per_request,
+            explain_analyze: Explain {
+                execution_ms: Some(1.234),
+                planning_ms: None,
+                indexes: indexes.iter().map(|i| i.to_string()).collect(),
+                shared_hit: Some(3),
+                shared_read: None,
+            },
+        };
+        let table = table(&[case(Some(850.5), &["a_pkey", "b_idx"]), case(None, &[])]);
+        let rows: Vec<&str> = table.lines().skip(2).collect();
+        assert_eq!(
+            rows,
+            [
+                "| coverage: 1 h | 12 | 850.5 | 1.53 ms | 20.00 ms | 1.0 | 1.23 + 0.00 ms | a_pkey, b_idx |",
+                "| coverage: 1 h | 12 | null | 1.53 ms | 20.00 ms | 1.0 | 1.23 + 0.00 ms |  |",
+            ]
+        );
+    }
 }

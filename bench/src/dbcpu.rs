@@ -11,12 +11,14 @@
 //! Self-contained: its own bench database (legacy schema, our migrations, the
 //! workload's seed), dropped at the end; `target/bench/dbcpu.json`.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
 use chrono::Utc;
 use lambda_http::Request;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use testkit::proxy::{CountingProxy, Messages};
 use tokio_postgres::types::Type;
 use tokio_postgres::Client;
@@ -38,8 +40,29 @@ const UPLOAD: Endpoint = Endpoint::Upload {
     gzip: false,
 };
 
+/// What `bench dbcpu` writes to dbcpu.json.
+#[derive(Debug, Serialize)]
+pub struct DbCpu {
+    date: String,
+    machine: Value,
+    server: Value,
+    params: Params,
+    /// How each figure is measured, in words.
+    method: String,
+    /// By route: a fresh container's first and second request.
+    cold: BTreeMap<String, ColdRoute>,
+    /// The first GET statement on a new connection, by how it is prepared.
+    cold_strategies: BTreeMap<String, Cost>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct ColdRoute {
+    first_request: Cost,
+    second_request: Cost,
+}
+
 /// The per-request figures of a case.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Serialize)]
 struct Cost {
     requests: u64,
     /// The median over the samples (new connections).
@@ -80,7 +103,7 @@ impl Cost {
     }
 }
 
-pub async fn run(admin_url: &str) -> Result<Value, String> {
+pub async fn run(admin_url: &str) -> Result<DbCpu, String> {
     let p = Params::DEFAULTS;
     let db = BenchDb::create(admin_url, &p).await?;
     let result = measure(&db, &p).await;
@@ -98,7 +121,7 @@ struct Bench<'a> {
     keys: testkit::keys::KeyServer,
 }
 
-async fn measure(db: &BenchDb, p: &Params) -> Result<Value, String> {
+async fn measure(db: &BenchDb, p: &Params) -> Result<DbCpu, String> {
     let proxy = CountingProxy::start(&db.app_url).await;
     let url = proxy.url_for(&db.app_url);
     let env = vec![("DATABASE_URL".to_string(), url.clone())];
@@ -109,7 +132,7 @@ async fn measure(db: &BenchDb, p: &Params) -> Result<Value, String> {
         env,
         keys,
     };
-    let mut cold = serde_json::Map::new();
+    let mut cold = BTreeMap::new();
     for (name, endpoint) in [
         ("get_known", Endpoint::GetKnown),
         ("claim", Endpoint::Claim),
@@ -118,15 +141,15 @@ async fn measure(db: &BenchDb, p: &Params) -> Result<Value, String> {
         cold.insert(name.to_string(), bench.cold(endpoint).await?);
     }
     let strategies = bench.cold_strategies(&url).await?;
-    Ok(json!({
-        "date": Utc::now().to_rfc3339(),
-        "machine": crate::report::machine(),
-        "server": crate::report::server(&db.ctl).await,
-        "params": p,
-        "method": format!("backend CPU: /proc/<backend pid>/schedstat first field, read with the backend idle ({SETTLE:?} after the last answer) before and after each request; {COLD_SAMPLES} new containers per route (connect not counted), their first and second request; messages: frontend messages per request counted by testkit::proxy::CountingProxy (flights: client bursts after the server last spoke, i.e. waits taken)"),
-        "cold": cold,
-        "cold_strategies": strategies,
-    }))
+    Ok(DbCpu {
+        date: Utc::now().to_rfc3339(),
+        machine: crate::report::machine(),
+        server: crate::report::server(&db.ctl).await,
+        params: *p,
+        method: format!("backend CPU: /proc/<backend pid>/schedstat first field, read with the backend idle ({SETTLE:?} after the last answer) before and after each request; {COLD_SAMPLES} new containers per route (connect not counted), their first and second request; messages: frontend messages per request counted by testkit::proxy::CountingProxy (flights: client bursts after the server last spoke, i.e. waits taken)"),
+        cold,
+        cold_strategies: strategies,
+    })
 }
 
 impl Bench<'_> {
@@ -139,7 +162,7 @@ impl Bench<'_> {
     }
 
     /// A new container per sample: its first request, then its second.
-    async fn cold(&self, endpoint: Endpoint) -> Result<Value, String> {
+    async fn cold(&self, endpoint: Endpoint) -> Result<ColdRoute, String> {
         let mut first = (Vec::new(), Messages::default());
         let mut second = (Vec::new(), Messages::default());
         for i in 0..COLD_SAMPLES {
@@ -168,16 +191,16 @@ impl Bench<'_> {
                 slot.1 = slot.1 + m;
             }
         }
-        Ok(json!({
-            "first_request": Cost::of(&first.0, &first.1),
-            "second_request": Cost::of(&second.0, &second.1),
-        }))
+        Ok(ColdRoute {
+            first_request: Cost::of(&first.0, &first.1),
+            second_request: Cost::of(&second.0, &second.1),
+        })
     }
 
     /// The first GET on a new connection, by how its statement is prepared (plain
     /// clients, the GET function's statements): the cost of the way shared::db
     /// does it ("pipelined") beside the alternatives.
-    async fn cold_strategies(&self, url: &str) -> Result<Value, String> {
+    async fn cold_strategies(&self, url: &str) -> Result<BTreeMap<String, Cost>, String> {
         use shared::daily_pot::queries::{CREATE, POT};
         const STRATEGIES: [&str; 4] = [
             // Parse/Describe of the named statement in the flight of an unnamed run.
@@ -242,9 +265,8 @@ impl Bench<'_> {
         Ok(STRATEGIES
             .iter()
             .zip(&figures)
-            .map(|(name, (rounds, m))| (name.to_string(), json!(Cost::of(rounds, m))))
-            .collect::<serde_json::Map<_, _>>()
-            .into())
+            .map(|(name, (rounds, m))| (name.to_string(), Cost::of(rounds, m)))
+            .collect())
     }
 
     /// Backend CPU (ns) and messages of `work`, with the backend idle at both ends.
@@ -285,34 +307,88 @@ async fn backend_pid(client: &Client) -> Result<i32, String> {
         .get(0))
 }
 
-/// The figures as a Markdown table.
-fn table(out: &Value) -> String {
+/// The figures as a Markdown table (numbers as the JSON writes them: `2.0`, not `2`).
+fn table(out: &DbCpu) -> String {
     let mut s = String::from(
         "| case | backend CPU µs/request (median) | Parse (named) | Bind (named) | Execute | Sync | flights |\n|---|---:|---:|---:|---:|---:|---:|\n",
     );
-    let mut row = |name: String, c: &Value| {
+    let mut row = |name: String, c: &Cost| {
         s.push_str(&format!(
-            "| {name} | {} | {} ({}) | {} ({}) | {} | {} | {} |\n",
-            c["backend_cpu_us"],
-            c["parse"],
-            c["parse_named"],
-            c["bind"],
-            c["bind_named"],
-            c["execute"],
-            c["sync"],
-            c["flights"]
+            "| {name} | {:?} | {:?} ({:?}) | {:?} ({:?}) | {:?} | {:?} | {:?} |\n",
+            c.backend_cpu_us,
+            c.parse,
+            c.parse_named,
+            c.bind,
+            c.bind_named,
+            c.execute,
+            c.sync,
+            c.flights
         ));
     };
-    if let Some(cold) = out["cold"].as_object() {
-        for (name, v) in cold {
-            row(format!("cold {name}, 1st"), &v["first_request"]);
-            row(format!("cold {name}, 2nd"), &v["second_request"]);
-        }
+    for (name, route) in &out.cold {
+        row(format!("cold {name}, 1st"), &route.first_request);
+        row(format!("cold {name}, 2nd"), &route.second_request);
     }
-    if let Some(strategies) = out["cold_strategies"].as_object() {
-        for (name, c) in strategies {
-            row(format!("first GET statement, {name}"), c);
-        }
+    for (name, c) in &out.cold_strategies {
+        row(format!("first GET statement, {name}"), c);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn costs_are_per_request_and_the_table_has_a_row_per_request_and_strategy() {
+        let m = Messages {
+            parse: 4,
+            parse_named: 2,
+            bind: 4,
+            execute: 4,
+            sync: 4,
+            flights: 3,
+            ..Messages::default()
+        };
+        // Three new connections, one request each: 0.5, 0.9 and 0.7 ms of CPU.
+        let cost = Cost::of(&[(1, 500_000), (1, 900_000), (1, 700_000)], &m);
+        assert_eq!(cost.backend_cpu_us, 700.0, "the median sample");
+        assert_eq!(cost.backend_cpu_us_samples, [500.0, 900.0, 700.0]);
+        assert_eq!(
+            (cost.parse, cost.parse_named, cost.flights),
+            (1.33, 0.67, 1.0)
+        );
+
+        let out = DbCpu {
+            date: String::new(),
+            machine: Value::Null,
+            server: Value::Null,
+            params: Params::DEFAULTS,
+            method: String::new(),
+            cold: BTreeMap::from([(
+                "claim".to_string(),
+                ColdRoute {
+                    first_request: cost.clone(),
+                    second_request: cost.clone(),
+                },
+            )]),
+            cold_strategies: BTreeMap::from([("unnamed".to_string(), cost)]),
+        };
+        let table = table(&out);
+        let rows: Vec<&str> = table.lines().skip(2).collect();
+        assert_eq!(
+            rows,
+            [
+                "| cold claim, 1st | 700.0 | 1.33 (0.67) | 1.33 (0.0) | 1.33 | 1.33 | 1.0 |",
+                "| cold claim, 2nd | 700.0 | 1.33 (0.67) | 1.33 (0.0) | 1.33 | 1.33 | 1.0 |",
+                "| first GET statement, unnamed | 700.0 | 1.33 (0.67) | 1.33 (0.0) | 1.33 | 1.33 | 1.0 |",
+            ]
+        );
+        let json = serde_json::to_value(&out).unwrap();
+        assert_eq!(
+            json["cold"]["claim"]["second_request"]["backend_cpu_us"],
+            700.0
+        );
+        assert!(json["cold_strategies"]["unnamed"]["flights"].is_number());
+    }
 }

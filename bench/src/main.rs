@@ -77,11 +77,8 @@ async fn main() {
             let p = params(&args.workload);
             match aggregate::run(&admin_url(), p.devices as i64).await {
                 Ok(result) => write_out(&args.out.dir(), "aggregate.json", &result).map(|path| {
-                    println!(
-                        "{}\nsummary: {}",
-                        serde_json::to_string_pretty(&result).unwrap(),
-                        path.display()
-                    )
+                    // Through a Value: keys sorted, as in the file.
+                    println!("{:#}\nsummary: {}", json!(result), path.display())
                 }),
                 Err(e) => Err(e),
             }

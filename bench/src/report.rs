@@ -180,10 +180,8 @@ pub fn markdown(rust: &Summary, node: Option<&PeerSummary>) -> String {
         }
     }
     if let Some(r) = &rust.reset_scale {
-        out += &format!(
-            "\nReset at scale: {}\n",
-            serde_json::to_string_pretty(r).unwrap_or_default()
-        );
+        // Through a Value: keys sorted, as in rust.json.
+        out += &format!("\nReset at scale: {:#}\n", json!(r));
     }
     out
 }

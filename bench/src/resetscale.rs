@@ -6,9 +6,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use serde_json::{json, Value};
+use serde::Serialize;
 use shared::db::Database;
-use shared::reset::{ResetConfig, DEFAULT_BATCH_SIZE};
+use shared::reset::{ResetConfig, ResetSummary, DEFAULT_BATCH_SIZE};
 use tracing::instrument::WithSubscriber;
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -23,7 +23,74 @@ const LEGACY_RESET: &str =
 /// Pots still carrying an earlier day's count: what a reset should leave at 0.
 const STALE_LEFT: &str = "SELECT count(*) FROM daily_pots
      WHERE uploads_today > 0 AND uploads_day < (now() AT TIME ZONE 'UTC')::date";
-pub async fn run(admin_url: &str) -> Result<Value, String> {
+
+/// What `bench run --reset-scale` puts in rust.json as `reset_scale`.
+#[derive(Debug, Serialize)]
+pub struct ResetScale {
+    pots: i64,
+    seed_s: f64,
+    legacy_single_update: LegacyReset,
+    batched_reset: BatchedReset,
+}
+
+/// The seed's single UPDATE.
+#[derive(Debug, Serialize)]
+struct LegacyReset {
+    sql: &'static str,
+    time_ms: f64,
+    statements: u32,
+    rows_per_statement: u64,
+    longest_statement_ms: f64,
+    stale_counts_left: i64,
+    note: &'static str,
+}
+
+/// Ours: `shared::reset::run`, batch by batch.
+#[derive(Debug, PartialEq, Serialize)]
+struct BatchedReset {
+    code: &'static str,
+    batch_size: i64,
+    time_ms: f64,
+    statements: u64,
+    rows_scanned: u64,
+    rows_reset: u64,
+    rows_per_statement_max: i64,
+    rows_reset_per_statement_mean: f64,
+    longest_statement_ms: f64,
+    median_statement_ms: f64,
+    stale_counts_left: i64,
+}
+
+impl BatchedReset {
+    /// The run's figures: `statements` sent in `time_ms`, each batch's own time
+    /// in `batch_ms`.
+    fn of(
+        config: &ResetConfig,
+        summary: &ResetSummary,
+        time_ms: f64,
+        statements: u64,
+        batch_ms: &[f64],
+        stale_counts_left: i64,
+    ) -> Self {
+        Self {
+            code: "shared::reset::run (the daily-reset function's), one warm connection",
+            batch_size: config.batch_size,
+            time_ms: round1(time_ms),
+            statements,
+            rows_scanned: summary.rows_scanned,
+            rows_reset: summary.rows_reset,
+            rows_per_statement_max: config.batch_size.min(summary.rows_scanned as i64),
+            rows_reset_per_statement_mean: round1(
+                summary.rows_reset as f64 / statements.max(1) as f64,
+            ),
+            longest_statement_ms: round1(batch_ms.iter().copied().fold(0.0, f64::max)),
+            median_statement_ms: round1(median(batch_ms)),
+            stale_counts_left,
+        }
+    }
+}
+
+pub async fn run(admin_url: &str) -> Result<ResetScale, String> {
     crate::benchdb::in_scratch_database(
         admin_url,
         "reset",
@@ -32,7 +99,7 @@ pub async fn run(admin_url: &str) -> Result<Value, String> {
     .await
 }
 
-async fn measure(url: &str) -> Result<Value, String> {
+async fn measure(url: &str) -> Result<ResetScale, String> {
     let e = |e: tokio_postgres::Error| shared::error_chain::chain(&e);
     let config =
         shared::db::DbConfig::from_env(&[("DATABASE_URL", url)]).map_err(|e| e.to_string())?;
@@ -72,32 +139,27 @@ async fn measure(url: &str) -> Result<Value, String> {
     let batch_ms = timings.of("reset_batch");
     let batched_left: i64 = client.query_one(STALE_LEFT, &[]).await.map_err(e)?.get(0);
 
-    Ok(json!({
-        "pots": POTS,
-        "seed_s": round1(seed_s),
-        "legacy_single_update": {
-            "sql": LEGACY_RESET,
-            "time_ms": round1(legacy_ms),
-            "statements": 1,
-            "rows_per_statement": rows,
-            "longest_statement_ms": round1(legacy_ms),
-            "stale_counts_left": legacy_left,
-            "note": "pots never claimed (last_claim_date NULL) keep yesterday's count: the bug docs/api.md ('daily-reset') fixes",
+    Ok(ResetScale {
+        pots: POTS,
+        seed_s: round1(seed_s),
+        legacy_single_update: LegacyReset {
+            sql: LEGACY_RESET,
+            time_ms: round1(legacy_ms),
+            statements: 1,
+            rows_per_statement: rows,
+            longest_statement_ms: round1(legacy_ms),
+            stale_counts_left: legacy_left,
+            note: "pots never claimed (last_claim_date NULL) keep yesterday's count: the bug docs/api.md ('daily-reset') fixes",
         },
-        "batched_reset": {
-            "code": "shared::reset::run (the daily-reset function's), one warm connection",
-            "batch_size": reset_config.batch_size,
-            "time_ms": round1(batched_ms),
-            "statements": statements,
-            "rows_scanned": summary.rows_scanned,
-            "rows_reset": summary.rows_reset,
-            "rows_per_statement_max": reset_config.batch_size.min(summary.rows_scanned as i64),
-            "rows_reset_per_statement_mean": round1(summary.rows_reset as f64 / statements.max(1) as f64),
-            "longest_statement_ms": round1(batch_ms.iter().copied().fold(0.0, f64::max)),
-            "median_statement_ms": round1(median(&batch_ms)),
-            "stale_counts_left": batched_left,
-        },
-    }))
+        batched_reset: BatchedReset::of(
+            &reset_config,
+            &summary,
+            batched_ms,
+            statements,
+            &batch_ms,
+            batched_left,
+        ),
+    })
 }
 
 /// Yesterday's counts on every pot (claims spread as in the workload's seed), on
@@ -178,4 +240,41 @@ fn median(xs: &[f64]) -> f64 {
     let mut v = xs.to_vec();
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_batched_reset_figures_come_from_the_runs_summary_and_its_batches() {
+        let config = ResetConfig { batch_size: 10_000 };
+        let summary = ResetSummary {
+            rows_reset: 25_000,
+            rows_scanned: 30_000,
+            batches: 3,
+            batch_size: 10_000,
+            elapsed_ms: 300,
+        };
+        let r = BatchedReset::of(&config, &summary, 312.34, 4, &[90.0, 120.04, 80.0], 0);
+        assert_eq!(r.rows_per_statement_max, 10_000);
+        assert_eq!(
+            r.rows_reset_per_statement_mean, 6250.0,
+            "over every statement sent"
+        );
+        assert_eq!(
+            (r.longest_statement_ms, r.median_statement_ms),
+            (120.0, 90.0)
+        );
+        assert_eq!(r.time_ms, 312.3);
+        // Fewer pots than a batch: a statement holds them all, no more.
+        let small = ResetSummary {
+            rows_scanned: 7,
+            rows_reset: 5,
+            ..summary
+        };
+        let r = BatchedReset::of(&config, &small, 1.0, 1, &[], 0);
+        assert_eq!(r.rows_per_statement_max, 7);
+        assert_eq!((r.longest_statement_ms, r.median_statement_ms), (0.0, 0.0));
+    }
 }

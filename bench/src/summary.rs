@@ -1,8 +1,8 @@
 //! What `bench run` writes to rust.json: the peer's summary keys (`peer`, `variant`,
 //! `fingerprints`, `phases`, ... as `compare.mjs` reads them) and ours beside them.
 //! The tables (report.rs), the chart (chart.rs), the targets (targets.rs) and the
-//! capacity (capacity.rs) are computed from these fields. The reset at scale
-//! (resetscale.rs) stays JSON as its module writes it.
+//! capacity (capacity.rs) are computed from these fields; the reset at scale is
+//! resetscale.rs's.
 
 use std::collections::BTreeMap;
 
@@ -40,7 +40,7 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cold_start_tls: Option<crate::coldstart::TlsColdStart>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reset_scale: Option<Value>,
+    pub reset_scale: Option<crate::resetscale::ResetScale>,
     pub duration_s: f64,
     /// Issue 12's targets, once the peer has run (or was skipped).
     #[serde(skip_serializing_if = "Option::is_none")]
